@@ -1,0 +1,306 @@
+//! A TCP listener with a backlog, over smoltcp's one-socket-per-connection model.
+//!
+//! smoltcp has no `accept`: a socket in LISTEN takes the first SYN that reaches its port and
+//! becomes that connection; a SYN that finds no socket in LISTEN is answered with RST. So a
+//! server that wants to take more than one connection at a time keeps a *pool* of sockets in
+//! LISTEN. [`Listener`] does that bookkeeping:
+//!
+//! - it keeps `backlog` sockets in LISTEN (or SYN-RECEIVED) on its endpoint;
+//! - [`Listener::accept`] hands out each socket whose handshake completed and puts another one in
+//!   LISTEN in its place;
+//! - [`Listener::release`] takes back a connection the service is done with (after `close()` or
+//!   `abort()`); the socket is reused once it reaches CLOSED, or TIME-WAIT when sockets run out;
+//! - it never owns more than `max_sockets` sockets in all (listening + handed out + closing), so
+//!   memory is bounded by `max_sockets × (rx + tx buffer)`. When that is reached, new SYNs get a
+//!   RST until a connection ends.
+//!
+//! Sockets that stay in a closing state longer than [`LINGER`] (a peer that never ACKs our FIN,
+//! or never sends its own) are aborted, so a hostile peer cannot hold sockets forever.
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp::{self, State};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpListenEndpoint;
+
+/// How long a released socket may take to close before it is aborted.
+pub const LINGER: Duration = Duration::from_secs(30);
+
+/// Inactivity timeout set on every socket: a connection whose peer stops answering
+/// retransmissions is aborted after this long.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Buffer sizes and limits of a listener's sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerConfig {
+    /// Sockets kept in LISTEN: how many handshakes can be in flight before SYNs get RST.
+    pub backlog: usize,
+    /// Upper bound on the sockets this listener owns at once (at least `backlog`).
+    pub max_sockets: usize,
+    /// Receive buffer of each socket, in bytes.
+    pub rx_buffer: usize,
+    /// Transmit buffer of each socket, in bytes.
+    pub tx_buffer: usize,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        ListenerConfig {
+            backlog: 64,
+            max_sockets: 256,
+            rx_buffer: 64 * 1024,
+            tx_buffer: 64 * 1024,
+        }
+    }
+}
+
+/// Counters of a listener, for status pages and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerStats {
+    /// Connections handed out by `accept` so far.
+    pub accepted: u64,
+    /// Connections handed out and not yet released.
+    pub active: usize,
+    /// Sockets owned in all (listening, active, closing, free).
+    pub sockets: usize,
+    /// Closing sockets aborted after [`LINGER`].
+    pub lingered: u64,
+}
+
+/// A pool of LISTEN sockets on one endpoint. See the module documentation.
+#[derive(Debug)]
+pub struct Listener {
+    endpoint: IpListenEndpoint,
+    config: ListenerConfig,
+    /// In LISTEN or SYN-RECEIVED.
+    pending: Vec<SocketHandle>,
+    /// Released by the service, still closing, with the time they were released.
+    closing: Vec<(SocketHandle, Instant)>,
+    /// Closed and ready for reuse.
+    free: Vec<SocketHandle>,
+    active: usize,
+    accepted: u64,
+    lingered: u64,
+}
+
+impl Listener {
+    /// Put `config.backlog` sockets in LISTEN on `endpoint`.
+    ///
+    /// # Panics
+    /// If `endpoint.port` is 0 (callers validate ports at configuration time).
+    pub fn new(
+        sockets: &mut SocketSet<'static>,
+        endpoint: impl Into<IpListenEndpoint>,
+        config: ListenerConfig,
+    ) -> Listener {
+        let endpoint = endpoint.into();
+        assert_ne!(endpoint.port, 0, "a listener needs a port");
+        let config = ListenerConfig {
+            backlog: config.backlog.max(1),
+            max_sockets: config.max_sockets.max(config.backlog.max(1)),
+            ..config
+        };
+        let mut listener = Listener {
+            endpoint,
+            config,
+            pending: Vec::with_capacity(config.backlog),
+            closing: Vec::new(),
+            free: Vec::new(),
+            active: 0,
+            accepted: 0,
+            lingered: 0,
+        };
+        listener.refill(sockets, Instant::ZERO);
+        listener
+    }
+
+    pub fn endpoint(&self) -> IpListenEndpoint {
+        self.endpoint
+    }
+
+    fn owned(&self) -> usize {
+        self.pending.len() + self.active + self.closing.len() + self.free.len()
+    }
+
+    pub fn stats(&self) -> ListenerStats {
+        ListenerStats {
+            accepted: self.accepted,
+            active: self.active,
+            sockets: self.owned(),
+            lingered: self.lingered,
+        }
+    }
+
+    /// Hand out one connection whose handshake has completed, if any, and put a new socket in
+    /// LISTEN in its place. Call it until it returns `None`.
+    pub fn accept(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        now: Instant,
+    ) -> Option<SocketHandle> {
+        self.reap(sockets, now);
+        let mut found = None;
+        for (i, &h) in self.pending.iter().enumerate() {
+            let socket = sockets.get_mut::<tcp::Socket>(h);
+            match socket.state() {
+                State::Listen | State::SynReceived => {}
+                State::Closed | State::TimeWait => {
+                    // Reset before it was accepted: listen again in place.
+                    let _ = socket.listen(self.endpoint);
+                }
+                _ => {
+                    found = Some(i);
+                    break;
+                }
+            }
+        }
+        let handle = self.pending.swap_remove(found?);
+        self.active += 1;
+        self.accepted += 1;
+        self.refill(sockets, now);
+        Some(handle)
+    }
+
+    /// Take back a connection handed out by `accept`. The caller has called `close()` (or
+    /// `abort()`) on it, or the peer has reset it; the listener watches it close and reuses it.
+    pub fn release(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        handle: SocketHandle,
+        now: Instant,
+    ) {
+        debug_assert!(self.active > 0, "release without accept");
+        self.active = self.active.saturating_sub(1);
+        self.closing.push((handle, now));
+        self.reap(sockets, now);
+        self.refill(sockets, now);
+    }
+
+    /// Close every socket: pending ones at once, active and closing ones gracefully (FIN).
+    pub fn close_all(&mut self, sockets: &mut SocketSet<'static>) {
+        for &h in &self.pending {
+            sockets.get_mut::<tcp::Socket>(h).close();
+        }
+        for &(h, _) in &self.closing {
+            sockets.get_mut::<tcp::Socket>(h).close();
+        }
+    }
+
+    /// Move closing sockets that are done to the free list; abort those that lingered.
+    fn reap(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        let mut i = 0;
+        while i < self.closing.len() {
+            let (h, since) = self.closing[i];
+            let socket = sockets.get_mut::<tcp::Socket>(h);
+            if socket.state() == State::Closed {
+                self.closing.swap_remove(i);
+                self.free.push(h);
+                continue;
+            }
+            if socket.state() != State::TimeWait && now >= since + LINGER {
+                socket.abort();
+                self.lingered += 1;
+            }
+            i += 1;
+        }
+    }
+
+    /// Top the pool of LISTEN sockets up to `backlog`, within `max_sockets`.
+    fn refill(&mut self, sockets: &mut SocketSet<'static>, _now: Instant) {
+        while self.pending.len() < self.config.backlog {
+            let handle = if let Some(h) = self.free.pop() {
+                h
+            } else if self.owned() < self.config.max_sockets {
+                let mut socket = tcp::Socket::new(
+                    tcp::SocketBuffer::new(vec![0; self.config.rx_buffer]),
+                    tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
+                );
+                socket.set_timeout(Some(SOCKET_TIMEOUT));
+                sockets.add(socket)
+            } else if let Some(i) = self
+                .closing
+                .iter()
+                .position(|&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::TimeWait)
+            {
+                // Out of sockets: reuse one in TIME-WAIT, as tcp_tw_reuse does.
+                self.closing.swap_remove(i).0
+            } else {
+                break;
+            };
+            let socket = sockets.get_mut::<tcp::Socket>(handle);
+            socket.set_timeout(Some(SOCKET_TIMEOUT));
+            if socket.listen(self.endpoint).is_err() {
+                // Not closed after all (cannot happen for the sources above): drop it cleanly.
+                socket.abort();
+                self.closing.push((handle, Instant::ZERO));
+                break;
+            }
+            self.pending.push(handle);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> SocketSet<'static> {
+        SocketSet::new(Vec::new())
+    }
+
+    #[test]
+    fn keeps_backlog_listening() {
+        let mut sockets = set();
+        let cfg = ListenerConfig {
+            backlog: 4,
+            max_sockets: 8,
+            rx_buffer: 64,
+            tx_buffer: 64,
+        };
+        let mut l = Listener::new(&mut sockets, 7, cfg);
+        assert_eq!(l.stats().sockets, 4);
+        assert_eq!(sockets.iter().count(), 4);
+        for (_, s) in sockets.iter() {
+            match s {
+                smoltcp::socket::Socket::Tcp(t) => assert!(t.is_listening()),
+                _ => panic!("not tcp"),
+            }
+        }
+        assert!(l.accept(&mut sockets, Instant::ZERO).is_none());
+    }
+
+    #[test]
+    fn bounded_by_max_sockets() {
+        let mut sockets = set();
+        let cfg = ListenerConfig {
+            backlog: 10,
+            max_sockets: 3,
+            rx_buffer: 64,
+            tx_buffer: 64,
+        };
+        let l = Listener::new(&mut sockets, 7, cfg);
+        // max_sockets is raised to the backlog, never below it.
+        assert_eq!(l.stats().sockets, 10);
+    }
+
+    #[test]
+    fn released_closed_socket_is_reused() {
+        let mut sockets = set();
+        let cfg = ListenerConfig {
+            backlog: 1,
+            max_sockets: 1,
+            rx_buffer: 64,
+            tx_buffer: 64,
+        };
+        let mut l = Listener::new(&mut sockets, 7, cfg);
+        let h = l.pending[0];
+        // Pretend the pending socket was accepted (as accept() does for an established one).
+        l.pending.clear();
+        l.active = 1;
+        sockets.get_mut::<tcp::Socket>(h).abort();
+        l.release(&mut sockets, h, Instant::ZERO);
+        assert_eq!(l.pending, vec![h]);
+        assert!(sockets.get::<tcp::Socket>(h).is_listening());
+        assert_eq!(l.stats().sockets, 1);
+        assert_eq!(sockets.iter().count(), 1);
+    }
+}

@@ -1,0 +1,156 @@
+//! Services the host runs: small sans-IO state machines over smoltcp sockets.
+//!
+//! A service never touches a file descriptor or the system clock: the host's loop calls
+//! [`Service::poll`] after every interface poll with the socket set and the current `Instant`.
+//! That is what lets the same services run live, in replay and under a fuzzer.
+//!
+//! TCP services are written as a [`Protocol`] (what to do with one connection) and run by
+//! [`TcpService`], which owns a [`Listener`] and the connections it accepted.
+
+mod chargen;
+mod discard;
+mod echo;
+mod udp_echo;
+
+pub use chargen::Chargen;
+pub use discard::Discard;
+pub use echo::Echo;
+pub use udp_echo::{UdpBuffers, UdpEcho};
+
+use smoltcp::iface::{SocketHandle, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+
+use crate::listener::{Listener, ListenerConfig, ListenerStats};
+
+/// Something the host drives on every turn of its loop.
+pub trait Service {
+    /// A short name for logs and status (`"echo/7"`).
+    fn name(&self) -> String;
+    /// Do whatever the sockets allow now.
+    fn poll(&mut self, sockets: &mut SocketSet<'static>, now: Instant);
+    /// The latest time the service wants to be polled again even if no packet arrives
+    /// (timeouts); `None` when only packets can make it progress.
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
+    /// Start closing every connection: the host is shutting down.
+    fn close(&mut self, sockets: &mut SocketSet<'static>);
+}
+
+/// What a protocol wants done with a connection after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep the connection.
+    Keep,
+    /// Close it gracefully: queued data is sent, then a FIN.
+    Close,
+}
+
+/// The per-connection logic of a TCP service.
+pub trait Protocol {
+    /// State kept for each connection.
+    type Conn;
+    /// The protocol's name (`"echo"`).
+    fn name(&self) -> &'static str;
+    /// State for a connection that was just accepted.
+    fn open(&mut self, now: Instant) -> Self::Conn;
+    /// Move data on one established connection.
+    fn drive(&mut self, conn: &mut Self::Conn, socket: &mut tcp::Socket<'_>, now: Instant) -> Step;
+    /// When this connection needs a turn even without packets (a timeout).
+    fn poll_at(&self, _conn: &Self::Conn) -> Option<Instant> {
+        None
+    }
+}
+
+/// Runs a [`Protocol`] on every connection a [`Listener`] accepts.
+pub struct TcpService<P: Protocol> {
+    protocol: P,
+    listener: Listener,
+    conns: Vec<(SocketHandle, P::Conn)>,
+}
+
+impl<P: Protocol> TcpService<P> {
+    pub fn new(
+        sockets: &mut SocketSet<'static>,
+        port: u16,
+        config: ListenerConfig,
+        protocol: P,
+    ) -> TcpService<P> {
+        TcpService {
+            protocol,
+            listener: Listener::new(sockets, port, config),
+            conns: Vec::new(),
+        }
+    }
+
+    pub fn listener_stats(&self) -> ListenerStats {
+        self.listener.stats()
+    }
+
+    pub fn protocol(&self) -> &P {
+        &self.protocol
+    }
+}
+
+impl<P: Protocol> Service for TcpService<P> {
+    fn name(&self) -> String {
+        format!("{}/{}", self.protocol.name(), self.listener.endpoint().port)
+    }
+
+    fn poll(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        while let Some(h) = self.listener.accept(sockets, now) {
+            let conn = self.protocol.open(now);
+            self.conns.push((h, conn));
+        }
+        let mut i = 0;
+        while i < self.conns.len() {
+            let (h, conn) = &mut self.conns[i];
+            let socket = sockets.get_mut::<tcp::Socket>(*h);
+            let done = if !socket.is_active() {
+                // Reset by the peer or timed out.
+                true
+            } else if self.protocol.drive(conn, socket, now) == Step::Close {
+                socket.close();
+                true
+            } else {
+                false
+            };
+            if done {
+                let (h, _) = self.conns.swap_remove(i);
+                self.listener.release(sockets, h, now);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.conns
+            .iter()
+            .filter_map(|(_, c)| self.protocol.poll_at(c))
+            .min()
+    }
+
+    fn close(&mut self, sockets: &mut SocketSet<'static>) {
+        for (h, _) in self.conns.drain(..) {
+            sockets.get_mut::<tcp::Socket>(h).close();
+            self.listener.release(sockets, h, Instant::ZERO);
+        }
+        self.listener.close_all(sockets);
+    }
+}
+
+/// Whether the peer has closed its side and everything it sent has been read.
+pub(crate) fn peer_done(socket: &tcp::Socket<'_>) -> bool {
+    !socket.may_recv() && !socket.can_recv()
+}
+
+/// Read and drop everything the socket has received.
+pub(crate) fn drain(socket: &mut tcp::Socket<'_>) {
+    while socket.can_recv() {
+        if socket.recv(|b| (b.len(), ())).is_err() {
+            break;
+        }
+    }
+}

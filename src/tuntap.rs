@@ -1,0 +1,399 @@
+//! Open and configure a Linux TUN or TAP device.
+//!
+//! This module talks to the kernel only: `/dev/net/tun`, `TUNSETIFF` and the `SIOC*` interface
+//! ioctls. It knows nothing of smoltcp; [`crate::device`] turns the file descriptor it returns
+//! into a `phy::Device`.
+//!
+//! Supported:
+//! - creating a device, or attaching to an existing (persistent) one as made by
+//!   `ip tuntap add dev NAME mode tun|tap`;
+//! - `IFF_TUN | IFF_NO_PI` (raw IP packets) and `IFF_TAP | IFF_NO_PI` (Ethernet frames);
+//! - on the kernel side: MTU, `txqueuelen`, link up, and one IPv4 or IPv6 address with its prefix.
+//!
+//! Not supported: multi-queue devices, the packet-information header (`IFF_NO_PI` is always set),
+//! setting the owner of persistent devices.
+
+use std::ffi::CStr;
+use std::fmt;
+use std::fs::OpenOptions;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::errno::Errno;
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+use smoltcp::wire::IpCidr;
+
+use crate::error::{Error, Result};
+
+/// Where the TUN/TAP clone device lives.
+pub const TUN_PATH: &str = "/dev/net/tun";
+
+/// Smallest MTU accepted on either kind (the IPv4 minimum, RFC 791).
+pub const MIN_MTU: u32 = 68;
+/// Largest MTU of a TUN device: one IP packet of the largest IPv4 size.
+pub const MAX_MTU_TUN: u32 = 65535;
+/// Largest MTU of a TAP device: the frame (MTU + 14-byte Ethernet header) must fit 65535 bytes.
+pub const MAX_MTU_TAP: u32 = 65535 - 14;
+/// The `txqueuelen` set on the kernel side unless told otherwise (the kernel's default is 500,
+/// which drops packets under bulk load).
+pub const DEFAULT_TXQUEUELEN: u32 = 1000;
+
+/// TUN carries IP packets; TAP carries Ethernet frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tun,
+    Tap,
+}
+
+impl Kind {
+    /// The largest MTU this kind of device accepts.
+    pub fn max_mtu(self) -> u32 {
+        match self {
+            Kind::Tun => MAX_MTU_TUN,
+            Kind::Tap => MAX_MTU_TAP,
+        }
+    }
+
+    pub(crate) fn other(self) -> Kind {
+        match self {
+            Kind::Tun => Kind::Tap,
+            Kind::Tap => Kind::Tun,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Tun => "tun",
+            Kind::Tap => "tap",
+        })
+    }
+}
+
+/// How to open a device and what to set on its kernel side.
+#[derive(Debug, Clone)]
+pub struct TunTapConfig {
+    /// Interface name, 1 to 15 bytes.
+    pub name: String,
+    pub kind: Kind,
+    /// Set the device's MTU (`SIOCSIFMTU`); `None` keeps what the device has (1500 for a new one).
+    pub mtu: Option<u32>,
+    /// Set `txqueuelen`; `None` raises it to [`DEFAULT_TXQUEUELEN`] if it is lower.
+    pub txqueuelen: Option<u32>,
+    /// The kernel side's address and prefix (e.g. `192.0.2.1/24`); `None` leaves the kernel side
+    /// as the user configured it.
+    pub peer: Option<IpCidr>,
+    /// Bring the link up (`IFF_UP`). Without it, the kernel does not send or accept packets.
+    pub up: bool,
+}
+
+impl TunTapConfig {
+    /// A device named `name` of kind `kind`, link up, nothing else changed.
+    pub fn new(name: impl Into<String>, kind: Kind) -> TunTapConfig {
+        TunTapConfig {
+            name: name.into(),
+            kind,
+            mtu: None,
+            txqueuelen: None,
+            peer: None,
+            up: true,
+        }
+    }
+}
+
+/// An open TUN/TAP device: the file descriptor the packets go through, non-blocking.
+#[derive(Debug)]
+pub struct TunTap {
+    fd: OwnedFd,
+    name: String,
+    kind: Kind,
+    mtu: u32,
+}
+
+nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, libc::ifreq);
+nix::ioctl_read_bad!(siocgifflags, libc::SIOCGIFFLAGS, libc::ifreq);
+nix::ioctl_write_ptr_bad!(siocsifflags, libc::SIOCSIFFLAGS, libc::ifreq);
+nix::ioctl_read_bad!(siocgifmtu, libc::SIOCGIFMTU, libc::ifreq);
+nix::ioctl_write_ptr_bad!(siocsifmtu, libc::SIOCSIFMTU, libc::ifreq);
+nix::ioctl_read_bad!(siocgiftxqlen, libc::SIOCGIFTXQLEN, libc::ifreq);
+nix::ioctl_write_ptr_bad!(siocsiftxqlen, libc::SIOCSIFTXQLEN, libc::ifreq);
+nix::ioctl_write_ptr_bad!(siocsifaddr, libc::SIOCSIFADDR, libc::ifreq);
+nix::ioctl_write_ptr_bad!(siocsifnetmask, libc::SIOCSIFNETMASK, libc::ifreq);
+nix::ioctl_read_bad!(siocgifindex, libc::SIOCGIFINDEX, libc::ifreq);
+nix::ioctl_write_ptr_bad!(siocsifaddr6, libc::SIOCSIFADDR, libc::in6_ifreq);
+
+/// Check an interface name the way the kernel will: 1 to 15 bytes, no `/`, no whitespace, not
+/// `.` or `..`.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("it is empty");
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return bad("it is longer than 15 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("it cannot be `.` or `..`");
+    }
+    if name
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b.is_ascii_whitespace() || b == 0)
+    {
+        return bad("it cannot contain '/', ':', whitespace or NUL");
+    }
+    Ok(())
+}
+
+/// Check an MTU against what the medium allows.
+pub fn validate_mtu(name: &str, kind: Kind, mtu: u32) -> Result<()> {
+    if !(MIN_MTU..=kind.max_mtu()).contains(&mtu) {
+        return Err(Error::MtuOutOfRange {
+            device: name.to_string(),
+            mtu,
+            min: MIN_MTU,
+            max: kind.max_mtu(),
+        });
+    }
+    Ok(())
+}
+
+fn ifreq(name: &str) -> libc::ifreq {
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req
+}
+
+fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: sockaddr_in and sockaddr have the same size on Linux; sockaddr is the generic view.
+    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+}
+
+impl TunTap {
+    /// Create the device, or attach to an existing one of that name and kind, then configure its
+    /// kernel side as `config` says.
+    pub fn open(config: &TunTapConfig) -> Result<TunTap> {
+        let name = config.name.as_str();
+        validate_name(name)?;
+        if let Some(mtu) = config.mtu {
+            validate_mtu(name, config.kind, mtu)?;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(TUN_PATH)
+            .map_err(|e| Error::TunUnavailable {
+                path: TUN_PATH.to_string(),
+                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            })?;
+        let fd: OwnedFd = file.into();
+
+        let mut req = ifreq(name);
+        let kind_flag = match config.kind {
+            Kind::Tun => libc::IFF_TUN,
+            Kind::Tap => libc::IFF_TAP,
+        };
+        req.ifr_ifru.ifru_flags = (kind_flag | libc::IFF_NO_PI) as libc::c_short;
+        // SAFETY: fd is open on /dev/net/tun and req is a valid ifreq.
+        if let Err(errno) = unsafe { tun_set_iff(fd.as_raw_fd(), &req) } {
+            return Err(match errno {
+                Errno::EBUSY => Error::Busy {
+                    device: name.to_string(),
+                },
+                Errno::EINVAL => Error::WrongKind {
+                    device: name.to_string(),
+                    wanted: config.kind,
+                },
+                e => Error::device(name, "create or attach (TUNSETIFF)", e),
+            });
+        }
+        // The kernel may have changed the name (e.g. a `%d` pattern): use the one it returns.
+        // SAFETY: the kernel NUL-terminates ifr_name.
+        let actual = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }
+            .to_string_lossy()
+            .into_owned();
+
+        let mut dev = TunTap {
+            fd,
+            name: actual,
+            kind: config.kind,
+            mtu: 0,
+        };
+        dev.configure(config)?;
+        dev.mtu = dev.read_mtu()?;
+        Ok(dev)
+    }
+
+    fn configure(&self, config: &TunTapConfig) -> Result<()> {
+        let ctl = control_socket(&self.name, AddressFamily::Inet)?;
+        let ctl = ctl.as_raw_fd();
+        let name = self.name.as_str();
+        if let Some(mtu) = config.mtu {
+            let mut req = ifreq(name);
+            req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
+            // SAFETY: valid socket fd and ifreq.
+            unsafe { siocsifmtu(ctl, &req) }
+                .map_err(|e| Error::device(name, "set MTU (SIOCSIFMTU)", e))?;
+        }
+
+        let mut req = ifreq(name);
+        // SAFETY: valid socket fd and ifreq; the kernel writes ifru_metric (the queue length).
+        unsafe { siocgiftxqlen(ctl, &mut req) }
+            .map_err(|e| Error::device(name, "read txqueuelen (SIOCGIFTXQLEN)", e))?;
+        // SAFETY: SIOCGIFTXQLEN fills the ifru_metric member (ifr_qlen is an alias of it).
+        let current = unsafe { req.ifr_ifru.ifru_metric } as u32;
+        let wanted = config.txqueuelen.unwrap_or(current.max(DEFAULT_TXQUEUELEN));
+        if wanted != current {
+            req.ifr_ifru.ifru_metric = wanted as libc::c_int;
+            // SAFETY: valid socket fd and ifreq.
+            unsafe { siocsiftxqlen(ctl, &req) }
+                .map_err(|e| Error::device(name, "set txqueuelen (SIOCSIFTXQLEN)", e))?;
+        }
+
+        if let Some(peer) = config.peer {
+            self.set_address(peer)?;
+        }
+
+        if config.up {
+            let mut req = ifreq(name);
+            // SAFETY: valid socket fd and ifreq.
+            unsafe { siocgifflags(ctl, &mut req) }
+                .map_err(|e| Error::device(name, "read flags (SIOCGIFFLAGS)", e))?;
+            // SAFETY: SIOCGIFFLAGS fills ifru_flags.
+            let flags = unsafe { req.ifr_ifru.ifru_flags };
+            req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            // SAFETY: valid socket fd and ifreq.
+            unsafe { siocsifflags(ctl, &req) }
+                .map_err(|e| Error::device(name, "bring link up (SIOCSIFFLAGS)", e))?;
+        }
+        Ok(())
+    }
+
+    /// Add `cidr` as an address of the kernel side of the device.
+    pub fn set_address(&self, cidr: IpCidr) -> Result<()> {
+        let name = self.name.as_str();
+        match IpAddr::from(cidr.address()) {
+            IpAddr::V4(addr) => {
+                let ctl = control_socket(name, AddressFamily::Inet)?;
+                let mut req = ifreq(name);
+                req.ifr_ifru.ifru_addr = sockaddr_v4(addr);
+                // SAFETY: valid socket fd and ifreq.
+                unsafe { siocsifaddr(ctl.as_raw_fd(), &req) }.map_err(|e| {
+                    Error::device(name, "set the kernel-side IPv4 address (SIOCSIFADDR)", e)
+                })?;
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(cidr.prefix_len()))
+                    .unwrap_or(0);
+                req.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
+                // SAFETY: valid socket fd and ifreq.
+                unsafe { siocsifnetmask(ctl.as_raw_fd(), &req) }.map_err(|e| {
+                    Error::device(name, "set the kernel-side netmask (SIOCSIFNETMASK)", e)
+                })?;
+            }
+            IpAddr::V6(addr) => {
+                let ctl = control_socket(name, AddressFamily::Inet6)?;
+                let index = self.index()?;
+                let req = libc::in6_ifreq {
+                    ifr6_addr: libc::in6_addr {
+                        s6_addr: Ipv6Addr::octets(&addr),
+                    },
+                    ifr6_prefixlen: u32::from(cidr.prefix_len()),
+                    ifr6_ifindex: index,
+                };
+                // SAFETY: valid socket fd and in6_ifreq.
+                unsafe { siocsifaddr6(ctl.as_raw_fd(), &req) }.map_err(|e| {
+                    Error::device(name, "set the kernel-side IPv6 address (SIOCSIFADDR)", e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn index(&self) -> Result<libc::c_int> {
+        let ctl = control_socket(&self.name, AddressFamily::Inet)?;
+        let mut req = ifreq(&self.name);
+        // SAFETY: valid socket fd and ifreq.
+        unsafe { siocgifindex(ctl.as_raw_fd(), &mut req) }
+            .map_err(|e| Error::device(&self.name, "read ifindex (SIOCGIFINDEX)", e))?;
+        // SAFETY: SIOCGIFINDEX fills ifru_ifindex.
+        Ok(unsafe { req.ifr_ifru.ifru_ifindex })
+    }
+
+    fn read_mtu(&self) -> Result<u32> {
+        let ctl = control_socket(&self.name, AddressFamily::Inet)?;
+        let mut req = ifreq(&self.name);
+        // SAFETY: valid socket fd and ifreq.
+        unsafe { siocgifmtu(ctl.as_raw_fd(), &mut req) }
+            .map_err(|e| Error::device(&self.name, "read MTU (SIOCGIFMTU)", e))?;
+        // SAFETY: SIOCGIFMTU fills ifru_mtu.
+        Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
+    }
+
+    /// The interface name the kernel gave the device.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// The device's MTU as the kernel reports it (an IP MTU, without the Ethernet header).
+    pub fn mtu(&self) -> u32 {
+        self.mtu
+    }
+}
+
+impl AsFd for TunTap {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn control_socket(device: &str, family: AddressFamily) -> Result<OwnedFd> {
+    socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::device(device, "open a control socket", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("tun0").is_ok());
+        assert!(validate_name("a23456789012345").is_ok());
+        assert!(validate_name("a234567890123456").is_err());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("a b").is_err());
+    }
+
+    #[test]
+    fn mtus() {
+        assert!(validate_mtu("t", Kind::Tun, 68).is_ok());
+        assert!(validate_mtu("t", Kind::Tun, 67).is_err());
+        assert!(validate_mtu("t", Kind::Tun, 65535).is_ok());
+        assert!(validate_mtu("t", Kind::Tap, 65521).is_ok());
+        assert!(validate_mtu("t", Kind::Tap, 65522).is_err());
+    }
+}
