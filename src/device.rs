@@ -162,6 +162,18 @@ impl phy::Device for TunTapDevice {
     }
 }
 
+/// Work a device does on the host's clock besides moving packets, such as a tracer flushing its
+/// buffer. [`Host::run`](crate::Host::run) calls it on every turn of its loop and wakes up in time
+/// for the deadline it returns, even when no packet comes.
+pub trait Housekeeping {
+    /// Do what is due at `now`; return when the device next needs a call (`None`: no deadline).
+    fn housekeeping(&mut self, _now: Instant) -> Option<Instant> {
+        None
+    }
+}
+
+impl Housekeeping for TunTapDevice {}
+
 /// A packet read from the device, borrowed from the device's receive buffer.
 pub struct RxToken<'a> {
     packet: &'a [u8],

@@ -21,7 +21,7 @@ use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 
 use crate::clock::{Clock, SystemClock};
-use crate::device::TunTapDevice;
+use crate::device::{Housekeeping, TunTapDevice};
 use crate::error::{Error, Result};
 use crate::listener::ListenerConfig;
 use crate::services::{Chargen, Discard, Echo, Service, TcpService, UdpEcho};
@@ -394,14 +394,15 @@ impl<D: Device, C: Clock> Host<D, C> {
     }
 }
 
-impl<D: Device + AsFd, C: Clock> Host<D, C> {
+impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// Run until `stop` is signalled: poll, then sleep on the device's file descriptor (and the
-    /// stop handle's) for exactly as long as [`Host::poll`] allows. Then close connections
-    /// gracefully for up to 300 ms and return.
+    /// stop handle's) for exactly as long as [`Host::poll`] and the device's
+    /// [`Housekeeping`] allow. Then close connections gracefully for up to 300 ms and return.
     pub fn run(&mut self, stop: &Stop) -> Result<()> {
         let mut zero_turns = 0u32;
         while !stop.is_stopped() {
-            let delay = match self.poll() {
+            let delay = self.poll();
+            let delay = match earliest(delay, self.housekeeping()) {
                 // Honour one "poll again now" at once. A second in a row means smoltcp waits on
                 // something only time brings (a neighbour, a full queue): sleep 1 ms on the fd
                 // rather than spin. A packet still wakes the host at once.
@@ -421,8 +422,23 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
         self.shutdown(Duration::from_millis(300), |host, d| {
             let _ = wait_readable(host.device.as_fd(), None, Some(d));
         });
+        self.housekeeping();
         info!("stopped");
         Ok(())
+    }
+
+    /// Let the device do what is due now; how long until it needs another turn.
+    fn housekeeping(&mut self) -> Option<Duration> {
+        let now = self.clock.now();
+        let at = self.device.housekeeping(now)?;
+        Some(if at > now { at - now } else { Duration::ZERO })
+    }
+}
+
+fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -26,10 +26,11 @@ pub mod error;
 pub mod host;
 pub mod listener;
 pub mod services;
+pub mod trace;
 pub mod tuntap;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
-pub use device::TunTapDevice;
+pub use device::{Housekeeping, TunTapDevice};
 pub use error::{Error, Result};
 pub use host::{Config, Host, ServiceSpec, Stop};
 pub use listener::{Listener, ListenerConfig};

@@ -1,0 +1,779 @@
+//! Packet tracing: a `phy::Device` wrapper that records every packet read from or written to the
+//! device it wraps, in pcapng (default) or classic pcap, with the `pcap-file` crate.
+//!
+//! [`Pcap`] sits between any `phy::Device` and smoltcp's `Interface`. It records a packet the
+//! moment the interface takes it from the device (before smoltcp looks at it, so packets the stack
+//! then drops are in the trace too) and the moment the interface hands one to the device, in that
+//! order. [`TraceWriter`] is the recorder on its own, for anything that is not a device.
+//!
+//! What the trace holds:
+//! - pcapng: a section header naming tunhost, one interface block (link type Raw IP for a TUN
+//!   device, Ethernet for TAP; `if_name` the device; `if_tsresol` nanoseconds; the snap length),
+//!   then one Enhanced Packet Block per packet whose `epb_flags` say the direction from the host's
+//!   side: *inbound* = read from the device (sent by the kernel), *outbound* = written to it.
+//! - classic pcap (for old tools): the same packets, microsecond timestamps, no direction.
+//! - with a snap length, the first `snaplen` bytes of each packet and its original length.
+//!
+//! Cost and durability: records are encoded into one buffer allocated up front (nothing is
+//! allocated per packet, and the only system call is the `write(2)` of a full buffer or a flush).
+//! [`TraceWriter::poll_at`] tells the owner when the oldest buffered record is
+//! [`TraceConfig::flush_interval`] old (200 ms by default); [`Host::run`](crate::Host::run) flushes
+//! then through the [`Housekeeping`] hook. Every `write(2)` ends on a record boundary, so a process
+//! killed with SIGKILL leaves a trace whose records up to the last flush are whole (at most the
+//! record being written when the kill came is cut).
+//!
+//! A write error (disk full, closed pipe) is logged once; the trace then stops (what was written
+//! stays a valid trace), packets keep flowing, and [`TraceStats::lost`] counts the records that
+//! could not be written.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
+
+use byteorder_slice::LittleEndian;
+use pcap_file::pcap::{PcapHeader, PcapPacket};
+use pcap_file::pcapng::blocks::enhanced_packet::{EnhancedPacketBlock, EnhancedPacketOption};
+use pcap_file::pcapng::blocks::interface_description::{
+    InterfaceDescriptionBlock, InterfaceDescriptionOption,
+};
+use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
+use pcap_file::pcapng::{Block, PcapNgBlock};
+use pcap_file::{DataLink, Endianness, TsResolution};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::time::{Duration, Instant};
+
+use crate::device::Housekeeping;
+
+/// The file format of a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// pcapng: direction per packet, nanosecond timestamps, the device's name.
+    #[default]
+    PcapNg,
+    /// Classic pcap (libpcap 2.4, microseconds): for tools that do not read pcapng.
+    Pcap,
+}
+
+/// Where the timestamps of the records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Timestamps {
+    /// The system's real-time clock, read for each record (a vDSO call, not a system call).
+    #[default]
+    System,
+    /// The `Instant` smoltcp passes to the device, taken as time since the UNIX epoch: for a
+    /// virtual clock (replay), which makes the trace a function of the input only.
+    Clock,
+}
+
+/// Direction of a packet, from the host's side of the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Read from the device: sent by the kernel (or the peer) to the host.
+    Inbound,
+    /// Written to the device by the host.
+    Outbound,
+}
+
+impl Direction {
+    /// The pcapng `epb_flags` word: bits 0-1 are the direction (01 inbound, 10 outbound).
+    pub fn epb_flags(self) -> u32 {
+        match self {
+            Direction::Inbound => 0b01,
+            Direction::Outbound => 0b10,
+        }
+    }
+}
+
+/// How to write a trace.
+#[derive(Debug, Clone)]
+pub struct TraceConfig {
+    pub format: Format,
+    /// Keep at most this many bytes of each packet (the original length is recorded); `None`
+    /// keeps whole packets.
+    pub snaplen: Option<u32>,
+    /// The device's name, for the pcapng interface block (`if_name`).
+    pub interface: String,
+    /// Where the trace goes, for messages (`trace.pcapng`, `stdout`).
+    pub label: String,
+    pub timestamps: Timestamps,
+    /// Longest time a record stays in the buffer before [`TraceWriter::housekeeping`] flushes it.
+    pub flush_interval: Duration,
+}
+
+impl TraceConfig {
+    /// pcapng, whole packets, system timestamps, flushed every 200 ms.
+    pub fn new(interface: impl Into<String>, label: impl Into<String>) -> TraceConfig {
+        TraceConfig {
+            format: Format::PcapNg,
+            snaplen: None,
+            interface: interface.into(),
+            label: label.into(),
+            timestamps: Timestamps::System,
+            flush_interval: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Counters of a trace.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TraceStats {
+    /// Packets recorded as read from the device.
+    pub inbound: u64,
+    /// Packets recorded as written to the device.
+    pub outbound: u64,
+    /// Packets that could not be recorded (after a write error, or an unencodable timestamp).
+    pub lost: u64,
+    /// Bytes handed to the file or pipe so far.
+    pub bytes_written: u64,
+    /// `write(2)` calls made (full buffers and flushes).
+    pub writes: u64,
+}
+
+/// The largest link-layer packet a trace records: 64 KiB of IP plus an Ethernet header and tag.
+const MAX_PACKET: usize = 65535 + 18;
+/// Room in the buffer for one record's framing besides the packet (block header and trailer,
+/// EPB fields, the flags option and the end-of-options marker, padding).
+const RECORD_OVERHEAD: usize = 64;
+/// The buffer: large enough that a full-size record always fits and a busy trace makes few
+/// system calls.
+const BUFFER_LEN: usize = 256 * 1024;
+/// The snap length written in headers when packets are kept whole (tcpdump's default).
+const WHOLE_SNAPLEN: u32 = 262_144;
+
+/// Encodes records into a buffer and writes whole buffers to `W`.
+pub struct TraceWriter<W: Write> {
+    out: Option<W>,
+    buf: Vec<u8>,
+    format: Format,
+    snaplen: usize,
+    timestamps: Timestamps,
+    flush_interval: Duration,
+    label: String,
+    /// The pcapng packet block, reused for every packet (its data vector never shrinks).
+    epb: Block<'static>,
+    /// When the oldest record in `buf` was added, on the owner's clock.
+    oldest: Option<Instant>,
+    /// The first write error; once set, nothing more is written.
+    failed: Option<io::ErrorKind>,
+    stats: TraceStats,
+}
+
+impl<W: Write> TraceWriter<W> {
+    /// Start a trace of a device of `medium` on `out`: the file header is written at once, so a
+    /// file or pipe that cannot be written fails here.
+    pub fn new(out: W, medium: Medium, config: &TraceConfig) -> io::Result<TraceWriter<W>> {
+        let linktype = match medium {
+            Medium::Ethernet => DataLink::ETHERNET,
+            _ => DataLink::RAW,
+        };
+        let snaplen = config
+            .snaplen
+            .map_or(MAX_PACKET, |n| (n as usize).min(MAX_PACKET));
+        let header_snaplen = config.snaplen.unwrap_or(WHOLE_SNAPLEN);
+        let mut w = TraceWriter {
+            out: Some(out),
+            buf: Vec::with_capacity(BUFFER_LEN.max(MAX_PACKET + RECORD_OVERHEAD)),
+            format: config.format,
+            snaplen,
+            timestamps: config.timestamps,
+            flush_interval: config.flush_interval,
+            label: config.label.clone(),
+            epb: Block::EnhancedPacket(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: StdDuration::ZERO,
+                original_len: 0,
+                data: Cow::Owned(Vec::with_capacity(snaplen)),
+                options: vec![EnhancedPacketOption::Flags(0)],
+            }),
+            oldest: None,
+            failed: None,
+            stats: TraceStats::default(),
+        };
+        match config.format {
+            Format::PcapNg => {
+                let shb = SectionHeaderBlock {
+                    endianness: Endianness::Little,
+                    major_version: 1,
+                    minor_version: 0,
+                    section_length: -1,
+                    options: vec![SectionHeaderOption::UserApplication(Cow::Owned(format!(
+                        "tunhost {}",
+                        env!("CARGO_PKG_VERSION")
+                    )))],
+                };
+                let idb = InterfaceDescriptionBlock {
+                    linktype,
+                    snaplen: header_snaplen,
+                    options: vec![
+                        InterfaceDescriptionOption::IfName(Cow::Owned(config.interface.clone())),
+                        InterfaceDescriptionOption::IfDescription(Cow::Borrowed(
+                            "tunhost: host side of the device; inbound = read by the host, \
+                             outbound = written by the host",
+                        )),
+                        InterfaceDescriptionOption::IfTsResol(9),
+                    ],
+                };
+                shb.into_block()
+                    .write_to::<LittleEndian, _>(&mut w.buf)
+                    .map_err(io::Error::other)?;
+                idb.into_block()
+                    .write_to::<LittleEndian, _>(&mut w.buf)
+                    .map_err(io::Error::other)?;
+            }
+            Format::Pcap => {
+                let header = PcapHeader {
+                    version_major: 2,
+                    version_minor: 4,
+                    ts_correction: 0,
+                    ts_accuracy: 0,
+                    snaplen: header_snaplen,
+                    datalink: linktype,
+                    ts_resolution: TsResolution::MicroSecond,
+                    endianness: Endianness::Little,
+                };
+                header.write_to(&mut w.buf).map_err(io::Error::other)?;
+            }
+        }
+        w.flush()?;
+        Ok(w)
+    }
+
+    /// Record one packet seen at `now` (the owner's clock, used for timestamps only with
+    /// [`Timestamps::Clock`], and for the flush deadline).
+    pub fn record(&mut self, now: Instant, direction: Direction, packet: &[u8]) {
+        if self.failed.is_some() || self.out.is_none() {
+            self.stats.lost += 1;
+            return;
+        }
+        let ts = match self.timestamps {
+            Timestamps::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            Timestamps::Clock => StdDuration::from_micros(now.total_micros().max(0) as u64),
+        };
+        let kept = &packet[..packet.len().min(self.snaplen)];
+        if self.buf.len() + kept.len() + RECORD_OVERHEAD > self.buf.capacity() {
+            // Write whole records only: the buffer goes out before this one is added.
+            if self.write_out().is_err() {
+                self.stats.lost += 1;
+                return;
+            }
+        }
+        let mark = self.buf.len();
+        let original_len = packet.len() as u32;
+        let encoded = match self.format {
+            Format::PcapNg => {
+                if let Block::EnhancedPacket(epb) = &mut self.epb {
+                    epb.timestamp = ts;
+                    epb.original_len = original_len;
+                    let data = epb.data.to_mut();
+                    data.clear();
+                    data.extend_from_slice(kept);
+                    epb.options[0] = EnhancedPacketOption::Flags(direction.epb_flags());
+                }
+                self.epb
+                    .write_to::<LittleEndian, _>(&mut self.buf)
+                    .map(|_| ())
+                    .map_err(|_| ())
+            }
+            Format::Pcap => PcapPacket::new(ts, original_len, kept)
+                .write_to::<_, LittleEndian>(&mut self.buf, TsResolution::MicroSecond, u32::MAX)
+                .map(|_| ())
+                .map_err(|_| ()),
+        };
+        if encoded.is_err() {
+            // Only a timestamp that classic pcap cannot hold gets here; drop the partial record.
+            self.buf.truncate(mark);
+            self.stats.lost += 1;
+            return;
+        }
+        match direction {
+            Direction::Inbound => self.stats.inbound += 1,
+            Direction::Outbound => self.stats.outbound += 1,
+        }
+        self.oldest.get_or_insert(now);
+    }
+
+    /// Write out what is buffered, and flush the writer.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.write_out()?;
+        if let Some(out) = self.out.as_mut() {
+            if let Err(e) = out.flush() {
+                return Err(self.fail(e));
+            }
+        }
+        Ok(())
+    }
+
+    fn write_out(&mut self) -> io::Result<()> {
+        if let Some(kind) = self.failed {
+            return Err(kind.into());
+        }
+        self.oldest = None;
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let Some(out) = self.out.as_mut() else {
+            return Ok(());
+        };
+        let result = out.write_all(&self.buf);
+        self.stats.writes += 1;
+        match result {
+            Ok(()) => {
+                self.stats.bytes_written += self.buf.len() as u64;
+                self.buf.clear();
+                Ok(())
+            }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Remember the first error and say it once; the records in the buffer are lost.
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        if self.failed.is_none() {
+            log::error!(
+                "trace {}: cannot write: {e}; the host goes on without the trace (records \
+                 written so far are kept)",
+                self.label
+            );
+            self.failed = Some(e.kind());
+        }
+        self.buf.clear();
+        e
+    }
+
+    /// When the oldest buffered record is due to be flushed (`None`: nothing buffered).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.oldest.map(|t| t + self.flush_interval)
+    }
+
+    pub fn stats(&self) -> TraceStats {
+        self.stats
+    }
+
+    /// Whether a write failed (the trace stopped there).
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Where the trace goes, as given in the configuration.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Flush and hand back the writer and the final counters.
+    pub fn finish(mut self) -> (io::Result<()>, Option<W>, TraceStats) {
+        let result = self.flush();
+        (result, self.out.take(), self.stats)
+    }
+}
+
+impl<W: Write> Housekeeping for TraceWriter<W> {
+    fn housekeeping(&mut self, now: Instant) -> Option<Instant> {
+        if self.poll_at().is_some_and(|t| t <= now) {
+            let _ = self.flush();
+        }
+        self.poll_at()
+    }
+}
+
+impl<W: Write> Drop for TraceWriter<W> {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            let _ = self.flush();
+        }
+    }
+}
+
+impl<W: Write> std::fmt::Debug for TraceWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceWriter")
+            .field("label", &self.label)
+            .field("format", &self.format)
+            .field("buffered", &self.buf.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+/// A `phy::Device` that records every packet going through `D` into a [`TraceWriter`].
+///
+/// ```no_run
+/// use smoltcp::phy::{Loopback, Medium};
+/// use tunhost::trace::{Pcap, TraceConfig};
+///
+/// let file = std::fs::File::create("trace.pcapng")?;
+/// let device = Pcap::new(Loopback::new(Medium::Ip), file, &TraceConfig::new("lo", "trace.pcapng"))?;
+/// // ... use `device` as the device of a smoltcp Interface; call `device.finish()` at the end.
+/// # Ok::<(), std::io::Error>(())
+/// ```
+pub struct Pcap<D, W: Write> {
+    inner: D,
+    writer: RefCell<TraceWriter<W>>,
+}
+
+impl<D: Device, W: Write> Pcap<D, W> {
+    /// Wrap `inner`, writing the trace to `out` (the header is written at once).
+    pub fn new(inner: D, out: W, config: &TraceConfig) -> io::Result<Pcap<D, W>> {
+        let medium = inner.capabilities().medium;
+        let writer = TraceWriter::new(out, medium, config)?;
+        Ok(Pcap {
+            inner,
+            writer: RefCell::new(writer),
+        })
+    }
+}
+
+impl<D, W: Write> Pcap<D, W> {
+    pub fn inner(&self) -> &D {
+        &self.inner
+    }
+
+    pub fn inner_mut(&mut self) -> &mut D {
+        &mut self.inner
+    }
+
+    pub fn stats(&self) -> TraceStats {
+        self.writer.borrow().stats()
+    }
+
+    /// Whether a write failed (the trace stopped there).
+    pub fn failed(&self) -> bool {
+        self.writer.borrow().failed()
+    }
+
+    /// Write out everything recorded so far.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.writer.get_mut().flush()
+    }
+
+    /// Flush, and hand back the device, the writer and the final counters.
+    pub fn finish(self) -> (D, io::Result<()>, Option<W>, TraceStats) {
+        let (result, out, stats) = self.writer.into_inner().finish();
+        (self.inner, result, out, stats)
+    }
+}
+
+impl<D: Housekeeping, W: Write> Housekeeping for Pcap<D, W> {
+    fn housekeeping(&mut self, now: Instant) -> Option<Instant> {
+        let inner = self.inner.housekeeping(now);
+        let own = self.writer.get_mut().housekeeping(now);
+        match (inner, own) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl<D: AsFd, W: Write> AsFd for Pcap<D, W> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+impl<D: Device, W: Write> Device for Pcap<D, W> {
+    type RxToken<'a>
+        = RxToken<'a, D::RxToken<'a>, W>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = TxToken<'a, D::TxToken<'a>, W>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let (rx, tx) = self.inner.receive(now)?;
+        let writer = &self.writer;
+        Some((
+            RxToken {
+                inner: rx,
+                writer,
+                now,
+            },
+            TxToken {
+                inner: tx,
+                writer,
+                now,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        let tx = self.inner.transmit(now)?;
+        Some(TxToken {
+            inner: tx,
+            writer: &self.writer,
+            now,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// A received packet; consuming it records it, then hands it to the stack.
+pub struct RxToken<'a, T, W: Write> {
+    inner: T,
+    writer: &'a RefCell<TraceWriter<W>>,
+    now: Instant,
+}
+
+impl<T: phy::RxToken, W: Write> phy::RxToken for RxToken<'_, T, W> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        let (writer, now) = (self.writer, self.now);
+        self.inner.consume(|packet| {
+            // Recorded before the stack sees it: replies it sends from `f` come after it.
+            writer.borrow_mut().record(now, Direction::Inbound, packet);
+            f(packet)
+        })
+    }
+
+    fn meta(&self) -> phy::PacketMeta {
+        self.inner.meta()
+    }
+}
+
+/// Room for a packet to send; consuming it lets the stack fill it, records it, then sends it.
+pub struct TxToken<'a, T, W: Write> {
+    inner: T,
+    writer: &'a RefCell<TraceWriter<W>>,
+    now: Instant,
+}
+
+impl<T: phy::TxToken, W: Write> phy::TxToken for TxToken<'_, T, W> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let (writer, now) = (self.writer, self.now);
+        self.inner.consume(len, |packet| {
+            let result = f(packet);
+            writer.borrow_mut().record(now, Direction::Outbound, packet);
+            result
+        })
+    }
+
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.inner.set_meta(meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pcap_file::pcap::PcapParser;
+    use pcap_file::pcapng::PcapNgParser;
+
+    fn config(format: Format) -> TraceConfig {
+        TraceConfig {
+            format,
+            timestamps: Timestamps::Clock,
+            ..TraceConfig::new("tun7", "test")
+        }
+    }
+
+    /// Every block of a pcapng buffer, parsed back by pcap-file.
+    fn blocks(mut bytes: &[u8]) -> Vec<Block<'static>> {
+        let (rest, mut parser) = PcapNgParser::new(bytes).expect("section header");
+        bytes = rest;
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            let (rest, block) = parser.next_block(bytes).expect("block");
+            out.push(block.into_owned());
+            bytes = rest;
+        }
+        out
+    }
+
+    #[test]
+    fn pcapng_holds_direction_timestamps_and_interface() {
+        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::PcapNg)).unwrap();
+        w.record(
+            Instant::from_micros(1_500_000),
+            Direction::Inbound,
+            &[0x45; 28],
+        );
+        w.record(
+            Instant::from_micros(1_500_001),
+            Direction::Outbound,
+            &[0x45; 29],
+        );
+        let (r, out, stats) = w.finish();
+        r.unwrap();
+        assert_eq!((stats.inbound, stats.outbound, stats.lost), (1, 1, 0));
+        let blocks = blocks(&out.unwrap());
+        let Block::InterfaceDescription(idb) = &blocks[0] else {
+            panic!("{:?}", blocks[0])
+        };
+        assert_eq!(idb.linktype, DataLink::RAW);
+        assert!(
+            idb.options
+                .contains(&InterfaceDescriptionOption::IfName("tun7".into()))
+        );
+        assert!(
+            idb.options
+                .contains(&InterfaceDescriptionOption::IfTsResol(9))
+        );
+        let epbs: Vec<_> = blocks
+            .into_iter()
+            .filter_map(|b| b.into_enhanced_packet())
+            .collect();
+        assert_eq!(epbs.len(), 2);
+        // With if_tsresol 9 the raw units are nanoseconds (pcap-file reads them as such).
+        assert_eq!(epbs[0].timestamp, StdDuration::from_micros(1_500_000));
+        assert_eq!(epbs[0].options, vec![EnhancedPacketOption::Flags(1)]);
+        assert_eq!(epbs[1].options, vec![EnhancedPacketOption::Flags(2)]);
+        assert_eq!(epbs[1].data.len(), 29);
+        assert_eq!(epbs[1].original_len, 29);
+    }
+
+    #[test]
+    fn snaplen_keeps_the_head_and_the_original_length() {
+        let cfg = TraceConfig {
+            snaplen: Some(20),
+            ..config(Format::PcapNg)
+        };
+        let mut w = TraceWriter::new(Vec::new(), Medium::Ethernet, &cfg).unwrap();
+        let packet: Vec<u8> = (0..100).collect();
+        w.record(Instant::ZERO, Direction::Outbound, &packet);
+        let (_, out, _) = w.finish();
+        let blocks = blocks(&out.unwrap());
+        let Block::InterfaceDescription(idb) = &blocks[0] else {
+            panic!()
+        };
+        assert_eq!((idb.linktype, idb.snaplen), (DataLink::ETHERNET, 20));
+        let epb = blocks[1].clone().into_enhanced_packet().unwrap();
+        assert_eq!(&epb.data[..], &packet[..20]);
+        assert_eq!(epb.original_len, 100);
+    }
+
+    #[test]
+    fn classic_pcap_reads_back() {
+        let cfg = TraceConfig {
+            snaplen: Some(8),
+            ..config(Format::Pcap)
+        };
+        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &cfg).unwrap();
+        w.record(
+            Instant::from_micros(2_000_003),
+            Direction::Inbound,
+            &[1; 10],
+        );
+        let (_, out, _) = w.finish();
+        let out = out.unwrap();
+        let (rest, parser) = PcapParser::new(&out).unwrap();
+        assert_eq!(parser.header().datalink, DataLink::RAW);
+        assert_eq!(parser.header().ts_resolution, TsResolution::MicroSecond);
+        // (pcap-file's checked reader wrongly rejects orig_len > snaplen: read it raw.)
+        let (rest, p) = parser.next_raw_packet(rest).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!((p.ts_sec, p.ts_frac), (2, 3));
+        assert_eq!((p.data.len(), p.orig_len), (8, 10));
+    }
+
+    #[test]
+    fn nothing_is_written_before_a_flush_or_a_full_buffer() {
+        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::PcapNg)).unwrap();
+        let header = w.stats().bytes_written;
+        assert_eq!(w.poll_at(), None);
+        w.record(Instant::from_millis(10), Direction::Inbound, &[0; 40]);
+        w.record(Instant::from_millis(50), Direction::Inbound, &[0; 40]);
+        assert_eq!(w.stats().bytes_written, header);
+        // Due 200 ms after the oldest record.
+        assert_eq!(w.poll_at(), Some(Instant::from_millis(210)));
+        assert_eq!(
+            w.housekeeping(Instant::from_millis(209)),
+            Some(Instant::from_millis(210))
+        );
+        assert_eq!(w.stats().writes, 1);
+        assert_eq!(w.housekeeping(Instant::from_millis(210)), None);
+        assert_eq!(w.stats().writes, 2);
+        // A busy trace writes whole buffers, each ending on a record boundary.
+        for i in 0..10_000 {
+            w.record(
+                Instant::from_millis(300),
+                Direction::Outbound,
+                &[i as u8; 1500],
+            );
+        }
+        let st = w.stats();
+        assert!(st.writes > 10 && st.writes < 100, "{st:?}");
+        let (_, out, _) = w.finish();
+        assert_eq!(blocks(&out.unwrap()).len(), 1 + 2 + 10_000);
+    }
+
+    /// A writer that accepts `room` bytes, then fails.
+    struct Full {
+        room: usize,
+        data: Vec<u8>,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+            }
+            let n = b.len().min(self.room);
+            self.room -= n;
+            self.data.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_error_stops_the_trace_and_counts_the_losses() {
+        let out = Full {
+            room: 4096,
+            data: Vec::new(),
+        };
+        let mut w = TraceWriter::new(out, Medium::Ip, &config(Format::PcapNg)).unwrap();
+        for _ in 0..10 {
+            w.record(Instant::ZERO, Direction::Inbound, &[0; 1000]);
+        }
+        assert!(w.flush().is_err());
+        assert!(w.failed());
+        w.record(Instant::ZERO, Direction::Inbound, &[0; 1000]);
+        let (r, out, stats) = w.finish();
+        assert!(r.is_err());
+        assert_eq!(stats.inbound, 10);
+        assert_eq!(stats.lost, 1);
+        // What reached the file is a prefix of a valid trace.
+        assert_eq!(out.unwrap().data.len(), 4096);
+    }
+
+    #[test]
+    fn the_device_records_both_directions_in_order() {
+        use smoltcp::phy::{Loopback, RxToken as _, TxToken as _};
+        let mut dev = Pcap::new(
+            Loopback::new(Medium::Ip),
+            Vec::new(),
+            &config(Format::PcapNg),
+        )
+        .unwrap();
+        let t = Instant::from_millis(5);
+        dev.transmit(t)
+            .unwrap()
+            .consume(3, |b| b.copy_from_slice(&[1, 2, 3]));
+        let (rx, tx) = dev.receive(t).unwrap();
+        rx.consume(|b| assert_eq!(b, [1, 2, 3]));
+        tx.consume(2, |b| b.copy_from_slice(&[4, 5]));
+        let (_, _, out, stats) = dev.finish();
+        assert_eq!((stats.inbound, stats.outbound), (1, 2));
+        let epbs: Vec<_> = blocks(&out.unwrap())
+            .into_iter()
+            .filter_map(|b| b.into_enhanced_packet())
+            .map(|e| (e.options[0].clone(), e.data.to_vec()))
+            .collect();
+        assert_eq!(
+            epbs,
+            vec![
+                (EnhancedPacketOption::Flags(2), vec![1, 2, 3]),
+                (EnhancedPacketOption::Flags(1), vec![1, 2, 3]),
+                (EnhancedPacketOption::Flags(2), vec![4, 5]),
+            ]
+        );
+    }
+}
