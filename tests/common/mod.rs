@@ -103,7 +103,12 @@ impl Tunhost {
 
     /// `tunhost ARGS`, once a stderr line starts with `ready` (10 s at most).
     pub fn start(args: &[&str], ready: &str) -> Tunhost {
-        let mut child = Command::new(TUNHOST)
+        Tunhost::start_program(TUNHOST, args, ready)
+    }
+
+    /// `PROGRAM ARGS` (an example, say), once a stderr line starts with `ready`.
+    pub fn start_program(program: &str, args: &[&str], ready: &str) -> Tunhost {
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
