@@ -200,10 +200,18 @@ impl TunTap {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(TUN_PATH)
-            .map_err(|e| Error::TunUnavailable {
-                path: TUN_PATH.to_string(),
-                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            })?;
+            .map_err(
+                |e| match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
+                    Errno::EACCES | Errno::EPERM => Error::Permission {
+                        device: name.to_string(),
+                        op: "open /dev/net/tun",
+                    },
+                    errno => Error::TunUnavailable {
+                        path: TUN_PATH.to_string(),
+                        errno,
+                    },
+                },
+            )?;
         let fd: OwnedFd = file.into();
 
         let mut req = ifreq(name);

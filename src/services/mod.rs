@@ -12,7 +12,7 @@ mod discard;
 mod echo;
 mod udp_echo;
 
-pub use chargen::Chargen;
+pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
 pub use udp_echo::{UdpBuffers, UdpEcho};
