@@ -40,6 +40,11 @@ pub enum Error {
     },
     /// The host's configuration is inconsistent (e.g. a gateway outside every address's subnet).
     Config(String),
+    /// A file that cannot be replayed: not a capture, truncated, an unsupported link type.
+    Capture {
+        path: String,
+        problem: crate::capture::CaptureError,
+    },
     /// An I/O error on a named file.
     File {
         path: String,
@@ -105,6 +110,7 @@ impl fmt::Display for Error {
                 write!(f, "device {device}: {op} failed: {}", errno.desc())
             }
             Error::Config(msg) => write!(f, "{msg}"),
+            Error::Capture { path, problem } => write!(f, "cannot replay {path}: {problem}"),
             Error::File { path, op, source } => write!(f, "cannot {op} {path}: {source}"),
         }
     }

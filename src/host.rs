@@ -349,6 +349,11 @@ impl<D: Device, C: Clock> Host<D, C> {
         &mut self.device
     }
 
+    /// Take the host apart and give back its device (to finish a trace, say).
+    pub fn into_device(self) -> D {
+        self.device
+    }
+
     pub fn iface(&self) -> &Interface {
         &self.iface
     }

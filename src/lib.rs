@@ -20,11 +20,13 @@
 //! The layers, one module each: [`tuntap`] (the kernel side), [`device`] (the `phy::Device`),
 //! [`host`] (interface, sockets, loop), [`listener`] (TCP backlog), [`services`].
 
+pub mod capture;
 pub mod clock;
 pub mod device;
 pub mod error;
 pub mod host;
 pub mod listener;
+pub mod replay;
 pub mod services;
 pub mod trace;
 pub mod tuntap;

@@ -1,0 +1,770 @@
+//! Offline replay: a capture played through the same [`Host`] that runs live, on a
+//! [`VirtualClock`] that follows the capture's timestamps.
+//!
+//! The packets of the capture that are addressed to the host (its IP addresses on an IP-medium
+//! host; its MAC, broadcast or multicast on an Ethernet one) go into a [`ReplayDevice`] at their
+//! capture time; everything else is counted as ignored, with the reason. The host's timers run in
+//! virtual time between packets, so a capture of minutes replays in milliseconds, and the same
+//! capture with the same seed always gives the same output, byte for byte.
+//!
+//! The medium follows the capture: Ethernet captures replay on an Ethernet host (whose MAC is
+//! `Config::mac`, or else learned from the capture: the source of the frames the host sent), every
+//! other link type on an IP host, fed the network-layer packets.
+//!
+//! TCP replays faithfully only with the seed the live host had: the peer's packets in the capture
+//! acknowledge the sequence numbers the live host chose. ICMP, UDP and ARP do not depend on it.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::io::Write;
+use std::rc::Rc;
+
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, EthernetFrame, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet,
+};
+
+use crate::capture::{Capture, Link, Packet};
+use crate::clock::{Clock, VirtualClock};
+use crate::error::{Error, Result};
+use crate::host::{Config, Host};
+use crate::trace::{Pcap, TraceConfig, TraceStats};
+
+/// Packets by protocol, for the summary.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ByProtocol {
+    pub arp: u64,
+    pub icmp: u64,
+    pub icmpv6: u64,
+    pub tcp: u64,
+    pub udp: u64,
+    pub other: u64,
+}
+
+impl ByProtocol {
+    fn count(&mut self, p: Protocol) {
+        match p {
+            Protocol::Arp => self.arp += 1,
+            Protocol::Icmp => self.icmp += 1,
+            Protocol::Icmpv6 => self.icmpv6 += 1,
+            Protocol::Tcp => self.tcp += 1,
+            Protocol::Udp => self.udp += 1,
+            Protocol::Other => self.other += 1,
+        }
+    }
+}
+
+impl fmt::Display for ByProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            ("arp", self.arp),
+            ("icmp", self.icmp),
+            ("icmpv6", self.icmpv6),
+            ("tcp", self.tcp),
+            ("udp", self.udp),
+            ("other", self.other),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join(", "))
+        }
+    }
+}
+
+/// The protocol of a packet, as far as the summary cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Arp,
+    Icmp,
+    Icmpv6,
+    Tcp,
+    Udp,
+    Other,
+}
+
+/// Why a packet of the capture was not fed to the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ignored {
+    /// Sent by the host itself (its replies in the capture).
+    FromHost,
+    /// Addressed to someone else.
+    NotForHost,
+    /// Not IPv4 or IPv6 (ARP on a cooked capture, ...) on an IP host.
+    NotIp,
+    /// Not an Ethernet frame, in an Ethernet replay.
+    NotEthernet,
+    /// The capture kept only the start of the packet (a snap length).
+    CutShort,
+    /// Too short for its headers.
+    Malformed,
+}
+
+impl fmt::Display for Ignored {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ignored::FromHost => "sent by the host",
+            Ignored::NotForHost => "not for the host",
+            Ignored::NotIp => "not IP",
+            Ignored::NotEthernet => "not Ethernet",
+            Ignored::CutShort => "cut short by the capture's snap length",
+            Ignored::Malformed => "malformed",
+        })
+    }
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub read: u64,
+    pub fed: u64,
+    pub ignored: BTreeMap<Ignored, u64>,
+    pub written: u64,
+    pub fed_by_protocol: ByProtocol,
+    pub written_by_protocol: ByProtocol,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ignored: u64 = self.ignored.values().sum();
+        write!(
+            f,
+            "{} packets read, {} fed to the host, {} ignored",
+            self.read, self.fed, ignored
+        )?;
+        if ignored > 0 {
+            let why: Vec<String> = self
+                .ignored
+                .iter()
+                .map(|(reason, n)| format!("{n} {reason}"))
+                .collect();
+            write!(f, " ({})", why.join(", "))?;
+        }
+        write!(
+            f,
+            ", {} written by the host\n  fed:     {}\n  written: {}",
+            self.written, self.fed_by_protocol, self.written_by_protocol
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    inbox: VecDeque<Vec<u8>>,
+    sent: Vec<(Instant, Vec<u8>)>,
+    keep: bool,
+    written: u64,
+    by_protocol: ByProtocol,
+}
+
+/// A `phy::Device` fed by a replay driver: it hands the host the packets pushed through its
+/// [`ReplayHandle`] and collects what the host sends.
+#[derive(Debug)]
+pub struct ReplayDevice {
+    medium: Medium,
+    mtu: usize,
+    shared: Rc<RefCell<Shared>>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+/// The driver's side of a [`ReplayDevice`]: push packets in, take the host's packets out.
+#[derive(Debug, Clone)]
+pub struct ReplayHandle {
+    shared: Rc<RefCell<Shared>>,
+}
+
+impl ReplayDevice {
+    /// A device of `medium` with an IP MTU of `mtu`; `keep` keeps a copy of every packet sent.
+    pub fn new(medium: Medium, mtu: usize, keep: bool) -> (ReplayDevice, ReplayHandle) {
+        let shared = Rc::new(RefCell::new(Shared {
+            inbox: VecDeque::new(),
+            sent: Vec::new(),
+            keep,
+            written: 0,
+            by_protocol: ByProtocol::default(),
+        }));
+        let dev = ReplayDevice {
+            medium,
+            mtu,
+            shared: shared.clone(),
+            rx: Vec::new(),
+            tx: Vec::new(),
+        };
+        (dev, ReplayHandle { shared })
+    }
+}
+
+impl ReplayHandle {
+    /// Queue a packet for the host to read.
+    pub fn push(&self, packet: &[u8]) {
+        self.shared.borrow_mut().inbox.push_back(packet.to_vec());
+    }
+
+    /// The packets the host sent so far (if kept), with their times.
+    pub fn take_sent(&self) -> Vec<(Instant, Vec<u8>)> {
+        std::mem::take(&mut self.shared.borrow_mut().sent)
+    }
+
+    pub fn written(&self) -> (u64, ByProtocol) {
+        let s = self.shared.borrow();
+        (s.written, s.by_protocol)
+    }
+}
+
+impl Device for ReplayDevice {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let packet = self.shared.borrow_mut().inbox.pop_front()?;
+        self.rx = packet;
+        Some((
+            RxToken { packet: &self.rx },
+            TxToken {
+                medium: self.medium,
+                buf: &mut self.tx,
+                shared: &self.shared,
+                now,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, now: Instant) -> Option<TxToken<'_>> {
+        Some(TxToken {
+            medium: self.medium,
+            buf: &mut self.tx,
+            shared: &self.shared,
+            now,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = self.medium;
+        caps.max_transmission_unit = match self.medium {
+            Medium::Ethernet => self.mtu + 14,
+            _ => self.mtu,
+        };
+        caps
+    }
+}
+
+pub struct RxToken<'a> {
+    packet: &'a [u8],
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.packet)
+    }
+}
+
+pub struct TxToken<'a> {
+    medium: Medium,
+    buf: &'a mut Vec<u8>,
+    shared: &'a RefCell<Shared>,
+    now: Instant,
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        self.buf.clear();
+        self.buf.resize(len, 0);
+        let r = f(self.buf);
+        let mut s = self.shared.borrow_mut();
+        s.written += 1;
+        let link = match self.medium {
+            Medium::Ethernet => Link::Ethernet,
+            _ => Link::Raw,
+        };
+        let proto = decode(link, self.buf).map_or(Protocol::Other, |d| d.protocol());
+        s.by_protocol.count(proto);
+        if s.keep {
+            let copy = self.buf.clone();
+            s.sent.push((self.now, copy));
+        }
+        r
+    }
+}
+
+/// A packet seen down to its network layer.
+struct Decoded<'a> {
+    /// Destination and source MAC, for Ethernet frames.
+    macs: Option<(EthernetAddress, EthernetAddress)>,
+    ethertype: u16,
+    /// The network-layer packet.
+    l3: &'a [u8],
+}
+
+const ETHERTYPE_IPV4: u16 = 0x0800;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const ETHERTYPE_ARP: u16 = 0x0806;
+
+fn be16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn decode(link: Link, data: &[u8]) -> Option<Decoded<'_>> {
+    match link {
+        Link::Ethernet => {
+            let frame = EthernetFrame::new_checked(data).ok()?;
+            let macs = Some((frame.dst_addr(), frame.src_addr()));
+            Some(Decoded {
+                macs,
+                ethertype: u16::from(frame.ethertype()),
+                l3: &data[EthernetFrame::<&[u8]>::header_len()..],
+            })
+        }
+        Link::Raw => {
+            let ethertype = match data.first()? >> 4 {
+                4 => ETHERTYPE_IPV4,
+                6 => ETHERTYPE_IPV6,
+                _ => 0,
+            };
+            Some(Decoded {
+                macs: None,
+                ethertype,
+                l3: data,
+            })
+        }
+        Link::LinuxSll => Some(Decoded {
+            macs: None,
+            ethertype: be16(data, 14)?,
+            l3: data.get(16..)?,
+        }),
+        Link::LinuxSll2 => Some(Decoded {
+            macs: None,
+            ethertype: be16(data, 0)?,
+            l3: data.get(20..)?,
+        }),
+    }
+}
+
+impl Decoded<'_> {
+    /// Source and destination IP addresses, for IP packets that parse.
+    fn ips(&self) -> Option<(IpAddress, IpAddress)> {
+        match self.ethertype {
+            ETHERTYPE_IPV4 => {
+                let p = Ipv4Packet::new_checked(self.l3).ok()?;
+                Some((p.src_addr().into(), p.dst_addr().into()))
+            }
+            ETHERTYPE_IPV6 => {
+                let p = Ipv6Packet::new_checked(self.l3).ok()?;
+                Some((p.src_addr().into(), p.dst_addr().into()))
+            }
+            _ => None,
+        }
+    }
+
+    fn protocol(&self) -> Protocol {
+        let next = match self.ethertype {
+            ETHERTYPE_ARP => return Protocol::Arp,
+            ETHERTYPE_IPV4 => Ipv4Packet::new_checked(self.l3).map(|p| p.next_header()),
+            ETHERTYPE_IPV6 => Ipv6Packet::new_checked(self.l3).map(|p| p.next_header()),
+            _ => return Protocol::Other,
+        };
+        match next {
+            Ok(IpProtocol::Icmp) => Protocol::Icmp,
+            Ok(IpProtocol::Icmpv6) => Protocol::Icmpv6,
+            Ok(IpProtocol::Tcp) => Protocol::Tcp,
+            Ok(IpProtocol::Udp) => Protocol::Udp,
+            _ => Protocol::Other,
+        }
+    }
+
+    /// The sender's IP address, including an ARP packet's sender protocol address.
+    fn sender_ip(&self) -> Option<IpAddress> {
+        if self.ethertype == ETHERTYPE_ARP {
+            let spa = self.l3.get(14..18)?;
+            return Some(IpAddress::v4(spa[0], spa[1], spa[2], spa[3]));
+        }
+        self.ips().map(|(src, _)| src)
+    }
+}
+
+/// How to replay.
+#[derive(Debug, Clone)]
+pub struct ReplayConfig {
+    /// The host, as live. Its `seed` defaults to 0 here: replay is always deterministic.
+    pub host: Config,
+    /// The device's IP MTU.
+    pub mtu: usize,
+    /// How long the host runs (in virtual time) after the last packet, for its timers.
+    pub linger: Duration,
+    /// Keep the host's packets in the report (for tests and tools).
+    pub keep_output: bool,
+}
+
+impl ReplayConfig {
+    pub fn new(host: Config) -> ReplayConfig {
+        ReplayConfig {
+            host,
+            mtu: 1500,
+            linger: Duration::from_secs(1),
+            keep_output: false,
+        }
+    }
+}
+
+/// What a replay produced.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub summary: Summary,
+    /// The host's packets with their virtual times (empty unless `keep_output`).
+    pub output: Vec<(Instant, Vec<u8>)>,
+    /// The medium the host had.
+    pub medium: Medium,
+    /// The host's MAC (Ethernet replays).
+    pub mac: Option<EthernetAddress>,
+    /// The counters of the output trace, if one was written.
+    pub trace: Option<TraceStats>,
+}
+
+/// The host's MAC in an Ethernet capture: the source of a frame the host sent (an IP packet or
+/// an ARP message from one of its addresses), else the destination of a unicast frame to it.
+fn learn_mac(capture: &Capture, config: &Config) -> Option<EthernetAddress> {
+    let mine = |ip: IpAddress| config.addrs.iter().any(|a| a.address() == ip);
+    let frames = || {
+        capture
+            .packets
+            .iter()
+            .filter(|p| p.link == Link::Ethernet)
+            .filter_map(|p| decode(p.link, &p.data))
+    };
+    frames()
+        .find(|d| d.sender_ip().is_some_and(mine))
+        .and_then(|d| d.macs.map(|(_, src)| src))
+        .or_else(|| {
+            frames()
+                .find(|d| {
+                    d.ips().is_some_and(|(_, dst)| mine(dst))
+                        && d.macs.is_some_and(|(dst, _)| dst.is_unicast())
+                })
+                .and_then(|d| d.macs.map(|(dst, _)| dst))
+        })
+}
+
+/// Whether to feed `p` to the host, or why not.
+fn classify(
+    p: &Packet,
+    medium: Medium,
+    mac: Option<EthernetAddress>,
+    config: &Config,
+) -> std::result::Result<Protocol, Ignored> {
+    let mine = |ip: IpAddress| config.addrs.iter().any(|a| a.address() == ip);
+    if medium == Medium::Ethernet && p.link != Link::Ethernet {
+        return Err(Ignored::NotEthernet);
+    }
+    let d = decode(p.link, &p.data).ok_or(Ignored::Malformed)?;
+    if p.is_cut() {
+        return Err(Ignored::CutShort);
+    }
+    if medium == Medium::Ethernet {
+        let (dst, src) = d.macs.ok_or(Ignored::Malformed)?;
+        let mac = mac.unwrap_or_default();
+        if src == mac {
+            return Err(Ignored::FromHost);
+        }
+        if dst != mac && !dst.is_broadcast() && !dst.is_multicast() {
+            return Err(Ignored::NotForHost);
+        }
+        return Ok(d.protocol());
+    }
+    if d.ethertype != ETHERTYPE_IPV4 && d.ethertype != ETHERTYPE_IPV6 {
+        return Err(Ignored::NotIp);
+    }
+    let (src, dst) = d.ips().ok_or(Ignored::Malformed)?;
+    if mine(src) {
+        return Err(Ignored::FromHost);
+    }
+    if !mine(dst) {
+        return Err(Ignored::NotForHost);
+    }
+    Ok(d.protocol())
+}
+
+/// The network-layer bytes to feed an IP host, or the whole frame for an Ethernet host.
+fn payload(p: &Packet, medium: Medium) -> &[u8] {
+    if medium == Medium::Ethernet {
+        return &p.data;
+    }
+    decode(p.link, &p.data).map_or(&[][..], |d| d.l3)
+}
+
+fn instant(ts: std::time::Duration) -> Instant {
+    Instant::from_micros(i64::try_from(ts.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Most turns the host gets between two packets (a guard against a timer that never settles).
+const MAX_TURNS_BETWEEN_PACKETS: u32 = 100_000;
+
+/// Let the host run its timers until `t`, in virtual time.
+fn run_until<D: Device>(host: &mut Host<D, VirtualClock>, clock: &VirtualClock, t: Instant) {
+    let mut zero_turns = 0;
+    for _ in 0..MAX_TURNS_BETWEEN_PACKETS {
+        let Some(delay) = host.poll() else { break };
+        let step = if delay == Duration::ZERO {
+            // As live: one immediate retry, then 1 ms steps while smoltcp waits on something.
+            zero_turns += 1;
+            if zero_turns < 2 {
+                continue;
+            }
+            Duration::from_millis(1)
+        } else {
+            delay
+        };
+        zero_turns = 0;
+        let next = clock.now() + step;
+        if next > t {
+            break;
+        }
+        clock.set(next);
+    }
+    clock.set(t);
+}
+
+/// Replay `capture` through a host built from `config`; write the host's packets to `out` if
+/// given (a trace with the virtual timestamps).
+pub fn replay<W: Write>(
+    capture: &Capture,
+    config: &ReplayConfig,
+    out: Option<(W, TraceConfig)>,
+) -> Result<Report> {
+    let mut host_config = config.host.clone();
+    host_config.seed.get_or_insert(0);
+    host_config.validate()?;
+    let ethernet = capture.packets.first().map(|p| p.link) == Some(Link::Ethernet);
+    let (medium, mac) = if ethernet {
+        let mac = match host_config.mac {
+            Some(m) => m,
+            None => learn_mac(capture, &host_config).ok_or_else(|| {
+                Error::Config(
+                    "cannot tell the host's MAC from this Ethernet capture (no frame from or to \
+                     its address): give it with --mac"
+                        .into(),
+                )
+            })?,
+        };
+        host_config.mac = Some(mac);
+        (Medium::Ethernet, Some(mac))
+    } else {
+        if host_config.mac.is_some() && !capture.packets.is_empty() {
+            return Err(Error::Config(
+                "--mac is for Ethernet captures; this capture holds IP packets (replayed on an \
+                 IP host)"
+                    .into(),
+            ));
+        }
+        (Medium::Ip, None)
+    };
+    let start = capture
+        .packets
+        .first()
+        .map_or(Instant::ZERO, |p| instant(p.timestamp));
+    let clock = VirtualClock::new(start);
+    let (device, handle) = ReplayDevice::new(medium, config.mtu, config.keep_output);
+    let mut summary = Summary::default();
+    let trace = match out {
+        Some((w, trace_config)) => {
+            let label = trace_config.label.clone();
+            let device = Pcap::new(device, w, &trace_config).map_err(|e| Error::File {
+                path: label,
+                op: "write the trace",
+                source: e,
+            })?;
+            let mut host = Host::new(device, clock.clone(), host_config.clone())?;
+            feed(
+                &mut host,
+                &clock,
+                &handle,
+                capture,
+                config,
+                medium,
+                mac,
+                &mut summary,
+            );
+            let (_, result, _, stats) = host.into_device().finish();
+            result.map_err(|e| Error::File {
+                path: trace_config.label.clone(),
+                op: "write the trace",
+                source: e,
+            })?;
+            Some(stats)
+        }
+        None => {
+            let mut host = Host::new(device, clock.clone(), host_config.clone())?;
+            feed(
+                &mut host,
+                &clock,
+                &handle,
+                capture,
+                config,
+                medium,
+                mac,
+                &mut summary,
+            );
+            None
+        }
+    };
+    let (written, by_protocol) = handle.written();
+    summary.written = written;
+    summary.written_by_protocol = by_protocol;
+    Ok(Report {
+        summary,
+        output: handle.take_sent(),
+        medium,
+        mac,
+        trace,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn feed<D: Device>(
+    host: &mut Host<D, VirtualClock>,
+    clock: &VirtualClock,
+    handle: &ReplayHandle,
+    capture: &Capture,
+    config: &ReplayConfig,
+    medium: Medium,
+    mac: Option<EthernetAddress>,
+    summary: &mut Summary,
+) {
+    let host_config = host.config().clone();
+    let mut last = clock.now();
+    for p in &capture.packets {
+        summary.read += 1;
+        let t = instant(p.timestamp).max(last);
+        last = t;
+        match classify(p, medium, mac, &host_config) {
+            Ok(proto) => {
+                run_until(host, clock, t);
+                handle.push(payload(p, medium));
+                host.poll();
+                summary.fed += 1;
+                summary.fed_by_protocol.count(proto);
+            }
+            Err(why) => *summary.ignored.entry(why).or_default() += 1,
+        }
+    }
+    run_until(host, clock, last + config.linger);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, IpCidr, Ipv4Address, Ipv4Repr};
+
+    fn ping(src: Ipv4Address, dst: Ipv4Address, seq: u16) -> Vec<u8> {
+        let icmp = Icmpv4Repr::EchoRequest {
+            ident: 0x1234,
+            seq_no: seq,
+            data: b"tunhost replay",
+        };
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Icmp,
+            payload_len: icmp.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0; ip.buffer_len() + icmp.buffer_len()];
+        let mut p = Ipv4Packet::new_unchecked(&mut buf);
+        ip.emit(&mut p, &smoltcp::phy::ChecksumCapabilities::default());
+        icmp.emit(
+            &mut Icmpv4Packet::new_unchecked(p.payload_mut()),
+            &smoltcp::phy::ChecksumCapabilities::default(),
+        );
+        buf
+    }
+
+    fn packet(ms: u64, data: Vec<u8>) -> Packet {
+        Packet {
+            timestamp: std::time::Duration::from_millis(1_700_000_000_000 + ms),
+            link: Link::Raw,
+            original_len: data.len() as u32,
+            data,
+        }
+    }
+
+    fn host() -> Config {
+        Config {
+            addrs: vec![IpCidr::new(Ipv4Address::new(192, 0, 2, 2).into(), 24)],
+            services: vec![],
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn pings_are_answered_in_virtual_time_and_the_rest_is_counted() {
+        let me = Ipv4Address::new(192, 0, 2, 2);
+        let peer = Ipv4Address::new(192, 0, 2, 1);
+        let other = Ipv4Address::new(192, 0, 2, 9);
+        let mut cut = packet(3, ping(peer, me, 9));
+        cut.original_len += 10;
+        let capture = Capture {
+            format: crate::capture::Format::Pcap,
+            packets: vec![
+                packet(0, ping(peer, me, 1)),
+                packet(1, ping(me, peer, 1)),
+                packet(2, ping(peer, other, 1)),
+                cut,
+                packet(5_000, ping(peer, me, 2)),
+                packet(5_001, vec![0x45, 0]),
+            ],
+        };
+        let config = ReplayConfig {
+            keep_output: true,
+            ..ReplayConfig::new(host())
+        };
+        let report = replay::<Vec<u8>>(&capture, &config, None).unwrap();
+        let s = &report.summary;
+        assert_eq!((s.read, s.fed, s.written), (6, 2, 2), "{s}");
+        assert_eq!(s.written_by_protocol.icmp, 2);
+        assert_eq!(s.ignored[&Ignored::FromHost], 1);
+        assert_eq!(s.ignored[&Ignored::NotForHost], 1);
+        assert_eq!(s.ignored[&Ignored::CutShort], 1);
+        assert_eq!(s.ignored[&Ignored::Malformed], 1);
+        // The replies carry the virtual time of the requests.
+        assert_eq!(
+            report.output[1].0,
+            Instant::from_millis(1_700_000_005_000i64)
+        );
+        let text = s.to_string();
+        assert!(text.contains("6 packets read, 2 fed to the host"), "{text}");
+    }
+
+    #[test]
+    fn same_input_same_seed_same_bytes() {
+        let me = Ipv4Address::new(192, 0, 2, 2);
+        let peer = Ipv4Address::new(192, 0, 2, 1);
+        let capture = Capture {
+            format: crate::capture::Format::Pcap,
+            packets: (0..5)
+                .map(|i| packet(i * 100, ping(peer, me, i as u16)))
+                .collect(),
+        };
+        let run = |out: &mut Vec<u8>| {
+            let trace = TraceConfig {
+                timestamps: crate::trace::Timestamps::Clock,
+                ..TraceConfig::new("replay", "out")
+            };
+            let cfg = ReplayConfig::new(host());
+            let r = replay(&capture, &cfg, Some((out, trace))).unwrap();
+            assert_eq!(r.trace.unwrap().outbound, 5);
+            r
+        };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let ra = run(&mut a);
+        let rb = run(&mut b);
+        assert_eq!(ra.summary, rb.summary);
+        assert!(a.len() > 5 * 60);
+        assert_eq!(a, b);
+    }
+}
