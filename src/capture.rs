@@ -14,11 +14,14 @@ use std::fmt;
 use std::time::Duration;
 
 use pcap_file::pcap::PcapParser;
+use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketOption;
 use pcap_file::pcapng::blocks::interface_description::{
     InterfaceDescriptionBlock, InterfaceDescriptionOption,
 };
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, PcapError, TsResolution};
+
+pub use crate::trace::Direction;
 
 /// The link layer of a captured packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub struct Packet {
     pub data: Vec<u8>,
     /// The packet's length on the wire.
     pub original_len: u32,
+    /// The direction a pcapng `epb_flags` option gives, if any.
+    pub direction: Option<Direction>,
 }
 
 impl Packet {
@@ -193,6 +198,7 @@ fn parse_pcap(bytes: &[u8]) -> Result<Capture, CaptureError> {
             link,
             data: raw.data.into_owned(),
             original_len: raw.orig_len,
+            direction: None,
         });
     }
     Ok(Capture {
@@ -246,7 +252,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
         record += 1;
         let (r, block) = parser.next_block(rest).map_err(|e| malformed(record, e))?;
         rest = r;
-        let (interface_id, timestamp, original_len, data) = match block {
+        let (interface_id, timestamp, original_len, data, direction) = match block {
             Block::EnhancedPacket(epb) => {
                 let idb = parser.interfaces().get(epb.interface_id as usize).ok_or(
                     CaptureError::Malformed {
@@ -261,15 +267,21 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
                     record,
                     reason: "timestamp out of range".into(),
                 })?;
+                let direction = epb.options.iter().find_map(|o| match o {
+                    EnhancedPacketOption::Flags(f) if f & 3 == 1 => Some(Direction::Inbound),
+                    EnhancedPacketOption::Flags(f) if f & 3 == 2 => Some(Direction::Outbound),
+                    _ => None,
+                });
                 (
                     epb.interface_id,
                     ts,
                     epb.original_len,
                     epb.data.into_owned(),
+                    direction,
                 )
             }
             // No timestamp of its own: it takes the one before.
-            Block::SimplePacket(spb) => (0, last, spb.original_len, spb.data.into_owned()),
+            Block::SimplePacket(spb) => (0, last, spb.original_len, spb.data.into_owned(), None),
             _ => continue,
         };
         let idb =
@@ -289,6 +301,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
             link,
             data,
             original_len,
+            direction,
         });
     }
     Ok(Capture {
@@ -300,7 +313,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{self, Direction, TraceConfig, TraceWriter};
+    use crate::trace::{self, TraceConfig, TraceWriter};
     use smoltcp::phy::Medium;
     use smoltcp::time::Instant;
 
@@ -335,6 +348,10 @@ mod tests {
             assert_eq!(p.link, Link::Raw);
             assert_eq!((p.data.len(), p.original_len), (30, 40));
             assert!(p.is_cut());
+            if format == trace::Format::PcapNg {
+                assert_eq!(p.direction, Some(Direction::Outbound));
+                assert_eq!(cap.packets[0].direction, Some(Direction::Inbound));
+            }
         }
         let cap = Capture::parse(&written(trace::Format::PcapNg, Medium::Ethernet)).unwrap();
         assert_eq!(cap.packets[0].link, Link::Ethernet);

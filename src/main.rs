@@ -612,7 +612,10 @@ fn replay(args: ReplayArgs) -> ExitCode {
     };
     let mut text = format!("replay {path}: {host}, seed {seed}\n  {}", report.summary);
     if let (Some(label), Some(st)) = (&label, report.trace) {
-        text += &format!("\n  output: {label} ({} packets)", st.outbound);
+        text += &format!(
+            "\n  trace: {label} ({} packets fed in, {} written out)",
+            st.inbound, st.outbound
+        );
     }
     // The summary goes where the trace does not.
     if label.as_deref() == Some("stdout") {

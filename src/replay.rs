@@ -30,7 +30,7 @@ use crate::capture::{Capture, Link, Packet};
 use crate::clock::{Clock, VirtualClock};
 use crate::error::{Error, Result};
 use crate::host::{Config, Host};
-use crate::trace::{Pcap, TraceConfig, TraceStats};
+use crate::trace::{Direction, Pcap, TraceConfig, TraceStats};
 
 /// Packets by protocol, for the summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -466,6 +466,10 @@ fn classify(
     if p.is_cut() {
         return Err(Ignored::CutShort);
     }
+    // A pcapng trace of the host itself says which packets were its own.
+    if p.direction == Some(Direction::Outbound) {
+        return Err(Ignored::FromHost);
+    }
     if medium == Medium::Ethernet {
         let (dst, src) = d.macs.ok_or(Ignored::Malformed)?;
         let mac = mac.unwrap_or_default();
@@ -530,8 +534,9 @@ fn run_until<D: Device>(host: &mut Host<D, VirtualClock>, clock: &VirtualClock, 
     clock.set(t);
 }
 
-/// Replay `capture` through a host built from `config`; write the host's packets to `out` if
-/// given (a trace with the virtual timestamps).
+/// Replay `capture` through a host built from `config`. With `out`, the replayed host is traced
+/// as a live one is: the packets fed to it (inbound) and those it wrote (outbound), with their
+/// virtual timestamps.
 pub fn replay<W: Write>(
     capture: &Capture,
     config: &ReplayConfig,
@@ -690,6 +695,7 @@ mod tests {
             link: Link::Raw,
             original_len: data.len() as u32,
             data,
+            direction: None,
         }
     }
 

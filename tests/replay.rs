@@ -1,0 +1,317 @@
+//! Replay: the captures in `captures/` played through the host offline, and the `replay` CLI.
+//!
+//! The replay tests need no privileges. `regenerate_captures` (ignored by default) records the
+//! captures anew from a live host against the kernel, as root:
+//! `cargo test --test replay -- --ignored regenerate_captures`.
+
+mod common;
+mod tools;
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use common::{Tunhost, in_netns, sh, tunhost};
+use nix::sys::signal::Signal;
+use tools::{Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture};
+use tunhost::capture::{Capture, Direction, Link};
+use tunhost::replay::{ReplayConfig, Report, replay};
+use tunhost::smoltcp::wire::IpCidr;
+use tunhost::{Config, ServiceSpec};
+
+fn capture(name: &str) -> Capture {
+    read_capture(&captures_dir().join(name).to_string_lossy())
+}
+
+/// The host each capture was recorded with (see captures/README.md).
+fn host(addr: &str, services: Vec<ServiceSpec>) -> Config {
+    Config {
+        addrs: vec![addr.parse::<IpCidr>().unwrap()],
+        services,
+        seed: Some(0),
+        ..Config::default()
+    }
+}
+
+fn run(cap: &Capture, config: Config) -> Report {
+    let cfg = ReplayConfig {
+        keep_output: true,
+        ..ReplayConfig::new(config)
+    };
+    replay::<Vec<u8>>(cap, &cfg, None).expect("replay")
+}
+
+/// The packets the live host wrote, in order (from the trace's direction flags).
+fn live_output(cap: &Capture) -> Vec<Vec<u8>> {
+    cap.packets
+        .iter()
+        .filter(|p| p.direction == Some(Direction::Outbound))
+        .map(|p| p.data.clone())
+        .collect()
+}
+
+fn replay_output(r: &Report) -> Vec<Vec<u8>> {
+    r.output.iter().map(|(_, p)| p.clone()).collect()
+}
+
+#[test]
+fn ping_capture_replays_to_the_same_replies() {
+    let cap = capture("ping.pcapng");
+    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let live = live_output(&cap);
+    assert_eq!(live.len(), 3, "the capture holds 3 echo replies");
+    assert!(live.iter().all(|p| icmp_echo_reply(p).is_some()));
+    // Same seed, same requests at the same (virtual) times: the same bytes.
+    assert_eq!(replay_output(&r), live, "{}", r.summary);
+    assert_eq!(r.summary.fed_by_protocol.icmp, 3, "{}", r.summary);
+}
+
+#[test]
+fn udp_echo_capture_replays_to_the_same_datagrams() {
+    let cap = capture("udp-echo.pcapng");
+    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::UdpEcho(7)]));
+    assert_eq!(r.summary.written_by_protocol.udp, 3, "{}", r.summary);
+    assert_eq!(replay_output(&r), live_output(&cap), "{}", r.summary);
+}
+
+#[test]
+fn closed_port_capture_replays_to_the_same_refusals() {
+    let cap = capture("closed-port.pcapng");
+    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let out = replay_output(&r);
+    assert_eq!(out, live_output(&cap), "{}", r.summary);
+    // A TCP RST (flags byte has RST) and an ICMP port unreachable (type 3, code 3).
+    assert!(out.iter().any(|p| p[9] == 6 && p[20 + 13] & 0x04 != 0));
+    assert!(out.iter().any(|p| p[9] == 1 && p[20] == 3 && p[21] == 3));
+}
+
+#[test]
+fn tap_capture_replays_arp_and_ping_on_an_ethernet_host() {
+    let cap = capture("tap-arp-ping.pcapng");
+    assert!(cap.packets.iter().all(|p| p.link == Link::Ethernet));
+    // No --mac: the host's MAC is learned from the capture.
+    let r = run(&cap, host("198.51.100.2/24", vec![ServiceSpec::Echo(7)]));
+    assert_eq!(r.mac, Some("02:00:00:00:00:02".parse().unwrap()));
+    assert!(r.summary.written_by_protocol.arp >= 1, "{}", r.summary);
+    assert_eq!(r.summary.written_by_protocol.icmp, 2, "{}", r.summary);
+    assert_eq!(replay_output(&r), live_output(&cap), "{}", r.summary);
+}
+
+#[test]
+fn tcp_echo_capture_replays_the_same_stream() {
+    let cap = capture("tcp-echo.pcapng");
+    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    // The byte stream the host sent: TCP payloads from port 7, in sequence order.
+    let stream = |packets: Vec<Vec<u8>>| {
+        let mut segs: Vec<(u32, Vec<u8>)> = packets
+            .iter()
+            .filter(|p| p[9] == 6)
+            .map(|p| {
+                let ihl = usize::from(p[0] & 0x0f) * 4;
+                let tcp = &p[ihl..];
+                let off = usize::from(tcp[12] >> 4) * 4;
+                let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+                (seq, tcp[off..].to_vec())
+            })
+            .filter(|(_, d)| !d.is_empty())
+            .collect();
+        segs.sort();
+        segs.dedup();
+        segs.into_iter().flat_map(|(_, d)| d).collect::<Vec<u8>>()
+    };
+    let live = stream(live_output(&cap));
+    assert!(live.len() > 1000, "the capture echoes {} bytes", live.len());
+    // The seed gives the live host's sequence numbers, so the capture's ACKs fit the replay.
+    assert_eq!(stream(replay_output(&r)), live, "{}", r.summary);
+}
+
+#[test]
+fn replay_cli_is_deterministic_and_summarises() {
+    let dir = Scratch::new("replay-cli");
+    let input = captures_dir().join("tcp-echo.pcapng");
+    let input = input.to_str().unwrap();
+    let (a, b) = (dir.path("a.pcapng"), dir.path("b.pcapng"));
+    let mut outputs = Vec::new();
+    for out in [&a, &b] {
+        let o = std::process::Command::new(common::TUNHOST)
+            .args(["replay", input, "--addr", "192.0.2.2/24", "--echo", "7"])
+            .args(["--seed", "0", "--pcap", out])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        outputs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    assert_eq!(outputs[0].replace(&a, "OUT"), outputs[1].replace(&b, "OUT"));
+    let text = &outputs[0];
+    assert!(text.contains("packets read"), "{text}");
+    assert!(text.contains("sent by the host"), "{text}");
+    assert!(text.contains("written: tcp"), "{text}");
+    // The output is the replayed host's trace, as live: packets fed in, packets written out.
+    let out = read_capture(&a);
+    let count = |d| {
+        out.packets
+            .iter()
+            .filter(|p| p.direction == Some(d))
+            .count()
+    };
+    let r = run(
+        &capture("tcp-echo.pcapng"),
+        host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]),
+    );
+    assert_eq!(count(Direction::Inbound) as u64, r.summary.fed);
+    assert_eq!(count(Direction::Outbound) as u64, r.summary.written);
+    assert_eq!(out.packets.len() as u64, r.summary.fed + r.summary.written);
+}
+
+#[test]
+fn replay_cli_rejects_bad_input_in_one_line() {
+    let dir = Scratch::new("replay-bad");
+    let text = dir.path("notes.txt");
+    std::fs::write(&text, "not a capture\n").unwrap();
+    let full = std::fs::read(captures_dir().join("ping.pcapng")).unwrap();
+    let cut = dir.path("cut.pcapng");
+    std::fs::write(&cut, &full[..full.len() - 10]).unwrap();
+    // A classic pcap header with link type 105 (802.11).
+    let wifi = dir.path("wifi.pcap");
+    let mut hdr = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
+    hdr.extend([0; 8]);
+    hdr.extend(65535u32.to_le_bytes());
+    hdr.extend(105u32.to_le_bytes());
+    std::fs::write(&wifi, &hdr).unwrap();
+    for (file, says) in [
+        (text.as_str(), "not a pcap or pcapng capture"),
+        (cut.as_str(), "truncated"),
+        (wifi.as_str(), "unsupported link type 105"),
+        ("/nonexistent/in.pcap", "cannot read /nonexistent/in.pcap"),
+    ] {
+        let (code, err) = tunhost(&["replay", file, "--addr", "192.0.2.2/24"]);
+        assert_ne!(code, 0, "{file}: {err}");
+        assert_eq!(err.lines().count(), 1, "{file}: {err}");
+        assert!(err.contains(says), "{file}: {err}");
+        assert!(err.contains(file), "{file}: {err}");
+    }
+}
+
+// --- Recording the captures -------------------------------------------------------------
+
+const TUN: &[&str] = &[
+    "--tun",
+    "tun0",
+    "--addr",
+    "192.0.2.2/24",
+    "--peer",
+    "192.0.2.1/24",
+];
+
+/// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
+/// `traffic`, then stop the host with SIGINT (a complete trace).
+fn with(extra: &[&'static str]) -> Vec<&'static str> {
+    [TUN, extra].concat()
+}
+
+fn record(name: &str, args: &[&str], traffic: impl FnOnce() + Send + 'static) {
+    let path = captures_dir().join(name).to_string_lossy().into_owned();
+    let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    argv.extend(["--seed", "0", "--pcap", &path].map(String::from));
+    in_netns(move || {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let mut h = Tunhost::serve(&argv);
+        traffic();
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success());
+    });
+    let cap = read_capture(&path);
+    eprintln!("{name}: {} packets", cap.packets.len());
+}
+
+#[test]
+#[ignore = "records captures/ anew; needs root: cargo test --test replay -- --ignored"]
+fn regenerate_captures() {
+    require_root!();
+    record("ping.pcapng", &with(&["--echo", "7"]), || {
+        sh(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2"]);
+    });
+    record("tcp-echo.pcapng", &with(&["--echo", "7"]), || {
+        let mut s = TcpStream::connect(("192.0.2.2", 7)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let text: String = (0..120)
+            .map(|i| format!("line {i:3} of the tunhost echo capture\n"))
+            .collect();
+        s.write_all(text.as_bytes()).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut back = String::new();
+        s.read_to_string(&mut back).unwrap();
+        assert_eq!(back, text);
+    });
+    record("udp-echo.pcapng", &with(&["--udp-echo", "7"]), || {
+        let u = UdpSocket::bind("192.0.2.1:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u.connect("192.0.2.2:7").unwrap();
+        for i in 0..3 {
+            let msg = format!("datagram {i}");
+            u.send(msg.as_bytes()).unwrap();
+            let mut buf = [0; 64];
+            let n = u.recv(&mut buf).unwrap();
+            assert_eq!(&buf[..n], msg.as_bytes());
+        }
+    });
+    record("closed-port.pcapng", &with(&["--echo", "7"]), || {
+        let e = TcpStream::connect(("192.0.2.2", 8)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+        let u = UdpSocket::bind("192.0.2.1:0").unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        u.connect("192.0.2.2:9").unwrap();
+        u.send(b"anyone there?").unwrap();
+        let e = u.recv(&mut [0; 16]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
+    });
+    let tap = [
+        "--tap",
+        "tap0",
+        "--addr",
+        "198.51.100.2/24",
+        "--peer",
+        "198.51.100.1/24",
+        "--mac",
+        "02:00:00:00:00:02",
+        "--echo",
+        "7",
+    ];
+    record("tap-arp-ping.pcapng", &tap, || {
+        sh(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.2"]);
+    });
+    // The kernel's side of a ping session, as `tcpdump -i tun0 -w` writes it (classic pcap).
+    let path = captures_dir()
+        .join("ping-tcpdump.pcap")
+        .to_string_lossy()
+        .into_owned();
+    in_netns(move || {
+        let mut argv = TUN.to_vec();
+        argv.extend(["--echo", "7", "--seed", "0"]);
+        let mut h = Tunhost::serve(&argv);
+        let dump = Tcpdump::start("tun0", &path);
+        sh(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2"]);
+        dump.stop();
+        h.signal(Signal::SIGINT);
+    });
+}
+
+#[test]
+fn tcpdump_capture_replays_to_the_same_echo_replies() {
+    let cap = capture("ping-tcpdump.pcap");
+    assert!(cap.packets.iter().all(|p| p.link == Link::Raw));
+    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let live: Vec<Vec<u8>> = cap
+        .packets
+        .iter()
+        .filter_map(|p| icmp_echo_reply(l3(p)).map(<[u8]>::to_vec))
+        .collect();
+    let replayed: Vec<Vec<u8>> = r
+        .output
+        .iter()
+        .filter_map(|(_, p)| icmp_echo_reply(p).map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(live.len(), 3);
+    assert_eq!(replayed, live, "{}", r.summary);
+}

@@ -1,0 +1,146 @@
+//! Helpers of the tracing and replay tests: the kernel's own tcpdump on a device, tshark and
+//! capinfos, and reading captures with the library.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tunhost::capture::{Capture, Packet};
+
+/// `captures/` in the source tree.
+pub fn captures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("captures")
+}
+
+/// A fresh scratch directory for one test (under the target directory, removed on drop).
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(test: &str) -> Scratch {
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// The kernel's tcpdump writing `dev`'s packets to `path`, once it is listening.
+pub struct Tcpdump {
+    child: Child,
+}
+
+impl Tcpdump {
+    pub fn start(dev: &str, path: &str) -> Tcpdump {
+        let mut child = Command::new("tcpdump")
+            .args(["-i", dev, "--immediate-mode", "-U", "-n", "-w", path])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run tcpdump (is it installed? see .ci/run)");
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(line) if line.contains("listening on") => break,
+                Ok(_) => {}
+                Err(_) => panic!("tcpdump -i {dev} did not start listening"),
+            }
+        }
+        Tcpdump { child }
+    }
+
+    /// Stop it (SIGINT: it writes out what it has) and wait.
+    pub fn stop(mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tcpdump {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run a tool and return its stdout (panics with stderr if it fails).
+pub fn tool(argv: &[&str]) -> String {
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e} (is it installed? see .ci/run)"));
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `tshark -r FILE [-Y FILTER] -T fields -e F...`: one Vec per packet.
+pub fn tshark_fields(file: &str, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
+    let mut argv = vec!["tshark", "-n", "-r", file];
+    if !filter.is_empty() {
+        argv.extend(["-Y", filter]);
+    }
+    argv.extend(["-T", "fields"]);
+    for f in fields {
+        argv.extend(["-e", f]);
+    }
+    tool(&argv)
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+/// Read a capture with the library.
+pub fn read_capture(path: &str) -> Capture {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
+    Capture::parse(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Whether an IPv4 packet (no link header) is an ICMP echo reply; its ICMP bytes if so.
+pub fn icmp_echo_reply(ip: &[u8]) -> Option<&[u8]> {
+    let ihl = ((*ip.first()? & 0x0f) as usize) * 4;
+    if ip.first()? >> 4 != 4 || *ip.get(9)? != 1 {
+        return None;
+    }
+    let icmp = ip.get(ihl..)?;
+    (*icmp.first()? == 0).then_some(icmp)
+}
+
+/// The network-layer bytes of a TUN or Ethernet packet.
+pub fn l3(p: &Packet) -> &[u8] {
+    match p.link {
+        tunhost::capture::Link::Ethernet => &p.data[14..],
+        _ => &p.data,
+    }
+}
