@@ -50,7 +50,17 @@ pub struct Tcpdump {
 impl Tcpdump {
     pub fn start(dev: &str, path: &str) -> Tcpdump {
         let mut child = Command::new("tcpdump")
-            .args(["-i", dev, "--immediate-mode", "-U", "-n", "-w", path])
+            .args([
+                "-i",
+                dev,
+                "--immediate-mode",
+                "-B",
+                "32768",
+                "-U",
+                "-n",
+                "-w",
+                path,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -71,6 +81,31 @@ impl Tcpdump {
             }
         }
         Tcpdump { child }
+    }
+
+    /// Wait until the packets written so far to the (classic pcap, little-endian) file include
+    /// one that `marker` matches: tcpdump writes in order, so everything before it is there too.
+    pub fn wait_for(&self, path: &str, marker: impl Fn(&[u8]) -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let mut at = 24;
+            while let Some(h) = bytes.get(at..at + 16) {
+                let len = u32::from_le_bytes([h[8], h[9], h[10], h[11]]) as usize;
+                let Some(data) = bytes.get(at + 16..at + 16 + len) else {
+                    break;
+                };
+                if marker(data) {
+                    return;
+                }
+                at += 16 + len;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tcpdump did not write the marker packet to {path}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stop it (SIGINT: it writes out what it has) and wait.

@@ -1,0 +1,432 @@
+//! `serve --pcap` against the real kernel: the host's trace next to the kernel's own tcpdump,
+//! read back by tshark and capinfos, after SIGINT and after SIGKILL, streamed to stdout.
+
+mod common;
+mod tools;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use common::{TUNHOST, Tunhost, in_netns, pattern, sh};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tools::{Scratch, Tcpdump, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
+use tunhost::capture::{Direction, Link};
+
+const TUN: &[&str] = &[
+    "--tun",
+    "tun0",
+    "--addr",
+    "192.0.2.2/24",
+    "--peer",
+    "192.0.2.1/24",
+];
+const HOST: &str = "192.0.2.2";
+
+fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+    [base, more].concat()
+}
+
+fn tcp_echo(len: usize) {
+    let mut s = TcpStream::connect((HOST, 7)).expect("connect to echo");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let data = pattern(len, 7);
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = thread::spawn(move || {
+        w.write_all(&sent).unwrap();
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).unwrap();
+    writer.join().unwrap();
+    assert!(back == data, "TCP echo differs");
+}
+
+fn udp_echo(n: usize) {
+    let u = UdpSocket::bind("192.0.2.1:0").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    u.connect((HOST, 7)).unwrap();
+    for i in 0..n {
+        let msg = format!("udp {i}");
+        u.send(msg.as_bytes()).unwrap();
+        let mut buf = [0; 64];
+        let got = u.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..got], msg.as_bytes());
+    }
+}
+
+fn capinfos(file: &str) -> String {
+    tool(&["capinfos", file])
+}
+
+#[test]
+fn tun_trace_holds_every_packet_tcpdump_saw_and_replays() {
+    require_root!();
+    let dir = Scratch::new("trace-tun");
+    let (trace, kernel) = (dir.path("host.pcapng"), dir.path("kernel.pcap"));
+    let (t, k) = (trace.clone(), kernel.clone());
+    in_netns(move || {
+        let mut h = Tunhost::serve(&args(
+            TUN,
+            &[
+                "--echo",
+                "7",
+                "--udp-echo",
+                "7",
+                "--seed",
+                "0",
+                "--pcap",
+                &t,
+            ],
+        ));
+        let dump = Tcpdump::start("tun0", &k);
+        sh(&["ping", "-c", "5", "-i", "0.05", "-W", "1", HOST]);
+        tcp_echo(200 * 1024);
+        udp_echo(5);
+        // A last ping of a size of its own: once tcpdump has written its reply, it has written
+        // everything before it.
+        sh(&["ping", "-c", "1", "-W", "1", "-s", "333", HOST]);
+        dump.wait_for(&k, |p| p.len() == 361 && icmp_echo_reply(p).is_some());
+        dump.stop();
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success());
+    });
+
+    // Both read by capinfos as Raw IP.
+    let info = capinfos(&trace);
+    assert!(info.contains("pcapng"), "{info}");
+    assert!(info.contains("Raw IP"), "{info}");
+    assert!(capinfos(&kernel).contains("Raw IP"));
+
+    // Every packet the kernel's tcpdump saw is in the host's trace.
+    let host = read_capture(&trace);
+    let kern = read_capture(&kernel);
+    let mut have: HashMap<&[u8], usize> = HashMap::new();
+    for p in &host.packets {
+        *have.entry(&p.data).or_default() += 1;
+    }
+    let mut missing = 0;
+    for p in &kern.packets {
+        match have.get_mut(&p.data[..]) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => missing += 1,
+        }
+    }
+    eprintln!(
+        "host trace {} packets, kernel tcpdump {} packets",
+        host.packets.len(),
+        kern.packets.len()
+    );
+    assert!(kern.packets.len() > 100, "tcpdump saw the traffic");
+    assert_eq!(
+        missing, 0,
+        "packets tcpdump saw that the host's trace lacks"
+    );
+    assert!(host.packets.len() >= kern.packets.len());
+
+    // Direction flags, as tshark reads them: inbound from the kernel, outbound from the host.
+    let rows = tshark_fields(
+        &trace,
+        "ip",
+        &["frame.packet_flags_direction", "ip.src", "ip.dst"],
+    );
+    assert!(rows.len() > 100);
+    for r in &rows {
+        let dir = u32::from_str_radix(r[0].trim_start_matches("0x"), 16).unwrap();
+        match r[1].as_str() {
+            "192.0.2.1" => assert_eq!(dir, 1, "{r:?}"),
+            "192.0.2.2" => assert_eq!(dir, 2, "{r:?}"),
+            _ => panic!("unexpected packet {r:?}"),
+        }
+    }
+
+    // The kernel's capture, replayed offline: the same echo replies, the same file twice.
+    let (a, b) = (dir.path("replay-a.pcapng"), dir.path("replay-b.pcapng"));
+    for out in [&a, &b] {
+        let o = Command::new(TUNHOST)
+            .args(["replay", &kernel, "--addr", "192.0.2.2/24"])
+            .args(["--echo", "7", "--udp-echo", "7", "--pcap", out])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    let replies = |c: &tunhost::capture::Capture, only_out: bool| -> Vec<Vec<u8>> {
+        c.packets
+            .iter()
+            .filter(|p| !only_out || p.direction == Some(Direction::Outbound))
+            .filter_map(|p| icmp_echo_reply(l3(p)).map(<[u8]>::to_vec))
+            .collect()
+    };
+    let live = replies(&kern, false);
+    assert_eq!(live.len(), 6);
+    assert_eq!(replies(&read_capture(&a), true), live);
+}
+
+#[test]
+fn tap_trace_is_ethernet_with_arp() {
+    require_root!();
+    let dir = Scratch::new("trace-tap");
+    let trace = dir.path("tap.pcapng");
+    let t = trace.clone();
+    in_netns(move || {
+        let mut h = Tunhost::serve(&[
+            "--tap",
+            "tap0",
+            "--addr",
+            "198.51.100.2/24",
+            "--peer",
+            "198.51.100.1/24",
+            "--echo",
+            "7",
+            "--pcap",
+            &t,
+        ]);
+        sh(&["ping", "-c", "2", "-i", "0.05", "-W", "1", "198.51.100.2"]);
+        h.signal(Signal::SIGINT);
+    });
+    let info = capinfos(&trace);
+    assert!(info.contains("Ethernet"), "{info}");
+    let cap = read_capture(&trace);
+    assert!(cap.packets.iter().all(|p| p.link == Link::Ethernet));
+    // The kernel asks (inbound), the host answers (outbound).
+    let arp = tshark_fields(
+        &trace,
+        "arp",
+        &["frame.packet_flags_direction", "arp.opcode"],
+    );
+    assert!(
+        arp.contains(&vec!["0x00000001".into(), "1".into()]),
+        "{arp:?}"
+    );
+    assert!(
+        arp.contains(&vec!["0x00000002".into(), "2".into()]),
+        "{arp:?}"
+    );
+    let replies = tshark_fields(&trace, "icmp.type == 0", &["icmp.seq"]);
+    assert_eq!(replies.len(), 2);
+}
+
+#[test]
+fn trace_is_complete_after_sigint_and_readable_after_kill_9() {
+    require_root!();
+    let dir = Scratch::new("trace-signals");
+    let (clean, killed) = (dir.path("sigint.pcapng"), dir.path("kill9.pcapng"));
+    let (c, k) = (clean.clone(), killed.clone());
+    in_netns(move || {
+        // SIGINT: everything up to the stop is in the trace.
+        let mut h = Tunhost::serve(&args(TUN, &["--echo", "7", "--pcap", &c]));
+        sh(&["ping", "-c", "3", "-i", "0.05", "-W", "1", HOST]);
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success());
+
+        // SIGKILL: echo replies sent well before the kill are on disk; traffic is still going
+        // (records in the buffer) when the kill comes.
+        let mut h = Tunhost::serve(&args(TUN, &["--echo", "7", "--pcap", &k]));
+        sh(&[
+            "ping", "-c", "5", "-i", "0.05", "-W", "1", "-s", "111", HOST,
+        ]);
+        thread::sleep(Duration::from_millis(1500));
+        let mut busy = Command::new("ping")
+            .args(["-c", "200", "-i", "0.005", "-W", "1", "-s", "222", HOST])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(100));
+        let (status, _) = h.signal(Signal::SIGKILL);
+        assert!(!status.success());
+        let _ = busy.wait();
+    });
+    tool(&["capinfos", &clean]);
+    assert_eq!(
+        tshark_fields(&clean, "icmp.type == 0", &["icmp.seq"]).len(),
+        3
+    );
+    // tshark may warn about a torn last record; it must read everything before it.
+    let out = Command::new("tshark")
+        .args(["-n", "-r", &killed, "-Y", "icmp.type == 0 && ip.len == 139"])
+        .args(["-T", "fields", "-e", "icmp.seq"])
+        .output()
+        .unwrap();
+    let seqs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        seqs,
+        ["1", "2", "3", "4", "5"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A child process killed (SIGKILL) if the test fails before it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Lines of a reader, on a channel.
+fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, what: &str, mut done: impl FnMut(&str) -> bool) {
+    loop {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if done(&line) => return,
+            Ok(_) => {}
+            Err(_) => panic!("timed out waiting for {what}"),
+        }
+    }
+}
+
+#[test]
+fn pcap_to_stdout_streams_live_into_tshark() {
+    require_root!();
+    in_netns(|| {
+        let mut host = Command::new(TUNHOST)
+            .arg("serve")
+            .args(TUN)
+            .args(["--echo", "7", "--pcap", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let trace = host.stdout.take().unwrap();
+        let err = lines(host.stderr.take().unwrap());
+        let host = Guard(host);
+        let mut tshark = Command::new("tshark")
+            .args(["-l", "-n", "-r", "-", "-T", "fields", "-e", "icmp.type"])
+            .stdin(Stdio::from(trace))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run tshark");
+        let decoded = lines(tshark.stdout.take().unwrap());
+        let _tshark = Guard(tshark);
+        wait_for(&err, "the banner", |l| l.starts_with("serving "));
+        sh(&["ping", "-c", "3", "-i", "0.05", "-W", "1", HOST]);
+        // tshark decodes the replies while the host is still running.
+        let mut replies = 0;
+        wait_for(&decoded, "3 echo replies from tshark", |l| {
+            replies += usize::from(l == "0");
+            replies == 3
+        });
+        kill(Pid::from_raw(host.0.id() as i32), Signal::SIGINT).unwrap();
+    });
+}
+
+#[test]
+fn classic_pcap_with_a_snap_length() {
+    require_root!();
+    let dir = Scratch::new("trace-classic");
+    let trace = dir.path("snap.pcap");
+    let t = trace.clone();
+    in_netns(move || {
+        let mut h = Tunhost::serve(&args(
+            TUN,
+            &[
+                "--echo",
+                "7",
+                "--pcap",
+                &t,
+                "--pcap-format",
+                "pcap",
+                "--snaplen",
+                "64",
+            ],
+        ));
+        sh(&[
+            "ping", "-c", "2", "-i", "0.05", "-W", "1", "-s", "500", HOST,
+        ]);
+        h.signal(Signal::SIGINT);
+    });
+    let info = capinfos(&trace);
+    assert!(info.contains("- pcap"), "{info}");
+    assert!(info.contains("64 bytes"), "{info}");
+    let rows = tshark_fields(&trace, "icmp", &["frame.cap_len", "frame.len"]);
+    assert_eq!(rows.len(), 4);
+    for r in rows {
+        assert_eq!(r, ["64", "528"]);
+    }
+}
+
+#[test]
+fn a_closed_pipe_is_reported_once_and_the_host_keeps_serving() {
+    require_root!();
+    in_netns(|| {
+        let mut host = Command::new(TUNHOST)
+            .arg("serve")
+            .args(TUN)
+            .args(["--echo", "7", "--pcap", "-"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let trace = host.stdout.take().unwrap();
+        let err = lines(host.stderr.take().unwrap());
+        let mut host = Guard(host);
+        wait_for(&err, "the banner", |l| l.starts_with("serving "));
+        drop(trace);
+        sh(&["ping", "-c", "3", "-i", "0.3", "-W", "1", HOST]);
+        tcp_echo(10_000);
+        kill(Pid::from_raw(host.0.id() as i32), Signal::SIGINT).unwrap();
+        assert!(host.0.wait().unwrap().success());
+        // The child has exited: its stderr ends, and so does the channel.
+        let text: Vec<String> = err.iter().collect();
+        let text = text.join("\n");
+        assert_eq!(text.matches("cannot write").count(), 1, "{text}");
+        assert!(text.contains("could not be written"), "{text}");
+    });
+}
+
+#[test]
+fn pcap_trace_example_traces() {
+    require_root!();
+    let dir = Scratch::new("trace-example");
+    let trace = dir.path("example.pcapng");
+    let mut bin = std::env::current_exe().unwrap();
+    bin.pop();
+    bin.pop();
+    bin.push("examples/pcap_trace");
+    let bin = bin.to_string_lossy().into_owned();
+    let t = trace.clone();
+    in_netns(move || {
+        let mut h = Tunhost::start_program(&bin, &[&t], "ready: ");
+        sh(&["ping", "-c", "2", "-i", "0.05", "-W", "1", HOST]);
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success(), "{:?}", h.stderr);
+    });
+    let cap = read_capture(&trace);
+    let replies = cap
+        .packets
+        .iter()
+        .filter(|p| p.direction == Some(Direction::Outbound))
+        .filter(|p| icmp_echo_reply(&p.data).is_some())
+        .count();
+    assert_eq!(replies, 2);
+}
