@@ -747,6 +747,49 @@ mod tests {
     }
 
     #[test]
+    fn cooked_and_ethernet_captures_feed_an_ip_host() {
+        let me = Ipv4Address::new(192, 0, 2, 2);
+        let peer = Ipv4Address::new(192, 0, 2, 1);
+        let ip = ping(peer, me, 1);
+        // SLL: packet type, ARPHRD, address length, address (8), protocol.
+        let mut sll = vec![0, 4, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x08, 0x00];
+        sll.extend(&ip);
+        // SLL2: protocol, reserved, ifindex, ARPHRD, packet type, address length, address (8).
+        let mut sll2 = vec![0x08, 0x00, 0, 0, 0, 0, 0, 3, 0xff, 0xfe, 4, 0];
+        sll2.extend([0; 8]);
+        sll2.extend(&ip);
+        // An Ethernet frame on an IP host: the IP packet inside is fed.
+        let mut eth = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
+        eth.extend(&ip);
+        // SLL with ARP: not IP.
+        let mut arp = sll.clone();
+        arp[14..16].copy_from_slice(&[0x08, 0x06]);
+        let packets = [
+            (Link::LinuxSll, sll),
+            (Link::LinuxSll2, sll2),
+            (Link::Raw, ip.clone()),
+            (Link::LinuxSll, arp),
+            (Link::Ethernet, eth),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (link, data))| Packet {
+            link,
+            ..packet(i as u64, data)
+        })
+        .collect();
+        // An Ethernet packet that is not first: the replay is on an IP host.
+        let capture = Capture {
+            format: crate::capture::Format::PcapNg,
+            packets,
+        };
+        let r = replay::<Vec<u8>>(&capture, &ReplayConfig::new(host()), None).unwrap();
+        assert_eq!(r.medium, Medium::Ip);
+        assert_eq!((r.summary.fed, r.summary.written), (4, 4), "{}", r.summary);
+        assert_eq!(r.summary.ignored[&Ignored::NotIp], 1);
+    }
+
+    #[test]
     fn same_input_same_seed_same_bytes() {
         let me = Ipv4Address::new(192, 0, 2, 2);
         let peer = Ipv4Address::new(192, 0, 2, 1);

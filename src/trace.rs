@@ -123,7 +123,9 @@ pub struct TraceStats {
     pub inbound: u64,
     /// Packets recorded as written to the device.
     pub outbound: u64,
-    /// Packets that could not be recorded (after a write error, or an unencodable timestamp).
+    /// Packets that did not make it into the trace: buffered when a write failed, seen after it,
+    /// or with a timestamp the format cannot hold. (They are counted in `inbound`/`outbound`
+    /// only if they were buffered.)
     pub lost: u64,
     /// Bytes handed to the file or pipe so far.
     pub bytes_written: u64,
@@ -157,6 +159,8 @@ pub struct TraceWriter<W: Write> {
     oldest: Option<Instant>,
     /// The first write error; once set, nothing more is written.
     failed: Option<io::ErrorKind>,
+    /// Records in `buf`, lost if the write fails.
+    pending: u64,
     stats: TraceStats,
 }
 
@@ -189,6 +193,7 @@ impl<W: Write> TraceWriter<W> {
             }),
             oldest: None,
             failed: None,
+            pending: 0,
             stats: TraceStats::default(),
         };
         match config.format {
@@ -293,6 +298,7 @@ impl<W: Write> TraceWriter<W> {
             Direction::Inbound => self.stats.inbound += 1,
             Direction::Outbound => self.stats.outbound += 1,
         }
+        self.pending += 1;
         self.oldest.get_or_insert(now);
     }
 
@@ -324,6 +330,7 @@ impl<W: Write> TraceWriter<W> {
             Ok(()) => {
                 self.stats.bytes_written += self.buf.len() as u64;
                 self.buf.clear();
+                self.pending = 0;
                 Ok(())
             }
             Err(e) => Err(self.fail(e)),
@@ -341,6 +348,8 @@ impl<W: Write> TraceWriter<W> {
             self.failed = Some(e.kind());
         }
         self.buf.clear();
+        self.stats.lost += self.pending;
+        self.pending = 0;
         e
     }
 
@@ -739,7 +748,8 @@ mod tests {
         let (r, out, stats) = w.finish();
         assert!(r.is_err());
         assert_eq!(stats.inbound, 10);
-        assert_eq!(stats.lost, 1);
+        // 10 records in the buffer when the write failed, 1 after.
+        assert_eq!(stats.lost, 11);
         // What reached the file is a prefix of a valid trace.
         assert_eq!(out.unwrap().data.len(), 4096);
     }
