@@ -226,6 +226,47 @@ fn tap_answers_arp_ping_and_echo() {
 }
 
 #[test]
+fn ipv6_ping_and_echo_on_tun() {
+    require_root!();
+    in_netns(|| {
+        let _h = Tunhost::serve(&[
+            "--tun",
+            "tun0",
+            "--addr",
+            "2001:db8::2/64",
+            "--peer",
+            "2001:db8::1/64",
+            "--echo",
+            "7",
+            "--udp-echo",
+            "7",
+        ]);
+        let text = ping_ok(&["-6", "-c", "3", "-i", "0.05", "-W", "1", "2001:db8::2"]);
+        assert!(text.contains("3 received"), "{text}");
+        let data = pattern(300_000, 6);
+        let mut s = TcpStream::connect(("2001:db8::2", 7)).unwrap();
+        s.set_read_timeout(TIMEOUT).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let d2 = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&d2).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        writer.join().unwrap();
+        assert!(back == data, "IPv6 echo differs");
+        let u = UdpSocket::bind("[2001:db8::1]:0").unwrap();
+        u.set_read_timeout(TIMEOUT).unwrap();
+        u.send_to(b"v6 datagram", "[2001:db8::2]:7").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"v6 datagram");
+        assert_eq!(from.to_string(), "[2001:db8::2]:7");
+    });
+}
+
+#[test]
 fn attaches_to_an_existing_persistent_device() {
     require_root!();
     in_netns(|| {
