@@ -125,6 +125,21 @@ fn sixty_four_concurrent_echo_connections() {
 }
 
 #[test]
+fn listener_recycles_sockets() {
+    require_root!();
+    in_netns(|| {
+        // 300 connections one after another through a port capped at 70 sockets: a socket that
+        // leaked per connection would make the 71st connection fail.
+        let _h = serve_tun(&["--echo", "7", "--backlog", "64", "--max-connections", "70"]);
+        for i in 0..300u64 {
+            let data = pattern(1000, i);
+            let back = echo_roundtrip(7, data.clone());
+            assert!(back == data, "connection {i}: echoed bytes differ");
+        }
+    });
+}
+
+#[test]
 fn discard_reads_until_fin_then_closes() {
     require_root!();
     in_netns(|| {
