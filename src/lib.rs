@@ -24,6 +24,9 @@ pub mod capture;
 pub mod clock;
 pub mod device;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod guard;
 pub mod host;
 pub mod listener;
 pub mod replay;

@@ -125,6 +125,21 @@ fn sixty_four_concurrent_echo_connections() {
 }
 
 #[test]
+fn listener_recycles_sockets() {
+    require_root!();
+    in_netns(|| {
+        // 300 connections one after another through a port capped at 70 sockets: a socket that
+        // leaked per connection would make the 71st connection fail.
+        let _h = serve_tun(&["--echo", "7", "--backlog", "64", "--max-connections", "70"]);
+        for i in 0..300u64 {
+            let data = pattern(1000, i);
+            let back = echo_roundtrip(7, data.clone());
+            assert!(back == data, "connection {i}: echoed bytes differ");
+        }
+    });
+}
+
+#[test]
 fn discard_reads_until_fin_then_closes() {
     require_root!();
     in_netns(|| {
@@ -222,6 +237,47 @@ fn tap_answers_arp_ping_and_echo() {
         s.read_to_end(&mut back).unwrap();
         writer.join().unwrap();
         assert!(back == data, "TAP echo differs");
+    });
+}
+
+#[test]
+fn ipv6_ping_and_echo_on_tun() {
+    require_root!();
+    in_netns(|| {
+        let _h = Tunhost::serve(&[
+            "--tun",
+            "tun0",
+            "--addr",
+            "2001:db8::2/64",
+            "--peer",
+            "2001:db8::1/64",
+            "--echo",
+            "7",
+            "--udp-echo",
+            "7",
+        ]);
+        let text = ping_ok(&["-6", "-c", "3", "-i", "0.05", "-W", "1", "2001:db8::2"]);
+        assert!(text.contains("3 received"), "{text}");
+        let data = pattern(300_000, 6);
+        let mut s = TcpStream::connect(("2001:db8::2", 7)).unwrap();
+        s.set_read_timeout(TIMEOUT).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let d2 = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&d2).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        writer.join().unwrap();
+        assert!(back == data, "IPv6 echo differs");
+        let u = UdpSocket::bind("[2001:db8::1]:0").unwrap();
+        u.set_read_timeout(TIMEOUT).unwrap();
+        u.send_to(b"v6 datagram", "[2001:db8::2]:7").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"v6 datagram");
+        assert_eq!(from.to_string(), "[2001:db8::2]:7");
     });
 }
 
