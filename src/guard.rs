@@ -62,6 +62,10 @@ impl<D: Device> Guard<D> {
         &mut self.inner
     }
 
+    pub fn into_inner(self) -> D {
+        self.inner
+    }
+
     pub fn stats(&self) -> GuardStats {
         self.stats
     }

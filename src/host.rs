@@ -362,7 +362,7 @@ impl<D: Device, C: Clock> Host<D, C> {
 
     /// Take the host apart and give back its device (to finish a trace, say).
     pub fn into_device(self) -> D {
-        self.device
+        self.device.into_inner()
     }
 
     pub fn iface(&self) -> &Interface {
@@ -446,7 +446,7 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// Let the device do what is due now; how long until it needs another turn.
     fn housekeeping(&mut self) -> Option<Duration> {
         let now = self.clock.now();
-        let at = self.device.housekeeping(now)?;
+        let at = self.device.inner_mut().housekeeping(now)?;
         Some(if at > now { at - now } else { Duration::ZERO })
     }
 }
