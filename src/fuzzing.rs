@@ -199,6 +199,41 @@ pub fn ingress_ethernet(data: &[u8]) {
     ingress(Medium::Ethernet, data)
 }
 
+/// Parse `data` as a capture file and, if it is one, replay its first 64 packets through a host
+/// with a trace of the output: hostile captures (lengths, timestamps, link types, clocks far in
+/// the past or future) must give an error or a replay, never a panic or a hang.
+pub fn replay(data: &[u8]) {
+    use crate::capture::Capture;
+    use crate::replay::ReplayConfig;
+    use crate::trace::{Timestamps, TraceConfig};
+
+    let Ok(mut capture) = Capture::parse(data) else {
+        return;
+    };
+    capture.packets.truncate(64);
+    let config = Config {
+        addrs: vec![
+            IpCidr::new(smoltcp::wire::Ipv4Address::new(192, 0, 2, 2).into(), 24),
+            IpCidr::new(
+                smoltcp::wire::Ipv6Address::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2).into(),
+                64,
+            ),
+        ],
+        seed: Some(0),
+        ..Config::default()
+    };
+    let trace = TraceConfig {
+        timestamps: Timestamps::Clock,
+        ..TraceConfig::new("fuzz", "memory")
+    };
+    let mut out = Vec::new();
+    let _ = crate::replay::replay(
+        &capture,
+        &ReplayConfig::new(config),
+        Some((&mut out, trace)),
+    );
+}
+
 fn ingress(medium: Medium, data: &[u8]) {
     let (mut host, clock) = fuzz_host(medium);
     let addrs: Vec<IpCidr> = host.config().addrs.clone();

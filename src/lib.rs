@@ -18,7 +18,9 @@
 //! ```
 //!
 //! The layers, one module each: [`tuntap`] (the kernel side), [`device`] (the `phy::Device`),
-//! [`host`] (interface, sockets, loop), [`listener`] (TCP backlog), [`services`].
+//! [`host`] (interface, sockets, loop), [`listener`] (TCP backlog), [`services`]; [`trace`] (a
+//! `phy::Device` wrapper writing every packet to pcapng/pcap), [`capture`] (reading captures) and
+//! [`replay`] (a capture through the same host, offline, on a virtual clock).
 
 pub mod capture;
 pub mod clock;

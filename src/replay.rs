@@ -502,12 +502,16 @@ fn payload(p: &Packet, medium: Medium) -> &[u8] {
     decode(p.link, &p.data).map_or(&[][..], |d| d.l3)
 }
 
+/// The latest capture time replay takes as is (about 73,000 years after 1970): later ones are
+/// clamped, so that the host's clock can still add its timeouts without overflowing.
+const LATEST: i64 = i64::MAX / 4;
+
 fn instant(ts: std::time::Duration) -> Instant {
-    Instant::from_micros(i64::try_from(ts.as_micros()).unwrap_or(i64::MAX))
+    Instant::from_micros(i64::try_from(ts.as_micros()).unwrap_or(LATEST).min(LATEST))
 }
 
 /// Most turns the host gets between two packets (a guard against a timer that never settles).
-const MAX_TURNS_BETWEEN_PACKETS: u32 = 100_000;
+const MAX_TURNS_BETWEEN_PACKETS: u32 = 10_000;
 
 /// Let the host run its timers until `t`, in virtual time.
 fn run_until<D: Device>(host: &mut Host<D, VirtualClock>, clock: &VirtualClock, t: Instant) {

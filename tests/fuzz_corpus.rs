@@ -15,6 +15,7 @@ type Target = fn(&[u8]);
 const TARGETS: &[(&str, Target)] = &[
     ("ingress_ip", fuzzing::ingress_ip),
     ("ingress_ethernet", fuzzing::ingress_ethernet),
+    ("replay", fuzzing::replay),
 ];
 
 fn fuzz_dir() -> PathBuf {
