@@ -580,6 +580,14 @@ pub fn replay<W: Write>(
     let clock = VirtualClock::new(start);
     let (device, handle) = ReplayDevice::new(medium, config.mtu, config.keep_output);
     let mut summary = Summary::default();
+    let feed = Feed {
+        capture,
+        linger: config.linger,
+        medium,
+        mac,
+        clock: &clock,
+        handle: &handle,
+    };
     let trace = match out {
         Some((w, trace_config)) => {
             let label = trace_config.label.clone();
@@ -589,16 +597,7 @@ pub fn replay<W: Write>(
                 source: e,
             })?;
             let mut host = Host::new(device, clock.clone(), host_config.clone())?;
-            feed(
-                &mut host,
-                &clock,
-                &handle,
-                capture,
-                config,
-                medium,
-                mac,
-                &mut summary,
-            );
+            feed.run(&mut host, &mut summary);
             let (_, result, _, stats) = host.into_device().finish();
             result.map_err(|e| Error::File {
                 path: trace_config.label.clone(),
@@ -609,16 +608,7 @@ pub fn replay<W: Write>(
         }
         None => {
             let mut host = Host::new(device, clock.clone(), host_config.clone())?;
-            feed(
-                &mut host,
-                &clock,
-                &handle,
-                capture,
-                config,
-                medium,
-                mac,
-                &mut summary,
-            );
+            feed.run(&mut host, &mut summary);
             None
         }
     };
@@ -634,35 +624,38 @@ pub fn replay<W: Write>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn feed<D: Device>(
-    host: &mut Host<D, VirtualClock>,
-    clock: &VirtualClock,
-    handle: &ReplayHandle,
-    capture: &Capture,
-    config: &ReplayConfig,
+/// What a replay feeds its host: the capture, and how to tell which packets are the host's.
+struct Feed<'a> {
+    capture: &'a Capture,
+    linger: Duration,
     medium: Medium,
     mac: Option<EthernetAddress>,
-    summary: &mut Summary,
-) {
-    let host_config = host.config().clone();
-    let mut last = clock.now();
-    for p in &capture.packets {
-        summary.read += 1;
-        let t = instant(p.timestamp).max(last);
-        last = t;
-        match classify(p, medium, mac, &host_config) {
-            Ok(proto) => {
-                run_until(host, clock, t);
-                handle.push(payload(p, medium));
-                host.poll();
-                summary.fed += 1;
-                summary.fed_by_protocol.count(proto);
+    clock: &'a VirtualClock,
+    handle: &'a ReplayHandle,
+}
+
+impl Feed<'_> {
+    /// Play the capture into `host`, running its timers in between; count what happened.
+    fn run<D: Device>(&self, host: &mut Host<D, VirtualClock>, summary: &mut Summary) {
+        let host_config = host.config().clone();
+        let mut last = self.clock.now();
+        for p in &self.capture.packets {
+            summary.read += 1;
+            let t = instant(p.timestamp).max(last);
+            last = t;
+            match classify(p, self.medium, self.mac, &host_config) {
+                Ok(proto) => {
+                    run_until(host, self.clock, t);
+                    self.handle.push(payload(p, self.medium));
+                    host.poll();
+                    summary.fed += 1;
+                    summary.fed_by_protocol.count(proto);
+                }
+                Err(why) => *summary.ignored.entry(why).or_default() += 1,
             }
-            Err(why) => *summary.ignored.entry(why).or_default() += 1,
         }
+        run_until(host, self.clock, last + self.linger);
     }
-    run_until(host, clock, last + config.linger);
 }
 
 #[cfg(test)]
