@@ -388,8 +388,10 @@ impl<D: Device, C: Clock> Host<D, C> {
         for svc in &mut self.services {
             svc.poll(&mut self.sockets, now);
         }
-        // Send what the services queued right away rather than on the next turn.
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        // Send what the services queued right away rather than on the next turn. Egress only: a
+        // packet read now would sit in its socket, unseen by the services, while the host sleeps.
+        self.iface
+            .poll_egress(now, &mut self.device, &mut self.sockets);
         let delay = self.iface.poll_delay(now, &self.sockets);
         let svc_at = self.services.iter().filter_map(|s| s.poll_at()).min();
         let svc_delay = svc_at.map(|t| if t > now { t - now } else { Duration::ZERO });
@@ -397,6 +399,15 @@ impl<D: Device, C: Clock> Host<D, C> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Send what sockets have queued (a client's requests) without reading any packet; returns
+    /// how long the host may sleep, as [`Host::poll`] does (services not counted).
+    pub fn egress(&mut self) -> Option<Duration> {
+        let now = self.clock.now();
+        self.iface
+            .poll_egress(now, &mut self.device, &mut self.sockets);
+        self.iface.poll_delay(now, &self.sockets)
     }
 
     /// Close every connection and give the closes up to `grace` (on the host's clock, polling

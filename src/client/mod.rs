@@ -38,8 +38,9 @@ where
             std::ops::ControlFlow::Break(t) => return Ok(Some(t)),
             std::ops::ControlFlow::Continue(w) => w,
         };
-        // Send what the step queued now rather than after the wait.
-        let delay = host.poll();
+        // Send what the step queued now rather than after the wait (egress only: a packet read
+        // here would wait in its socket until the wait ends).
+        let delay = host.egress();
         let now = host.clock().now();
         let until_wake = wake.map(|w| if w > now { w - now } else { Duration::ZERO });
         let d = match (delay, until_wake) {
