@@ -78,7 +78,7 @@ impl fmt::Display for Error {
             ),
             Error::Permission { device, op } => write!(
                 f,
-                "permission denied to {op} on device {device}: opening or configuring TUN/TAP \
+                "device {device}: {op}: permission denied; opening or configuring TUN/TAP \
                  devices needs root or CAP_NET_ADMIN (try sudo)"
             ),
             Error::Busy { device } => write!(

@@ -637,3 +637,101 @@ impl Stop {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use smoltcp::phy::Loopback;
+    use smoltcp::socket::tcp;
+    use smoltcp::time::Instant;
+
+    fn loopback_host(tcp: ListenerConfig) -> (Host<Loopback, VirtualClock>, VirtualClock) {
+        let clock = VirtualClock::new(Instant::ZERO);
+        let config = Config {
+            services: vec![ServiceSpec::Echo(7)],
+            tcp,
+            seed: Some(1),
+            ..Config::default()
+        };
+        let host = Host::new(Loopback::new(Medium::Ip), clock.clone(), config).unwrap();
+        (host, clock)
+    }
+
+    /// Poll, advancing the clock 1 ms a turn, until `done` holds (at most 10 s of virtual time).
+    fn poll_until<D: Device>(
+        host: &mut Host<D, VirtualClock>,
+        clock: &VirtualClock,
+        mut done: impl FnMut(&mut Host<D, VirtualClock>) -> bool,
+    ) {
+        for _ in 0..10_000 {
+            host.poll();
+            if done(host) {
+                return;
+            }
+            clock.advance(Duration::from_millis(1));
+        }
+        panic!("condition not reached in 10 s of virtual time");
+    }
+
+    #[test]
+    fn echo_connections_recycle_a_bounded_set_of_sockets() {
+        let limits = ListenerConfig {
+            backlog: 4,
+            max_sockets: 8,
+            rx_buffer: 1024,
+            tx_buffer: 1024,
+        };
+        let (mut host, clock) = loopback_host(limits);
+        let client = host.sockets_mut().add(tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 1024]),
+            tcp::SocketBuffer::new(vec![0; 1024]),
+        ));
+        let server: IpAddress = "192.0.2.2".parse().unwrap();
+        for i in 0..100u16 {
+            let (iface, sockets) = (&mut host.iface, &mut host.sockets);
+            let c = sockets.get_mut::<tcp::Socket>(client);
+            c.connect(iface.context(), (server, 7), 40000 + i).unwrap();
+            poll_until(&mut host, &clock, |h| {
+                h.sockets.get::<tcp::Socket>(client).may_send()
+            });
+            let c = host.sockets.get_mut::<tcp::Socket>(client);
+            c.send_slice(b"hello").unwrap();
+            let mut got = Vec::new();
+            poll_until(&mut host, &clock, |h| {
+                let c = h.sockets.get_mut::<tcp::Socket>(client);
+                let mut buf = [0u8; 16];
+                if let Ok(n) = c.recv_slice(&mut buf) {
+                    got.extend_from_slice(&buf[..n]);
+                }
+                got.len() == 5
+            });
+            assert_eq!(got, b"hello", "connection {i}");
+            // The client closes first; the echo server answers with its own FIN.
+            host.sockets.get_mut::<tcp::Socket>(client).close();
+            poll_until(&mut host, &clock, |h| {
+                h.sockets.get::<tcp::Socket>(client).state() == tcp::State::TimeWait
+            });
+            host.sockets.get_mut::<tcp::Socket>(client).abort();
+        }
+        // 8 server sockets at most, plus the client's.
+        let count = host.sockets().iter().count();
+        assert!(count <= 9, "{count} sockets after 100 connections");
+    }
+
+    #[test]
+    fn invalid_configs_are_errors_not_panics() {
+        let bad = |f: fn(&mut Config)| {
+            let mut c = Config::default();
+            f(&mut c);
+            let clock = VirtualClock::new(Instant::ZERO);
+            assert!(Host::new(Loopback::new(Medium::Ethernet), clock, c).is_err());
+        };
+        bad(|c| c.addrs.clear());
+        bad(|c| c.mac = Some(EthernetAddress([1, 0, 0, 0, 0, 1])));
+        bad(|c| c.gateway = Some("198.51.100.1".parse().unwrap()));
+        bad(|c| c.services = vec![ServiceSpec::Echo(7), ServiceSpec::Echo(7)]);
+        bad(|c| c.services = vec![ServiceSpec::Chargen(0)]);
+        bad(|c| c.addrs = vec!["224.0.0.1/24".parse().unwrap()]);
+    }
+}

@@ -24,6 +24,8 @@ pub mod client;
 pub mod clock;
 pub mod device;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod listener;
 pub mod services;

@@ -15,7 +15,8 @@
 //!   RST until a connection ends.
 //!
 //! Sockets that stay in a closing state longer than [`LINGER`] (a peer that never ACKs our FIN,
-//! or never sends its own) are aborted, so a hostile peer cannot hold sockets forever.
+//! or never sends its own) are aborted, and every socket has keep-alive and an inactivity
+//! timeout, so a hostile or vanished peer cannot hold sockets forever.
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
@@ -25,9 +26,14 @@ use smoltcp::wire::IpListenEndpoint;
 /// How long a released socket may take to close before it is aborted.
 pub const LINGER: Duration = Duration::from_secs(30);
 
-/// Inactivity timeout set on every socket: a connection whose peer stops answering
-/// retransmissions is aborted after this long.
+/// Inactivity timeout set on every socket: a connection whose peer sends nothing for this long
+/// while we wait on it (data in flight, or keep-alive probes) is aborted.
 pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Keep-alive interval set on every socket. smoltcp's timeout only runs while data is in flight
+/// or keep-alive is on; without it, a peer that opens connections and vanishes would hold their
+/// sockets forever. A live peer answers the probes and keeps its connection.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// Buffer sizes and limits of a listener's sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -213,11 +219,10 @@ impl Listener {
             let handle = if let Some(h) = self.free.pop() {
                 h
             } else if self.owned() < self.config.max_sockets {
-                let mut socket = tcp::Socket::new(
+                let socket = tcp::Socket::new(
                     tcp::SocketBuffer::new(vec![0; self.config.rx_buffer]),
                     tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
                 );
-                socket.set_timeout(Some(SOCKET_TIMEOUT));
                 sockets.add(socket)
             } else if let Some(i) = self
                 .closing
@@ -231,6 +236,7 @@ impl Listener {
             };
             let socket = sockets.get_mut::<tcp::Socket>(handle);
             socket.set_timeout(Some(SOCKET_TIMEOUT));
+            socket.set_keep_alive(Some(KEEP_ALIVE));
             if socket.listen(self.endpoint).is_err() {
                 // Not closed after all (cannot happen for the sources above): drop it cleanly.
                 socket.abort();

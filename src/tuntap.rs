@@ -200,10 +200,18 @@ impl TunTap {
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(TUN_PATH)
-            .map_err(|e| Error::TunUnavailable {
-                path: TUN_PATH.to_string(),
-                errno: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-            })?;
+            .map_err(
+                |e| match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
+                    Errno::EACCES | Errno::EPERM => Error::Permission {
+                        device: name.to_string(),
+                        op: "open /dev/net/tun",
+                    },
+                    errno => Error::TunUnavailable {
+                        path: TUN_PATH.to_string(),
+                        errno,
+                    },
+                },
+            )?;
         let fd: OwnedFd = file.into();
 
         let mut req = ifreq(name);
@@ -309,6 +317,13 @@ impl TunTap {
                 })?;
             }
             IpAddr::V6(addr) => {
+                // Duplicate address detection would keep the address tentative (unusable) for a
+                // second or two; on a link whose only other end is this process it can find
+                // nothing. Best effort: without it the address works, only later.
+                let dad = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
+                if let Err(e) = std::fs::write(&dad, "0") {
+                    log::debug!("{name}: cannot disable DAD ({dad}: {e})");
+                }
                 let ctl = control_socket(name, AddressFamily::Inet6)?;
                 let index = self.index()?;
                 let req = libc::in6_ifreq {

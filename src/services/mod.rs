@@ -13,7 +13,7 @@ mod echo;
 pub mod http;
 mod udp_echo;
 
-pub use chargen::Chargen;
+pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
 pub use http::{Http, HttpConfig};

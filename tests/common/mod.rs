@@ -1,0 +1,230 @@
+//! Shared harness of the end-to-end tests: a private network namespace per test, the `tunhost`
+//! binary running in it, and the kernel as the peer.
+//!
+//! - [`require_root!`] skips a test loudly when not root, and fails it when `CI=true`.
+//! - [`in_netns`] runs a closure on a thread that has its own network namespace (loopback up).
+//!   Processes it spawns and sockets it opens live in that namespace, which disappears when they
+//!   are gone: tests run in parallel and leave nothing behind.
+//! - [`Tunhost`] runs `tunhost` with arguments, waits for its banner, and kills it on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// The path of the `tunhost` binary cargo built for these tests.
+pub const TUNHOST: &str = env!("CARGO_BIN_EXE_tunhost");
+
+/// Whether privileged tests can run. Not root: a loud skip, or a panic when `CI=true`.
+pub fn privileged(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!(
+            "{test} needs root (TUN devices, network namespaces) and CI=true: failing, not skipping"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED {test}: needs root for TUN devices and network namespaces \
+         (run the tests as root: sudo -E cargo test) ***\n"
+    );
+    false
+}
+
+/// Return from the test early (loudly) when it cannot run; fail in CI.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !common::privileged(module_path!()) {
+            return;
+        }
+    };
+}
+
+/// Run `f` on a new thread in a new network namespace whose loopback is up; return its result
+/// (a panic in `f` fails the calling test).
+pub fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    let t = std::thread::spawn(move || {
+        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+        sh(&["ip", "link", "set", "lo", "up"]);
+        f()
+    });
+    match t.join() {
+        Ok(r) => r,
+        Err(e) => std::panic::resume_unwind(e),
+    }
+}
+
+/// Run a command to completion; panic with its output if it fails.
+pub fn sh(argv: &[&str]) -> String {
+    let out = run(argv);
+    assert!(
+        out.status.success(),
+        "{argv:?} failed: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Run a command to completion and return what it did.
+pub fn run(argv: &[&str]) -> Output {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e} (is it installed? see .ci/run)"))
+}
+
+/// A `tunhost` process of this test.
+pub struct Tunhost {
+    child: Child,
+    /// The banner line ("serving ...").
+    pub banner: String,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line seen so far.
+    pub stderr: Vec<String>,
+}
+
+impl Tunhost {
+    /// `tunhost serve ARGS`, once it has printed its banner (10 s at most).
+    pub fn serve(args: &[&str]) -> Tunhost {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        Tunhost::start(&full, "serving ")
+    }
+
+    /// `tunhost ARGS`, once a stderr line starts with `ready` (10 s at most).
+    pub fn start(args: &[&str], ready: &str) -> Tunhost {
+        Tunhost::start_program(TUNHOST, args, ready)
+    }
+
+    /// `PROGRAM ARGS` (an example, say), once a stderr line starts with `ready`.
+    pub fn start_program(program: &str, args: &[&str], ready: &str) -> Tunhost {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tunhost");
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().expect("piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut t = Tunhost {
+            child,
+            banner: String::new(),
+            lines: rx,
+            stderr: Vec::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match t.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.starts_with(ready);
+                    t.stderr.push(line.clone());
+                    if hit {
+                        t.banner = line;
+                        return t;
+                    }
+                }
+                Err(_) => {
+                    let status = t.child.try_wait().ok().flatten();
+                    panic!(
+                        "tunhost {args:?} did not become ready (exit: {status:?}); stderr:\n{}",
+                        t.stderr.join("\n")
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Send `sig` and wait (5 s at most) for the process to exit; returns the status and how
+    /// long it took.
+    pub fn signal(&mut self, sig: Signal) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        kill(self.pid(), sig).expect("kill");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                self.drain_stderr();
+                return (status, start.elapsed());
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                panic!("tunhost did not exit within 5 s of {sig}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Collect what stderr has printed so far.
+    pub fn drain_stderr(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(50)) {
+            self.stderr.push(line);
+        }
+        &self.stderr
+    }
+
+    /// CPU time (user + system) the process has used so far, in clock ticks.
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("read /proc/PID/stat");
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
+        f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+    }
+}
+
+impl Drop for Tunhost {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Run `tunhost ARGS` to completion (for bad-input checks): exit code and stderr.
+pub fn tunhost(args: &[&str]) -> (i32, String) {
+    let out = Command::new(TUNHOST)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tunhost");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Deterministic test data (xorshift), so a failure can be reproduced.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}

@@ -1,0 +1,67 @@
+//! Every file in `fuzz/corpus/<target>/` and `fuzz/regressions/<target>/` goes through the same
+//! entry point as the fuzzer's target, on stable: every crash ever found stays a test.
+//!
+//! `TUNHOST_WRITE_SEEDS=1 cargo test --test fuzz_corpus write_seeds -- --ignored` rewrites the
+//! generated seeds (see `fuzz/make-corpus.sh`).
+
+use std::path::{Path, PathBuf};
+
+use tunhost::fuzzing;
+use tunhost::smoltcp::phy::Medium;
+
+/// A fuzz target's entry point.
+type Target = fn(&[u8]);
+
+const TARGETS: &[(&str, Target)] = &[
+    ("ingress_ip", fuzzing::ingress_ip),
+    ("ingress_ethernet", fuzzing::ingress_ethernet),
+];
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.is_file());
+    v.sort();
+    v
+}
+
+#[test]
+fn corpus_and_regressions_replay_through_the_targets() {
+    for (target, run) in TARGETS {
+        let corpus = files(&fuzz_dir().join("corpus").join(target));
+        assert!(
+            corpus.len() >= 5,
+            "fuzz/corpus/{target} has {} files, want at least 5 (run fuzz/make-corpus.sh)",
+            corpus.len()
+        );
+        let regressions = files(&fuzz_dir().join("regressions").join(target));
+        for f in corpus.iter().chain(&regressions) {
+            let data = std::fs::read(f).unwrap();
+            let r = std::panic::catch_unwind(|| run(&data));
+            assert!(r.is_ok(), "{target}: {} breaks an invariant", f.display());
+        }
+    }
+}
+
+#[test]
+#[ignore = "generator: rewrites fuzz/corpus seeds when TUNHOST_WRITE_SEEDS=1"]
+fn write_seeds() {
+    if std::env::var("TUNHOST_WRITE_SEEDS").as_deref() != Ok("1") {
+        return;
+    }
+    for (target, medium) in [
+        ("ingress_ip", Medium::Ip),
+        ("ingress_ethernet", Medium::Ethernet),
+    ] {
+        let dir = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in fuzzing::seeds::ingress(medium) {
+            std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+        }
+    }
+}

@@ -1,0 +1,365 @@
+//! `tunhost serve` against the real kernel: each test has its own network namespace, its own
+//! TUN/TAP device in it, and talks to the host with std sockets and real tools.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::thread;
+use std::time::Duration;
+
+use common::{Tunhost, in_netns, pattern, run, sh};
+use nix::sys::signal::Signal;
+
+const TUN_ARGS: &[&str] = &[
+    "--tun",
+    "tun0",
+    "--addr",
+    "192.0.2.2/24",
+    "--peer",
+    "192.0.2.1/24",
+];
+const HOST: &str = "192.0.2.2";
+const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
+
+fn serve_tun(services: &[&str]) -> Tunhost {
+    let mut args = TUN_ARGS.to_vec();
+    args.extend_from_slice(services);
+    Tunhost::serve(&args)
+}
+
+fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect((HOST, port)).expect("connect to the host");
+    s.set_read_timeout(TIMEOUT).unwrap();
+    s.set_write_timeout(TIMEOUT).unwrap();
+    s
+}
+
+/// Send `data` on a new connection to the echo port and return what came back.
+fn echo_roundtrip(port: u16, data: Vec<u8>) -> Vec<u8> {
+    let mut s = connect(port);
+    let mut w = s.try_clone().unwrap();
+    let len = data.len();
+    let writer = thread::spawn(move || {
+        w.write_all(&data).expect("write to echo");
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(len);
+    s.read_to_end(&mut back).expect("read echo");
+    writer.join().unwrap();
+    back
+}
+
+fn ping_ok(args: &[&str]) -> String {
+    let mut argv = vec!["ping"];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "ping failed:\n{text}");
+    text
+}
+
+#[test]
+fn ping_twenty_of_twenty() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--echo", "7"]);
+        let text = ping_ok(&["-c", "20", "-i", "0.01", "-W", "1", HOST]);
+        assert!(
+            text.contains("20 packets transmitted, 20 received, 0% packet loss"),
+            "{text}"
+        );
+    });
+}
+
+#[test]
+fn tcp_echo_one_mib_byte_exact() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--echo", "7"]);
+        let data = pattern(1 << 20, 1);
+        let back = echo_roundtrip(7, data.clone());
+        assert_eq!(back.len(), data.len());
+        assert!(back == data, "echoed bytes differ");
+    });
+}
+
+#[test]
+fn udp_echo_1_to_1400_bytes() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--udp-echo", "7"]);
+        let s = UdpSocket::bind("192.0.2.1:0").unwrap();
+        s.connect((HOST, 7)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut buf = [0u8; 2048];
+        for len in 1..=1400usize {
+            let data = pattern(len, len as u64);
+            s.send(&data).unwrap();
+            let n = s
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no echo of a {len}-byte datagram: {e}"));
+            assert_eq!(&buf[..n], &data[..], "datagram of {len} bytes");
+        }
+    });
+}
+
+#[test]
+fn sixty_four_concurrent_echo_connections() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--echo", "7"]);
+        let workers: Vec<_> = (0..64u64)
+            .map(|i| {
+                thread::spawn(move || {
+                    let data = pattern(64 * 1024, 100 + i);
+                    let back = echo_roundtrip(7, data.clone());
+                    assert!(back == data, "connection {i}: echoed bytes differ");
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("an echo connection failed");
+        }
+    });
+}
+
+#[test]
+fn listener_recycles_sockets() {
+    require_root!();
+    in_netns(|| {
+        // 300 connections one after another through a port capped at 70 sockets: a socket that
+        // leaked per connection would make the 71st connection fail.
+        let _h = serve_tun(&["--echo", "7", "--backlog", "64", "--max-connections", "70"]);
+        for i in 0..300u64 {
+            let data = pattern(1000, i);
+            let back = echo_roundtrip(7, data.clone());
+            assert!(back == data, "connection {i}: echoed bytes differ");
+        }
+    });
+}
+
+#[test]
+fn discard_reads_until_fin_then_closes() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--discard", "9"]);
+        let mut s = connect(9);
+        s.write_all(&pattern(1 << 20, 9)).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut rest = Vec::new();
+        // The server sends nothing and closes after our FIN: EOF, no data.
+        s.read_to_end(&mut rest).expect("discard closes after FIN");
+        assert!(rest.is_empty(), "discard sent {} bytes", rest.len());
+    });
+}
+
+#[test]
+fn chargen_sends_the_rfc864_pattern() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--chargen", "19"]);
+        let mut s = connect(19);
+        let mut got = vec![0u8; 20_000];
+        s.read_exact(&mut got).unwrap();
+        let cycle = tunhost::services::chargen_pattern();
+        for (i, b) in got.iter().enumerate() {
+            assert_eq!(*b, cycle[i % cycle.len()], "byte {i}");
+        }
+        assert_eq!(&got[..74], {
+            let mut l: Vec<u8> = (b' '..=b'g').collect();
+            l.extend_from_slice(b"\r\n");
+            l
+        });
+    });
+}
+
+#[test]
+fn closed_tcp_port_is_refused() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--echo", "7"]);
+        let err = TcpStream::connect_timeout(&(HOST, 8).into_addr(), Duration::from_secs(5))
+            .expect_err("port 8 has no service");
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    });
+}
+
+#[test]
+fn closed_udp_port_gets_icmp_port_unreachable() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_tun(&["--udp-echo", "7"]);
+        let s = UdpSocket::bind("192.0.2.1:0").unwrap();
+        s.connect((HOST, 8)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.send(b"anyone?").unwrap();
+        let err = s.recv(&mut [0u8; 64]).expect_err("port 8 has no service");
+        // Linux reports an ICMP port unreachable on a connected UDP socket as ECONNREFUSED.
+        assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
+    });
+}
+
+#[test]
+fn tap_answers_arp_ping_and_echo() {
+    require_root!();
+    in_netns(|| {
+        let _h = Tunhost::serve(&[
+            "--tap",
+            "tap0",
+            "--addr",
+            "198.51.100.2/24",
+            "--peer",
+            "198.51.100.1/24",
+            "--mac",
+            "02:00:00:00:00:02",
+            "--echo",
+            "7",
+        ]);
+        let text = ping_ok(&["-c", "3", "-i", "0.05", "-W", "1", "198.51.100.2"]);
+        assert!(text.contains("3 received"), "{text}");
+        // The kernel learned the host's MAC by ARP.
+        let neigh = sh(&["ip", "neigh", "show", "198.51.100.2", "dev", "tap0"]);
+        assert!(
+            neigh.contains("lladdr 02:00:00:00:00:02"),
+            "neighbour: {neigh}"
+        );
+        let mut s = TcpStream::connect(("198.51.100.2", 7)).unwrap();
+        s.set_read_timeout(TIMEOUT).unwrap();
+        let data = pattern(200_000, 7);
+        let mut w = s.try_clone().unwrap();
+        let d2 = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&d2).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        writer.join().unwrap();
+        assert!(back == data, "TAP echo differs");
+    });
+}
+
+#[test]
+fn ipv6_ping_and_echo_on_tun() {
+    require_root!();
+    in_netns(|| {
+        let _h = Tunhost::serve(&[
+            "--tun",
+            "tun0",
+            "--addr",
+            "2001:db8::2/64",
+            "--peer",
+            "2001:db8::1/64",
+            "--echo",
+            "7",
+            "--udp-echo",
+            "7",
+        ]);
+        let text = ping_ok(&["-6", "-c", "3", "-i", "0.05", "-W", "1", "2001:db8::2"]);
+        assert!(text.contains("3 received"), "{text}");
+        let data = pattern(300_000, 6);
+        let mut s = TcpStream::connect(("2001:db8::2", 7)).unwrap();
+        s.set_read_timeout(TIMEOUT).unwrap();
+        let mut w = s.try_clone().unwrap();
+        let d2 = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&d2).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        writer.join().unwrap();
+        assert!(back == data, "IPv6 echo differs");
+        let u = UdpSocket::bind("[2001:db8::1]:0").unwrap();
+        u.set_read_timeout(TIMEOUT).unwrap();
+        u.send_to(b"v6 datagram", "[2001:db8::2]:7").unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = u.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"v6 datagram");
+        assert_eq!(from.to_string(), "[2001:db8::2]:7");
+    });
+}
+
+#[test]
+fn attaches_to_an_existing_persistent_device() {
+    require_root!();
+    in_netns(|| {
+        sh(&["ip", "tuntap", "add", "dev", "tunp", "mode", "tun"]);
+        sh(&["ip", "addr", "add", "203.0.113.1/24", "dev", "tunp"]);
+        sh(&["ip", "link", "set", "tunp", "up"]);
+        let mut h = Tunhost::serve(&["--tun", "tunp", "--addr", "203.0.113.2/24", "--echo", "7"]);
+        assert!(
+            h.banner.contains("kernel side as configured"),
+            "{}",
+            h.banner
+        );
+        let text = ping_ok(&["-c", "3", "-i", "0.05", "-W", "1", "203.0.113.2"]);
+        assert!(text.contains("3 received"), "{text}");
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success());
+        // A persistent device outlives the process that attached to it.
+        sh(&["ip", "link", "show", "tunp"]);
+        sh(&["ip", "tuntap", "del", "dev", "tunp", "mode", "tun"]);
+    });
+}
+
+#[test]
+fn sigint_exits_zero_within_one_second() {
+    require_root!();
+    in_netns(|| {
+        let mut h = serve_tun(&["--echo", "7"]);
+        // With a connection open, so that shutdown has something to close.
+        let mut s = connect(7);
+        s.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        let (status, took) = h.signal(Signal::SIGINT);
+        assert!(status.success(), "exit status {status}");
+        assert!(took < Duration::from_secs(1), "took {took:?} to exit");
+        // The connection was closed (FIN or RST), not left hanging.
+        let mut rest = Vec::new();
+        let r = s.read_to_end(&mut rest);
+        assert!(
+            matches!(r, Ok(0))
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == ErrorKind::ConnectionReset),
+            "{r:?}"
+        );
+    });
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    require_root!();
+    in_netns(|| {
+        let mut h = serve_tun(&[]);
+        let (status, _) = h.signal(Signal::SIGTERM);
+        assert!(status.success(), "exit status {status}");
+    });
+}
+
+#[test]
+fn idle_host_uses_no_cpu() {
+    require_root!();
+    in_netns(|| {
+        let h = serve_tun(&[]);
+        // Let start-up settle, then measure two idle seconds.
+        thread::sleep(Duration::from_millis(200));
+        let before = h.cpu_ticks();
+        thread::sleep(Duration::from_secs(2));
+        let used = h.cpu_ticks() - before;
+        // Clock ticks are 10 ms: 2 ticks in 2 s is 1% of a core. A busy loop would use 200.
+        assert!(used <= 2, "idle host used {used} ticks of CPU in 2 s");
+    });
+}
+
+trait IntoAddr {
+    fn into_addr(self) -> std::net::SocketAddr;
+}
+
+impl IntoAddr for (&str, u16) {
+    fn into_addr(self) -> std::net::SocketAddr {
+        format!("{}:{}", self.0, self.1).parse().unwrap()
+    }
+}
