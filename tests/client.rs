@@ -164,3 +164,36 @@ fn args_with_timeout<'a>(args: &[&'a str]) -> Vec<&'a str> {
     v.extend_from_slice(args);
     v
 }
+
+#[test]
+fn http_get_example_fetches_from_a_kernel_server() {
+    require_root!();
+    let mut bin = std::env::current_exe().unwrap();
+    bin.pop();
+    bin.pop();
+    bin.push("examples/http_get");
+    assert!(bin.exists(), "{} not built", bin.display());
+    let dir = std::env::temp_dir().join(format!("tunhost-get-ex-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = pattern(100_000, 9);
+    std::fs::write(dir.join("g.bin"), &data).unwrap();
+    let d = dir.clone();
+    in_netns(move || {
+        kernel_side_device();
+        let _py = PyServer::start(&d);
+        let out = run(&[
+            "timeout",
+            "60",
+            bin.to_str().unwrap(),
+            "http://198.51.100.1:8000/g.bin",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == data, "http_get example: body differs");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -267,3 +267,71 @@ fn malformed_oversized_and_stalled_requests() {
         assert!(took < Duration::from_secs(5), "closed after {took:?}");
     });
 }
+
+/// Where cargo put an example binary it built for `cargo test`.
+fn example(name: &str) -> String {
+    let mut p: PathBuf = std::env::current_exe().unwrap();
+    p.pop();
+    p.pop();
+    p.push("examples");
+    p.push(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn http_server_example_serves_files() {
+    require_root!();
+    let bin = example("http_server");
+    let tmp = TempDir::new("http-example");
+    let www = web_root(&tmp.0);
+    in_netns(move || {
+        let _h = Tunhost::start_program(&bin, &[www.to_str().unwrap()], "http on ");
+        let (code, body, err) = curl(&[&format!("http://{HOST}/big.bin")]);
+        assert_eq!(code, 0, "{err}");
+        assert!(body == pattern(3_000_000, 42), "big.bin differs");
+    });
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+#[test]
+fn big_files_stream_without_growing_memory() {
+    require_root!();
+    let tmp = TempDir::new("http-stream");
+    let www = tmp.0.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    // 128 MiB, sparse: no disk needed, and reads are cheap.
+    let f = std::fs::File::create(www.join("huge.bin")).unwrap();
+    f.set_len(128 << 20).unwrap();
+    drop(f);
+    in_netns(move || {
+        let h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
+        let pid = h.pid().as_raw() as u32;
+        let before = rss_kib(pid);
+        let (code, body, err) = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &format!("http://{HOST}/huge.bin"),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(String::from_utf8_lossy(&body), (128u64 << 20).to_string());
+        let after = rss_kib(pid);
+        // A copy of the file would be 131072 KiB; allow socket buffers and allocator slack.
+        assert!(
+            after < before + 32 * 1024,
+            "RSS grew from {before} KiB to {after} KiB serving 128 MiB"
+        );
+    });
+}
