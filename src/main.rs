@@ -481,8 +481,28 @@ fn banner(host: &Host<tunhost::TunTapDevice>, dev: &TunTapConfig) -> String {
             format!("{name} {proto}/{port}")
         })
         .collect();
+    let curl = host
+        .config()
+        .services
+        .iter()
+        .find_map(|s| match s {
+            ServiceSpec::Http(p) => Some(*p),
+            _ => None,
+        })
+        .map(|p| {
+            let port = if p == 80 {
+                String::new()
+            } else {
+                format!(":{p}")
+            };
+            match first {
+                IpAddress::Ipv6(a) => format!(", curl http://[{a}]{port}/"),
+                IpAddress::Ipv4(a) => format!(", curl http://{a}{port}/"),
+            }
+        })
+        .unwrap_or_default();
     format!(
-        "serving {} on {} {} (MTU {}{mac}, {kernel}); services: {}; try: ping {first}",
+        "serving {} on {} {} (MTU {}{mac}, {kernel}); services: {}; try: ping {first}{curl}",
         addrs.join(", "),
         t.kind(),
         t.name(),

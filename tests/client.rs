@@ -197,3 +197,59 @@ fn http_get_example_fetches_from_a_kernel_server() {
     });
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn ping_over_tap_and_ipv6() {
+    require_root!();
+    in_netns(|| {
+        // TAP: the host resolves the kernel side's MAC by ARP before the first request goes out.
+        sh(&["ip", "tuntap", "add", "dev", "tap9", "mode", "tap"]);
+        sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "tap9"]);
+        sh(&["ip", "link", "set", "tap9", "up"]);
+        let (code, out, err) = tunhost(&[
+            "ping",
+            "--tap",
+            "tap9",
+            "--addr",
+            "198.51.100.2/24",
+            "-c",
+            "2",
+            "-i",
+            "0.1",
+            "198.51.100.1",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(out.contains("2 packets transmitted, 2 received"), "{out}");
+
+        // IPv6 on a TUN device.
+        sh(&["ip", "tuntap", "add", "dev", "tun9", "mode", "tun"]);
+        sh(&[
+            "ip",
+            "-6",
+            "addr",
+            "add",
+            "2001:db8:9::1/64",
+            "dev",
+            "tun9",
+            "nodad",
+        ]);
+        sh(&["ip", "link", "set", "tun9", "up"]);
+        let (code, out, err) = tunhost(&[
+            "ping",
+            "--tun",
+            "tun9",
+            "--addr",
+            "2001:db8:9::2/64",
+            "-c",
+            "2",
+            "-i",
+            "0.1",
+            "2001:db8:9::1",
+        ]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("bytes from 2001:db8:9::1: icmp_seq=2"),
+            "{out}"
+        );
+    });
+}
