@@ -86,6 +86,77 @@ pub fn encode(ops: &[Op<'_>]) -> Vec<u8> {
     out
 }
 
+/// Recompute the IPv4 header and TCP/UDP/ICMP checksums of every packet of a fuzz input, so
+/// that a crash found under `cfg(fuzzing)` (where smoltcp checks no checksum) reaches the same
+/// code in a normal build. Packets it cannot parse are left as they are.
+pub fn fix_checksums(medium: Medium, data: &[u8]) -> Vec<u8> {
+    let fixed: Vec<Vec<u8>> = ops(data)
+        .map(|op| match op {
+            Op::Packet(p) => {
+                let mut p = p.to_vec();
+                let off = if medium == Medium::Ethernet { 14 } else { 0 };
+                if let Some(ip) = p.get_mut(off..) {
+                    fix_ip(ip);
+                }
+                p
+            }
+            Op::Advance(_) => Vec::new(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (op, f) in ops(data).zip(&fixed) {
+        out.extend(match op {
+            Op::Packet(_) => encode(&[Op::Packet(f)]),
+            adv => encode(&[adv]),
+        });
+    }
+    out
+}
+
+fn fix_ip(ip: &mut [u8]) {
+    let (proto, src, dst, l4): (IpProtocol, IpAddress, IpAddress, &mut [u8]) =
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => {
+                let Ok(mut p) = Ipv4Packet::new_checked(&mut *ip) else {
+                    return;
+                };
+                p.fill_checksum();
+                if p.more_frags() || p.frag_offset() != 0 {
+                    return;
+                }
+                let (proto, src, dst) = (p.next_header(), p.src_addr(), p.dst_addr());
+                let hl = p.header_len() as usize;
+                let tl = (p.total_len() as usize).min(ip.len());
+                (proto, src.into(), dst.into(), &mut ip[hl.min(tl)..tl])
+            }
+            Some(6) => {
+                let Ok(p) = Ipv6Packet::new_checked(&*ip) else {
+                    return;
+                };
+                let (proto, src, dst) = (p.next_header(), p.src_addr(), p.dst_addr());
+                let end = (40 + p.payload_len() as usize).min(ip.len());
+                (proto, src.into(), dst.into(), &mut ip[40..end])
+            }
+            _ => return,
+        };
+    let at = match proto {
+        IpProtocol::Tcp => 16,
+        IpProtocol::Udp => 6,
+        IpProtocol::Icmp | IpProtocol::Icmpv6 => 2,
+        _ => return,
+    };
+    if l4.len() < at + 2 {
+        return;
+    }
+    l4[at..at + 2].copy_from_slice(&[0, 0]);
+    let start = match proto {
+        IpProtocol::Icmp => 0,
+        _ => pseudo_header(proto, src, dst, l4.len()),
+    };
+    let sum = inet_checksum(start, l4);
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
 /// A device in memory: what is pushed is received by the host; what the host sends is kept.
 #[derive(Debug)]
 pub struct MemoryDevice {
@@ -355,7 +426,7 @@ pub fn check_emitted(
     match ip.first().map(|b| b >> 4) {
         Some(4) => {
             let p = Ipv4Packet::new_checked(ip).map_err(|e| format!("ipv4: {e}"))?;
-            if !p.verify_checksum() {
+            if inet_checksum(0, &ip[..p.header_len() as usize]) != 0 {
                 return Err("bad IPv4 header checksum".into());
             }
             let (src, dst) = (IpAddress::Ipv4(p.src_addr()), IpAddress::Ipv4(p.dst_addr()));
@@ -380,30 +451,67 @@ pub fn check_emitted(
     }
 }
 
+/// One's-complement sum of `data` folded onto `start` (RFC 1071), complemented: 0 when a
+/// checksum over the data is right. Written here rather than taken from smoltcp, whose
+/// `verify_checksum` always says yes when built for fuzzing (`cfg(fuzzing)`).
+fn inet_checksum(start: u32, data: &[u8]) -> u16 {
+    let mut sum = start;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u32::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The sum of the pseudo-header of a transport checksum (RFC 793, RFC 8200 8.1).
+fn pseudo_header(proto: IpProtocol, src: IpAddress, dst: IpAddress, len: usize) -> u32 {
+    let words = |b: &[u8]| {
+        b.chunks(2)
+            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+            .sum::<u32>()
+    };
+    let addrs = match (src, dst) {
+        (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => words(&s.octets()) + words(&d.octets()),
+        (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => words(&s.octets()) + words(&d.octets()),
+        _ => 0,
+    };
+    addrs + u32::from(u8::from(proto)) + (len as u32 & 0xffff) + (len as u32 >> 16)
+}
+
 fn check_l4(
     proto: IpProtocol,
     payload: &[u8],
     src: IpAddress,
     dst: IpAddress,
 ) -> Result<(), String> {
+    let pseudo = pseudo_header(proto, src, dst, payload.len());
     let ok = match proto {
-        IpProtocol::Tcp => TcpPacket::new_checked(payload)
-            .map_err(|e| format!("tcp: {e}"))?
-            .verify_checksum(&src, &dst),
-        IpProtocol::Udp => UdpPacket::new_checked(payload)
-            .map_err(|e| format!("udp: {e}"))?
-            .verify_checksum(&src, &dst),
-        IpProtocol::Icmp => smoltcp::wire::Icmpv4Packet::new_checked(payload)
-            .map_err(|e| format!("icmpv4: {e}"))?
-            .verify_checksum(),
-        IpProtocol::Icmpv6 => match (src, dst) {
-            (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => {
-                smoltcp::wire::Icmpv6Packet::new_checked(payload)
-                    .map_err(|e| format!("icmpv6: {e}"))?
-                    .verify_checksum(&s, &d)
-            }
-            _ => false,
-        },
+        IpProtocol::Tcp => {
+            TcpPacket::new_checked(payload).map_err(|e| format!("tcp: {e}"))?;
+            inet_checksum(pseudo, payload) == 0
+        }
+        IpProtocol::Udp => {
+            let u = UdpPacket::new_checked(payload).map_err(|e| format!("udp: {e}"))?;
+            // Over IPv4 a zero checksum means "none" (RFC 768); over IPv6 it is mandatory.
+            (u.checksum() == 0 && matches!(src, IpAddress::Ipv4(_)))
+                || inet_checksum(pseudo, payload) == 0
+        }
+        IpProtocol::Icmp => {
+            smoltcp::wire::Icmpv4Packet::new_checked(payload)
+                .map_err(|e| format!("icmpv4: {e}"))?;
+            inet_checksum(0, payload) == 0
+        }
+        IpProtocol::Icmpv6 => {
+            smoltcp::wire::Icmpv6Packet::new_checked(payload)
+                .map_err(|e| format!("icmpv6: {e}"))?;
+            inet_checksum(pseudo, payload) == 0
+        }
         other => return Err(format!("unexpected protocol {other}")),
     };
     if ok {
@@ -428,6 +536,28 @@ mod tests {
         let bytes = encode(&ops_in);
         let back: Vec<Op<'_>> = ops(&bytes).collect();
         assert_eq!(back, ops_in);
+    }
+
+    #[test]
+    fn checksums_catch_a_flipped_bit() {
+        let seeds = seeds::ingress(Medium::Ip);
+        let (_, echo) = seeds.iter().find(|(n, _)| *n == "tcp-echo").unwrap();
+        let addrs: Vec<IpCidr> = vec![HOST_V4.parse().unwrap()];
+        // The scripted peer's packets are well formed, but not from the host.
+        for op in ops(echo) {
+            if let Op::Packet(p) = op {
+                let mut p = p.to_vec();
+                // Pretend the host sent it: swap source and destination.
+                let (s, d) = (p[12..16].to_vec(), p[16..20].to_vec());
+                p[12..16].copy_from_slice(&d);
+                p[16..20].copy_from_slice(&s);
+                assert_eq!(check_emitted(Medium::Ip, &p, &addrs, HOST_MAC), Ok(()));
+                let last = p.len() - 1;
+                p[last] ^= 1;
+                let e = check_emitted(Medium::Ip, &p, &addrs, HOST_MAC).unwrap_err();
+                assert!(e.contains("checksum"), "{e}");
+            }
+        }
     }
 
     #[test]

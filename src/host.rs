@@ -23,6 +23,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
 use crate::clock::{Clock, SystemClock};
 use crate::device::TunTapDevice;
 use crate::error::{Error, Result};
+use crate::guard::{Guard, GuardStats};
 use crate::listener::ListenerConfig;
 use crate::services::http::{Content, Http, HttpConfig, files::DirRoot};
 use crate::services::{Chargen, Discard, Echo, Service, TcpService, UdpEcho};
@@ -204,7 +205,8 @@ pub struct HostStats {
 
 /// A userspace IP host: device, interface, sockets, services, clock.
 pub struct Host<D: Device, C: Clock = SystemClock> {
-    device: D,
+    /// The device, behind the ingress filter that works around smoltcp bugs.
+    device: Guard<D>,
     iface: Interface,
     sockets: SocketSet<'static>,
     services: Vec<Box<dyn Service>>,
@@ -248,12 +250,14 @@ impl<D: Device, C: Clock> Host<D, C> {
         let mut ic = IfaceConfig::new(hw);
         ic.random_seed = seed;
         let mut iface = Interface::new(ic, &mut device, clock.now());
+        let mut device = Guard::new(device);
         iface.update_ip_addrs(|addrs| {
             for a in &config.addrs {
                 // Cannot fail: validate() checked the count.
                 let _ = addrs.push(*a);
             }
         });
+        device.set_addrs(iface.ip_addrs());
         match config.gateway {
             Some(IpAddress::Ipv4(gw)) => {
                 iface
@@ -383,6 +387,8 @@ impl<D: Device, C: Clock> Host<D, C> {
     pub fn poll(&mut self) -> Option<Duration> {
         self.stats.polls += 1;
         let now = self.clock.now();
+        // Cheap when unchanged; keeps the guard right if the caller changed the addresses.
+        self.device.set_addrs(self.iface.ip_addrs());
         self.iface.poll(now, &mut self.device, &mut self.sockets);
         self.refresh_status(now);
         for svc in &mut self.services {
@@ -443,11 +449,16 @@ impl<D: Device, C: Clock> Host<D, C> {
     }
 
     pub fn device(&self) -> &D {
-        &self.device
+        self.device.inner()
     }
 
     pub fn device_mut(&mut self) -> &mut D {
-        &mut self.device
+        self.device.inner_mut()
+    }
+
+    /// Packets the ingress filter kept from smoltcp (see [`crate::guard`]).
+    pub fn guard_stats(&self) -> GuardStats {
+        self.device.stats()
     }
 
     pub fn iface(&self) -> &Interface {
@@ -522,11 +533,11 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
                 d => d,
             };
             zero_turns = 0;
-            wait_readable(self.device.as_fd(), Some(stop), delay)?;
+            wait_readable(self.device.inner().as_fd(), Some(stop), delay)?;
         }
         debug!("stop requested: closing connections");
         self.shutdown(Duration::from_millis(300), |host, d| {
-            let _ = wait_readable(host.device.as_fd(), None, Some(d));
+            let _ = wait_readable(host.device.inner().as_fd(), None, Some(d));
         });
         info!("stopped");
         Ok(())

@@ -26,6 +26,7 @@ pub mod device;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
 pub mod host;
 pub mod listener;
 pub mod services;
