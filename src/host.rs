@@ -353,7 +353,10 @@ impl<D: Device, C: Clock> Host<D, C> {
     }
 
     fn refresh_status(&mut self, now: smoltcp::time::Instant) {
-        let st = self.counters.map(|f| f(&self.device)).unwrap_or_default();
+        let st = self
+            .counters
+            .map(|f| f(self.device.inner()))
+            .unwrap_or_default();
         let connections = self.active_connections();
         self.status.update(|s| {
             s.uptime = now - smoltcp::time::Instant::ZERO;
@@ -510,7 +513,7 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
     /// Sleep until a packet arrives, `stop` is signalled or `timeout` passes (`None`: no
     /// timeout): the wait of [`Host::run`], for callers that write their own loop (clients).
     pub fn wait(&self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
-        wait_readable(self.device.as_fd(), stop, timeout)
+        wait_readable(self.device.inner().as_fd(), stop, timeout)
     }
 
     /// Run until `stop` is signalled: poll, then sleep on the device's file descriptor (and the
