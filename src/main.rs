@@ -79,7 +79,7 @@ Examples:
 
 #[derive(Args, Debug)]
 struct ClientLog {
-    /// Log the stack's workings on stderr (-vv for more); RUST_LOG overrides.
+    /// Log the stack's workings on stderr (twice for more); RUST_LOG overrides.
     #[arg(long = "log", action = clap::ArgAction::Count)]
     log: u8,
 }

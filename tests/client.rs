@@ -253,3 +253,54 @@ fn ping_over_tap_and_ipv6() {
         );
     });
 }
+
+#[test]
+fn get_from_tunhost_serve_through_the_kernel_router() {
+    require_root!();
+    let dir = std::env::temp_dir().join(format!("tunhost-get-routed-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = pattern(3_000_000, 11);
+    std::fs::write(dir.join("big.bin"), &data).unwrap();
+    let d = dir.clone();
+    in_netns(move || {
+        // Two userspace hosts on two TUN devices; the kernel forwards between their subnets.
+        // This thread's namespace's /proc/sys/net: the host's forwarding setting is not touched.
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
+        let root = d.to_str().unwrap().to_string();
+        let _server = common::Tunhost::serve(&[
+            "--tun",
+            "tun0",
+            "--addr",
+            "192.0.2.2/24",
+            "--peer",
+            "192.0.2.1/24",
+            "--http",
+            "80",
+            "--root",
+            &root,
+        ]);
+        let out = run(&[
+            "timeout",
+            "60",
+            TUNHOST,
+            "get",
+            "--tun",
+            "tun1",
+            "--addr",
+            "198.51.100.2/24",
+            "--peer",
+            "198.51.100.1/24",
+            "--gateway",
+            "198.51.100.1",
+            "http://192.0.2.2/big.bin",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.stdout == data, "routed get: body differs");
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -401,3 +401,47 @@ fn stalled_request_times_out_with_408() {
         String::from_utf8_lossy(&bytes)
     );
 }
+
+#[test]
+fn hostile_byte_streams_get_an_answer_or_a_close_never_a_panic() {
+    let mut net = Net::new(files());
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet: &[u8] =
+        b"GET HEAD / HTTP/1.1\r\n:%2e.\\\x00\xff Host: a Connection: close keep-alive";
+    for round in 0..40 {
+        let len = (next() % 600) as usize;
+        let mut req: Vec<u8> = (0..len)
+            .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+            .collect();
+        if round % 2 == 0 {
+            // Half start like a request, to get past the request line more often.
+            let mut head = b"GET /".to_vec();
+            head.append(&mut req);
+            req = head;
+        }
+        let h = net.connect();
+        // Whatever was sent, the server answers and/or closes within the idle timeout.
+        let (bytes, closed) = net.exchange(h, &req, 12_000);
+        assert!(
+            closed,
+            "round {round}: still open after {:?}",
+            String::from_utf8_lossy(&req)
+        );
+        assert!(
+            bytes.is_empty() || bytes.starts_with(b"HTTP/1.1 "),
+            "round {round}: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        net.host.sockets_mut().get_mut::<tcp::Socket>(h).close();
+        for _ in 0..5 {
+            net.host.poll();
+            net.clock.advance(Duration::from_millis(1));
+        }
+    }
+}
