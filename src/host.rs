@@ -295,22 +295,31 @@ impl<D: Device, C: Clock> Host<D, C> {
 
     fn build_service(&mut self, spec: ServiceSpec) -> Result<Box<dyn Service>> {
         let tcp = self.config.tcp;
-        if let ServiceSpec::Http(p) = spec {
-            let http = self.http(&self.config.http.clone())?;
-            let cfg = ListenerConfig {
-                backlog: self.config.http.backlog,
-                max_sockets: tcp.max_sockets.max(self.config.http.backlog),
-                ..tcp
-            };
-            return Ok(Box::new(TcpService::new(&mut self.sockets, p, cfg, http)));
-        }
-        let s = &mut self.sockets;
+        let udp = self.config.udp;
         Ok(match spec {
-            ServiceSpec::Echo(p) => Box::new(TcpService::new(s, p, tcp, Echo::new())),
-            ServiceSpec::Discard(p) => Box::new(TcpService::new(s, p, tcp, Discard::default())),
-            ServiceSpec::Chargen(p) => Box::new(TcpService::new(s, p, tcp, Chargen::new())),
-            ServiceSpec::UdpEcho(p) => Box::new(UdpEcho::new(s, p, self.config.udp)),
-            ServiceSpec::Http(_) => unreachable!("built above"),
+            ServiceSpec::Echo(p) => {
+                Box::new(TcpService::new(&mut self.sockets, p, tcp, Echo::new()))
+            }
+            ServiceSpec::Discard(p) => Box::new(TcpService::new(
+                &mut self.sockets,
+                p,
+                tcp,
+                Discard::default(),
+            )),
+            ServiceSpec::Chargen(p) => {
+                Box::new(TcpService::new(&mut self.sockets, p, tcp, Chargen::new()))
+            }
+            ServiceSpec::UdpEcho(p) => Box::new(UdpEcho::new(&mut self.sockets, p, udp)),
+            ServiceSpec::Http(p) => {
+                let http = self.http(&self.config.http.clone())?;
+                let backlog = self.config.http.backlog;
+                let cfg = ListenerConfig {
+                    backlog,
+                    max_sockets: tcp.max_sockets.max(backlog),
+                    ..tcp
+                };
+                Box::new(TcpService::new(&mut self.sockets, p, cfg, http))
+            }
         })
     }
 

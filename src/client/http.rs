@@ -181,10 +181,6 @@ impl Default for ResponseReader {
     }
 }
 
-fn protocol(msg: impl Into<String>) -> String {
-    msg.into()
-}
-
 impl ResponseReader {
     pub fn new() -> ResponseReader {
         ResponseReader {
@@ -218,7 +214,7 @@ impl ResponseReader {
                         Ok(httparse::Status::Complete(n)) => n,
                         Ok(httparse::Status::Partial) => {
                             if avail.len() > MAX_RESPONSE_HEAD {
-                                return Err(protocol("response head too long"));
+                                return Err("response head too long".into());
                             }
                             return Ok(Event::More);
                         }
@@ -279,11 +275,11 @@ impl ResponseReader {
                         }
                         Ok(httparse::Status::Partial) => {
                             if avail.len() > 4096 {
-                                return Err(protocol("chunk-size line too long"));
+                                return Err("chunk-size line too long".into());
                             }
                             return Ok(Event::More);
                         }
-                        Err(_) => return Err(protocol("invalid chunk size")),
+                        Err(_) => return Err("invalid chunk size".into()),
                     },
                     Chunk::Data(left) => {
                         if avail.is_empty() {
@@ -303,7 +299,7 @@ impl ResponseReader {
                             return Ok(Event::More);
                         }
                         if &avail[..2] != b"\r\n" {
-                            return Err(protocol("chunk data not followed by CRLF"));
+                            return Err("chunk data not followed by CRLF".into());
                         }
                         self.pos += 2;
                         *chunk = Chunk::Size;
@@ -311,7 +307,7 @@ impl ResponseReader {
                     Chunk::Trailers => {
                         let Some(i) = avail.iter().position(|&b| b == b'\n') else {
                             if avail.len() > MAX_RESPONSE_HEAD {
-                                return Err(protocol("trailers too long"));
+                                return Err("trailers too long".into());
                             }
                             return Ok(Event::More);
                         };
