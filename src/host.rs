@@ -519,12 +519,6 @@ impl<D: Device, C: Clock> Host<D, C> {
 }
 
 impl<D: Device + AsFd, C: Clock> Host<D, C> {
-    /// Sleep until a packet arrives, `stop` is signalled or `timeout` passes (`None`: no
-    /// timeout): the wait of [`Host::run`], for callers that write their own loop (clients).
-    pub fn wait(&self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
-        wait_readable(self.device.inner().as_fd(), stop, timeout)
-    }
-
     /// Run until `stop` is signalled: poll, then sleep on the device's file descriptor (and the
     /// stop handle's) for exactly as long as [`Host::poll`] allows. Then close connections
     /// gracefully for up to 300 ms and return.
@@ -553,6 +547,15 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
         });
         info!("stopped");
         Ok(())
+    }
+}
+
+/// The wait of the loop, for callers that write their own (clients).
+impl<D: Device + AsFd, C: Clock> Host<D, C> {
+    /// Sleep until a packet arrives, `stop` is signalled or `timeout` passes (`None`: no
+    /// timeout): the wait of [`Host::run`], for callers that write their own loop (clients).
+    pub fn wait(&self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+        wait_readable(self.device.inner().as_fd(), stop, timeout)
     }
 }
 
