@@ -399,10 +399,11 @@ impl<D: Device, C: Clock> Host<D, C> {
     pub fn poll(&mut self) -> Option<Duration> {
         self.stats.polls += 1;
         let now = self.clock.now();
+        // What the status page shows: the counters as of the last turn.
+        self.refresh_status(now);
         // Cheap when unchanged; keeps the guard right if the caller changed the addresses.
         self.device.set_addrs(self.iface.ip_addrs());
         self.iface.poll(now, &mut self.device, &mut self.sockets);
-        self.refresh_status(now);
         for svc in &mut self.services {
             svc.poll(&mut self.sockets, now);
         }
