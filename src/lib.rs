@@ -20,6 +20,7 @@
 //! The layers, one module each: [`tuntap`] (the kernel side), [`device`] (the `phy::Device`),
 //! [`host`] (interface, sockets, loop), [`listener`] (TCP backlog), [`services`].
 
+pub mod client;
 pub mod clock;
 pub mod device;
 pub mod error;
@@ -29,6 +30,7 @@ pub mod guard;
 pub mod host;
 pub mod listener;
 pub mod services;
+pub mod status;
 pub mod tuntap;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
@@ -36,6 +38,8 @@ pub use device::TunTapDevice;
 pub use error::{Error, Result};
 pub use host::{Config, Host, ServiceSpec, Stop};
 pub use listener::{Listener, ListenerConfig};
+pub use services::HttpConfig;
+pub use status::{HostStatus, StatusBoard};
 pub use tuntap::{Kind, TunTap, TunTapConfig};
 
 pub use smoltcp;
