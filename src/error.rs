@@ -51,6 +51,9 @@ pub enum Error {
         op: &'static str,
         source: std::io::Error,
     },
+    /// A client request failed (refused, timed out, bad response, non-2xx status); `target` is
+    /// the URL or address at fault.
+    Client { target: String, msg: String },
 }
 
 impl Error {
@@ -112,6 +115,7 @@ impl fmt::Display for Error {
             Error::Config(msg) => write!(f, "{msg}"),
             Error::Capture { path, problem } => write!(f, "cannot replay {path}: {problem}"),
             Error::File { path, op, source } => write!(f, "cannot {op} {path}: {source}"),
+            Error::Client { target, msg } => write!(f, "{target}: {msg}"),
         }
     }
 }

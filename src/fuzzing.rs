@@ -86,6 +86,77 @@ pub fn encode(ops: &[Op<'_>]) -> Vec<u8> {
     out
 }
 
+/// Recompute the IPv4 header and TCP/UDP/ICMP checksums of every packet of a fuzz input, so
+/// that a crash found under `cfg(fuzzing)` (where smoltcp checks no checksum) reaches the same
+/// code in a normal build. Packets it cannot parse are left as they are.
+pub fn fix_checksums(medium: Medium, data: &[u8]) -> Vec<u8> {
+    let fixed: Vec<Vec<u8>> = ops(data)
+        .map(|op| match op {
+            Op::Packet(p) => {
+                let mut p = p.to_vec();
+                let off = if medium == Medium::Ethernet { 14 } else { 0 };
+                if let Some(ip) = p.get_mut(off..) {
+                    fix_ip(ip);
+                }
+                p
+            }
+            Op::Advance(_) => Vec::new(),
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (op, f) in ops(data).zip(&fixed) {
+        out.extend(match op {
+            Op::Packet(_) => encode(&[Op::Packet(f)]),
+            adv => encode(&[adv]),
+        });
+    }
+    out
+}
+
+fn fix_ip(ip: &mut [u8]) {
+    let (proto, src, dst, l4): (IpProtocol, IpAddress, IpAddress, &mut [u8]) =
+        match ip.first().map(|b| b >> 4) {
+            Some(4) => {
+                let Ok(mut p) = Ipv4Packet::new_checked(&mut *ip) else {
+                    return;
+                };
+                p.fill_checksum();
+                if p.more_frags() || p.frag_offset() != 0 {
+                    return;
+                }
+                let (proto, src, dst) = (p.next_header(), p.src_addr(), p.dst_addr());
+                let hl = p.header_len() as usize;
+                let tl = (p.total_len() as usize).min(ip.len());
+                (proto, src.into(), dst.into(), &mut ip[hl.min(tl)..tl])
+            }
+            Some(6) => {
+                let Ok(p) = Ipv6Packet::new_checked(&*ip) else {
+                    return;
+                };
+                let (proto, src, dst) = (p.next_header(), p.src_addr(), p.dst_addr());
+                let end = (40 + p.payload_len() as usize).min(ip.len());
+                (proto, src.into(), dst.into(), &mut ip[40..end])
+            }
+            _ => return,
+        };
+    let at = match proto {
+        IpProtocol::Tcp => 16,
+        IpProtocol::Udp => 6,
+        IpProtocol::Icmp | IpProtocol::Icmpv6 => 2,
+        _ => return,
+    };
+    if l4.len() < at + 2 {
+        return;
+    }
+    l4[at..at + 2].copy_from_slice(&[0, 0]);
+    let start = match proto {
+        IpProtocol::Icmp => 0,
+        _ => pseudo_header(proto, src, dst, l4.len()),
+    };
+    let sum = inet_checksum(start, l4);
+    l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+}
+
 /// A device in memory: what is pushed is received by the host; what the host sends is kept.
 #[derive(Debug)]
 pub struct MemoryDevice {

@@ -14,16 +14,30 @@
 //!   admits an IPv6 packet only if its destination is one of the host's addresses, all-nodes
 //!   (`ff02::1`), or the solicited-node group of one of the host's addresses (RFC 4291 2.7.1).
 //!   Upstream fix needed: check `addr.is_solicited_node_multicast()` and compare the low 24 bits.
+//! - **TCP to a broadcast or multicast IPv4 address.** smoltcp accepts them (for UDP's sake) and
+//!   answers a segment to `255.255.255.255` or the subnet's broadcast with an RST *from* that
+//!   address. RFC 1122 4.2.3.10: such segments must be silently discarded. Found by the
+//!   `ingress_ip` fuzz target. Upstream fix needed: drop TCP with a non-unicast destination in
+//!   `process_tcp`.
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpAddress, IpCidr, Ipv6Address};
+use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 /// Packets the guard refused.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct GuardStats {
     /// IPv6 packets whose destination is not the host's.
     pub ipv6_not_for_host: u64,
+    /// TCP segments to a broadcast or multicast IPv4 address.
+    pub tcp_not_unicast: u64,
+}
+
+/// Why the guard refused a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Ipv6NotForHost,
+    TcpNotUnicast,
 }
 
 /// The host's device behind the ingress filter.
@@ -73,32 +87,66 @@ impl<D: Device> Guard<D> {
 
 /// Whether the host should see `packet` (as read from a device of `medium`).
 pub fn admits(medium: Medium, packet: &[u8], addrs: &[IpCidr]) -> bool {
+    check(medium, packet, addrs).is_ok()
+}
+
+/// `Ok` if the host should see `packet`, or why not. Anything the guard does not look at (ARP,
+/// short or malformed packets) is left to smoltcp.
+pub fn check(medium: Medium, packet: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
     let ip = match medium {
         Medium::Ethernet => match packet.get(12..14) {
-            Some([0x86, 0xdd]) => &packet[14..],
-            _ => return true,
+            Some([0x08, 0x00] | [0x86, 0xdd]) => &packet[14..],
+            _ => return Ok(()),
         },
         _ => packet,
     };
-    if ip.first().map(|b| b >> 4) != Some(6) {
-        return true;
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => check_ipv4(ip, addrs),
+        Some(6) => check_ipv6(ip, addrs),
+        _ => Ok(()),
     }
+}
+
+fn check_ipv4(ip: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
+    let (Some(&proto), Some(dst)) = (ip.get(9), ip.get(16..20)) else {
+        return Ok(());
+    };
+    if proto != 6 {
+        return Ok(());
+    }
+    let dst = Ipv4Address::new(dst[0], dst[1], dst[2], dst[3]);
+    let subnet_broadcast = addrs.iter().any(|c| match c {
+        IpCidr::Ipv4(c) => c.broadcast() == Some(dst),
+        _ => false,
+    });
+    if dst.is_broadcast() || dst.is_multicast() || dst.is_unspecified() || subnet_broadcast {
+        return Err(Refusal::TcpNotUnicast);
+    }
+    Ok(())
+}
+
+fn check_ipv6(ip: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
     let Some(dst) = ip.get(24..40) else {
-        return true; // too short: smoltcp drops it as malformed
+        return Ok(()); // too short: smoltcp drops it as malformed
     };
     let mut octets = [0u8; 16];
     octets.copy_from_slice(dst);
     let dst = Ipv6Address::from(octets);
     if dst == Ipv6Address::new(0xff02, 0, 0, 0, 0, 0, 0, 1) {
-        return true;
+        return Ok(());
     }
     let solicited_prefix = [0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0xff];
-    addrs.iter().any(|c| match c.address() {
+    let ours = addrs.iter().any(|c| match c.address() {
         IpAddress::Ipv6(a) => {
             a == dst || (octets[..13] == solicited_prefix && octets[13..] == a.octets()[13..])
         }
         _ => false,
-    })
+    });
+    if ours {
+        Ok(())
+    } else {
+        Err(Refusal::Ipv6NotForHost)
+    }
 }
 
 impl<D: Device> Device for Guard<D> {
@@ -146,11 +194,13 @@ impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
             addrs,
             stats,
         } = self;
-        inner.consume(|packet| {
-            if admits(medium, packet, addrs) {
-                f(packet)
-            } else {
-                stats.ipv6_not_for_host += 1;
+        inner.consume(|packet| match check(medium, packet, addrs) {
+            Ok(()) => f(packet),
+            Err(why) => {
+                match why {
+                    Refusal::Ipv6NotForHost => stats.ipv6_not_for_host += 1,
+                    Refusal::TcpNotUnicast => stats.tcp_not_unicast += 1,
+                }
                 f(&[])
             }
         })
@@ -198,5 +248,25 @@ mod tests {
         assert!(!admits(Medium::Ethernet, &frame, &addrs));
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(admits(Medium::Ethernet, &frame, &addrs));
+    }
+
+    #[test]
+    fn tcp_to_broadcast_or_multicast() {
+        let addrs: Vec<IpCidr> = vec!["192.0.2.2/24".parse().unwrap()];
+        let v4 = |proto: u8, dst: [u8; 4]| {
+            let mut p = vec![0u8; 20];
+            p[0] = 0x45;
+            p[9] = proto;
+            p[16..20].copy_from_slice(&dst);
+            admits(Medium::Ip, &p, &addrs)
+        };
+        assert!(v4(6, [192, 0, 2, 2]));
+        assert!(!v4(6, [255, 255, 255, 255]));
+        assert!(!v4(6, [192, 0, 2, 255]));
+        assert!(!v4(6, [224, 0, 0, 1]));
+        assert!(!v4(6, [0, 0, 0, 0]));
+        // UDP and ICMP to broadcast are smoltcp's business (DHCP, broadcast ping).
+        assert!(v4(17, [255, 255, 255, 255]));
+        assert!(v4(1, [192, 0, 2, 255]));
     }
 }

@@ -25,7 +25,9 @@ use crate::device::{Housekeeping, TunTapDevice};
 use crate::error::{Error, Result};
 use crate::guard::{Guard, GuardStats};
 use crate::listener::ListenerConfig;
+use crate::services::http::{Content, Http, HttpConfig, files::DirRoot};
 use crate::services::{Chargen, Discard, Echo, Service, TcpService, UdpEcho};
+use crate::status::StatusBoard;
 use crate::tuntap::{TunTap, TunTapConfig};
 
 pub use crate::services::UdpBuffers;
@@ -41,13 +43,18 @@ pub enum ServiceSpec {
     Discard(u16),
     /// TCP chargen (RFC 864) on a port.
     Chargen(u16),
+    /// HTTP/1.1 on a port: files below `Config::http.root`, or the status page.
+    Http(u16),
 }
 
 impl ServiceSpec {
     /// `tcp` or `udp`, and the port.
     pub fn port(&self) -> (&'static str, u16) {
         match *self {
-            ServiceSpec::Echo(p) | ServiceSpec::Discard(p) | ServiceSpec::Chargen(p) => ("tcp", p),
+            ServiceSpec::Echo(p)
+            | ServiceSpec::Discard(p)
+            | ServiceSpec::Chargen(p)
+            | ServiceSpec::Http(p) => ("tcp", p),
             ServiceSpec::UdpEcho(p) => ("udp", p),
         }
     }
@@ -67,6 +74,8 @@ pub struct Config {
     /// Buffers of each UDP service.
     pub udp: UdpBuffers,
     pub services: Vec<ServiceSpec>,
+    /// How the HTTP services serve (root, idle timeout, backlog).
+    pub http: HttpConfig,
     /// Seed of smoltcp's randomness (ISNs, ephemeral ports); `None` takes one from the OS.
     pub seed: Option<u64>,
 }
@@ -87,6 +96,7 @@ impl Default for Config {
             tcp: ListenerConfig::default(),
             udp: UdpBuffers::default(),
             services: Config::default_services(),
+            http: HttpConfig::default(),
             seed: None,
         }
     }
@@ -205,6 +215,10 @@ pub struct Host<D: Device, C: Clock = SystemClock> {
     stats: HostStats,
     /// Kept here: smoltcp's `Interface::hardware_addr` panics on an IP-medium device.
     hardware_addr: HardwareAddress,
+    /// What the status page shows, refreshed on every turn.
+    status: StatusBoard,
+    /// Reads the device's packet counters, where the device has them.
+    counters: Option<fn(&D) -> crate::device::Stats>,
 }
 
 impl Host<TunTapDevice, SystemClock> {
@@ -212,7 +226,11 @@ impl Host<TunTapDevice, SystemClock> {
     pub fn open(dev: &TunTapConfig, config: Config) -> Result<Self> {
         config.validate()?;
         let tuntap = TunTap::open(dev)?;
-        Host::new(TunTapDevice::new(tuntap), SystemClock::new(), config)
+        let device = format!("{} {}", tuntap.kind(), tuntap.name());
+        let mut host = Host::new(TunTapDevice::new(tuntap), SystemClock::new(), config)?;
+        host.set_counters(TunTapDevice::stats);
+        host.status.update(|s| s.device = device);
+        Ok(host)
     }
 }
 
@@ -264,23 +282,99 @@ impl<D: Device, C: Clock> Host<D, C> {
             config,
             stats: HostStats::default(),
             hardware_addr: hw,
+            status: StatusBoard::new(),
+            counters: None,
         };
         for spec in host.config.services.clone() {
-            let svc = host.build_service(spec);
+            let svc = host.build_service(spec)?;
             host.services.push(svc);
         }
+        host.refresh_status_services();
         Ok(host)
     }
 
-    fn build_service(&mut self, spec: ServiceSpec) -> Box<dyn Service> {
+    fn build_service(&mut self, spec: ServiceSpec) -> Result<Box<dyn Service>> {
         let tcp = self.config.tcp;
-        let s = &mut self.sockets;
-        match spec {
-            ServiceSpec::Echo(p) => Box::new(TcpService::new(s, p, tcp, Echo::new())),
-            ServiceSpec::Discard(p) => Box::new(TcpService::new(s, p, tcp, Discard::default())),
-            ServiceSpec::Chargen(p) => Box::new(TcpService::new(s, p, tcp, Chargen::new())),
-            ServiceSpec::UdpEcho(p) => Box::new(UdpEcho::new(s, p, self.config.udp)),
-        }
+        let udp = self.config.udp;
+        Ok(match spec {
+            ServiceSpec::Echo(p) => {
+                Box::new(TcpService::new(&mut self.sockets, p, tcp, Echo::new()))
+            }
+            ServiceSpec::Discard(p) => Box::new(TcpService::new(
+                &mut self.sockets,
+                p,
+                tcp,
+                Discard::default(),
+            )),
+            ServiceSpec::Chargen(p) => {
+                Box::new(TcpService::new(&mut self.sockets, p, tcp, Chargen::new()))
+            }
+            ServiceSpec::UdpEcho(p) => Box::new(UdpEcho::new(&mut self.sockets, p, udp)),
+            ServiceSpec::Http(p) => {
+                let http = self.http(&self.config.http.clone())?;
+                let backlog = self.config.http.backlog;
+                let cfg = ListenerConfig {
+                    backlog,
+                    max_sockets: tcp.max_sockets.max(backlog),
+                    ..tcp
+                };
+                Box::new(TcpService::new(&mut self.sockets, p, cfg, http))
+            }
+        })
+    }
+
+    /// The HTTP protocol as `config` says: files below its root, or this host's status page.
+    /// `Date` maps the host's clock to the system's wall clock once, here, unless
+    /// `config.epoch` fixes it.
+    pub fn http(&self, config: &HttpConfig) -> Result<Http> {
+        let content = match &config.root {
+            Some(root) => Content::Files(Box::new(DirRoot::new(root)?)),
+            None => Content::Status(self.status.clone()),
+        };
+        let epoch = config.epoch.unwrap_or_else(|| {
+            let wall = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs();
+            wall.saturating_sub(self.clock.now().secs().max(0) as u64)
+        });
+        Ok(Http::new(content, config.idle_timeout, epoch))
+    }
+
+    /// The board the host refreshes on every turn with its status (for the HTTP status page).
+    pub fn status(&self) -> &StatusBoard {
+        &self.status
+    }
+
+    /// Tell the host how to read its device's packet counters (the status page shows them).
+    /// [`Host::open`] does it for a TUN/TAP device.
+    pub fn set_counters(&mut self, counters: fn(&D) -> crate::device::Stats) {
+        self.counters = Some(counters);
+    }
+
+    fn refresh_status_services(&mut self) {
+        let names: Vec<String> = self.services.iter().map(|s| s.name()).collect();
+        let addrs = self.config.addrs.clone();
+        self.status.update(|s| {
+            s.services = names;
+            s.addrs = addrs;
+        });
+    }
+
+    fn refresh_status(&mut self, now: smoltcp::time::Instant) {
+        let st = self
+            .counters
+            .map(|f| f(self.device.inner()))
+            .unwrap_or_default();
+        let connections = self.active_connections();
+        self.status.update(|s| {
+            s.uptime = now - smoltcp::time::Instant::ZERO;
+            s.rx_packets = st.rx_packets;
+            s.rx_bytes = st.rx_bytes;
+            s.tx_packets = st.tx_packets;
+            s.tx_bytes = st.tx_bytes;
+            s.connections = connections;
+        });
     }
 
     /// Add a service built by the caller; `build` gets the socket set to create its sockets in.
@@ -290,6 +384,13 @@ impl<D: Device, C: Clock> Host<D, C> {
     ) {
         let svc = build(&mut self.sockets);
         self.services.push(Box::new(svc));
+        self.refresh_status_services();
+    }
+
+    /// The interface and the socket set at once, e.g. to `connect` a client socket (which needs
+    /// the interface's context).
+    pub fn parts_mut(&mut self) -> (&mut Interface, &mut SocketSet<'static>) {
+        (&mut self.iface, &mut self.sockets)
     }
 
     /// One turn of the loop: process every packet the device has, let the services act, send
@@ -298,14 +399,18 @@ impl<D: Device, C: Clock> Host<D, C> {
     pub fn poll(&mut self) -> Option<Duration> {
         self.stats.polls += 1;
         let now = self.clock.now();
+        // What the status page shows: the counters as of the last turn.
+        self.refresh_status(now);
         // Cheap when unchanged; keeps the guard right if the caller changed the addresses.
         self.device.set_addrs(self.iface.ip_addrs());
         self.iface.poll(now, &mut self.device, &mut self.sockets);
         for svc in &mut self.services {
             svc.poll(&mut self.sockets, now);
         }
-        // Send what the services queued right away rather than on the next turn.
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        // Send what the services queued right away rather than on the next turn. Egress only: a
+        // packet read now would sit in its socket, unseen by the services, while the host sleeps.
+        self.iface
+            .poll_egress(now, &mut self.device, &mut self.sockets);
         let delay = self.iface.poll_delay(now, &self.sockets);
         let svc_at = self.services.iter().filter_map(|s| s.poll_at()).min();
         let svc_delay = svc_at.map(|t| if t > now { t - now } else { Duration::ZERO });
@@ -313,6 +418,15 @@ impl<D: Device, C: Clock> Host<D, C> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Send what sockets have queued (a client's requests) without reading any packet; returns
+    /// how long the host may sleep, as [`Host::poll`] does (services not counted).
+    pub fn egress(&mut self) -> Option<Duration> {
+        let now = self.clock.now();
+        self.iface
+            .poll_egress(now, &mut self.device, &mut self.sockets);
+        self.iface.poll_delay(now, &self.sockets)
     }
 
     /// Close every connection and give the closes up to `grace` (on the host's clock, polling
@@ -455,6 +569,15 @@ fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// The wait of the loop, for callers that write their own (clients).
+impl<D: Device + AsFd, C: Clock> Host<D, C> {
+    /// Sleep until a packet arrives, `stop` is signalled or `timeout` passes (`None`: no
+    /// timeout): the wait of [`Host::run`], for callers that write their own loop (clients).
+    pub fn wait(&self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+        wait_readable(self.device.inner().as_fd(), stop, timeout)
     }
 }
 

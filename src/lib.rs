@@ -23,6 +23,7 @@
 //! [`replay`] (a capture through the same host, offline, on a virtual clock).
 
 pub mod capture;
+pub mod client;
 pub mod clock;
 pub mod device;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod host;
 pub mod listener;
 pub mod replay;
 pub mod services;
+pub mod status;
 pub mod trace;
 pub mod tuntap;
 
@@ -41,6 +43,8 @@ pub use device::{Housekeeping, TunTapDevice};
 pub use error::{Error, Result};
 pub use host::{Config, Host, ServiceSpec, Stop};
 pub use listener::{Listener, ListenerConfig};
+pub use services::HttpConfig;
+pub use status::{HostStatus, StatusBoard};
 pub use tuntap::{Kind, TunTap, TunTapConfig};
 
 pub use smoltcp;

@@ -144,6 +144,9 @@ impl Listener {
         now: Instant,
     ) -> Option<SocketHandle> {
         self.reap(sockets, now);
+        // The pool may have run short (every socket busy or closing at the last release): top it
+        // up from sockets that have closed since.
+        self.refill(sockets, now);
         let mut found = None;
         for (i, &h) in self.pending.iter().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(h);

@@ -3,7 +3,7 @@
 //! run failed).
 
 use std::fs::File;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,11 +13,12 @@ use tunhost::capture::Capture;
 use tunhost::host::{DEFAULT_ADDR, DEFAULT_DEVICE, DEFAULT_PEER};
 use tunhost::replay::ReplayConfig;
 use tunhost::smoltcp::phy::Device;
+use tunhost::smoltcp::time::Duration;
 use tunhost::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 use tunhost::trace::{self, Pcap, Timestamps, TraceConfig, TraceStats};
 use tunhost::{
-    Config, Host, Housekeeping, Kind, ListenerConfig, ServiceSpec, Stop, SystemClock, TunTap,
-    TunTapConfig, TunTapDevice, tuntap,
+    Config, Host, Housekeeping, HttpConfig, Kind, ListenerConfig, ServiceSpec, Stop, SystemClock,
+    TunTap, TunTapConfig, TunTapDevice, client, tuntap,
 };
 
 const AFTER_HELP: &str = "\
@@ -25,8 +26,10 @@ Opening or creating a TUN/TAP device needs root or CAP_NET_ADMIN (e.g. `sudo tun
 
 Examples:
   sudo tunhost serve
-      TUN device tunhost0, host 192.0.2.2/24, kernel side 192.0.2.1/24,
-      echo 7 (TCP+UDP), discard 9, chargen 19. Then: ping 192.0.2.2; nc 192.0.2.2 7
+      TUN device tunhost0, host 192.0.2.2/24, kernel side 192.0.2.1/24, echo 7 (TCP+UDP),
+      discard 9, chargen 19, HTTP 80 (status page). Then: ping 192.0.2.2; curl 192.0.2.2
+  sudo tunhost serve --http 8080 --root ./www
+      Serve the files below ./www over HTTP/1.1 on port 8080: curl http://192.0.2.2:8080/
   sudo tunhost serve --tap tap0 --addr 198.51.100.2/24 --peer 198.51.100.1/24 --echo 7
       The same on a TAP device: the kernel finds the host's MAC by ARP.
   sudo ip tuntap add dev tun9 mode tun && sudo ip addr add 203.0.113.1/24 dev tun9 \\
@@ -58,6 +61,91 @@ enum Command {
     /// Play a capture through the host offline, on a virtual clock, and trace its replies.
     #[command(after_help = REPLAY_AFTER_HELP)]
     Replay(ReplayArgs),
+    /// Send ICMP echo requests from the userspace host, like ping(8).
+    #[command(after_help = PING_HELP)]
+    Ping(PingArgs),
+    /// HTTP/1.1 GET from the userspace host; the body goes to stdout or -o FILE.
+    #[command(after_help = GET_HELP)]
+    Get(GetArgs),
+}
+
+const PING_HELP: &str = "\
+Exit status: 0 if any reply came, 1 if none, 2 on a usage error.
+
+Examples:
+  sudo tunhost ping -c 3 192.0.2.1
+      From 192.0.2.2 on a new TUN device tunhost0 whose kernel side is 192.0.2.1/24.
+  sudo ip tuntap add dev tun9 mode tun && sudo ip addr add 198.51.100.1/24 dev tun9 \\
+    && sudo ip link set tun9 up && sudo tunhost ping --tun tun9 --addr 198.51.100.2/24 198.51.100.1
+      On a device the kernel side configured itself.";
+
+const GET_HELP: &str = "\
+Exit status: 0 on a 2xx response, 1 on any other status or a failure, 2 on a usage error.
+
+Examples:
+  python3 -m http.server --bind 192.0.2.1 8000 &   # a kernel-side server
+  sudo tunhost get -o f.bin http://192.0.2.1:8000/f.bin
+  sudo tunhost get --tun tun9 --addr 198.51.100.2/24 -v http://198.51.100.1:8000/";
+
+#[derive(Args, Debug)]
+struct ClientLog {
+    /// Log the stack's workings on stderr (twice for more); RUST_LOG overrides.
+    #[arg(long = "log", action = clap::ArgAction::Count)]
+    log: u8,
+}
+
+#[derive(Args, Debug)]
+struct PingArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+
+    /// Stop after sending COUNT requests (and waiting for their replies). [default: until Ctrl-C]
+    #[arg(short = 'c', long = "count", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    count: Option<u32>,
+
+    /// Seconds between requests, e.g. 0.2.
+    #[arg(short = 'i', long = "interval", value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_secs)]
+    interval: f64,
+
+    /// Seconds to wait for replies after the last request.
+    #[arg(short = 'W', long = "timeout", value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs)]
+    timeout: f64,
+
+    /// Bytes of payload per request.
+    #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56, value_parser = clap::value_parser!(u16).range(0..=1400))]
+    size: u16,
+
+    #[command(flatten)]
+    log: ClientLog,
+
+    /// The address to ping, e.g. 192.0.2.1 (no names: tunhost has no DNS).
+    #[arg(value_name = "HOST", value_parser = parse_ip)]
+    host: IpAddress,
+}
+
+#[derive(Args, Debug)]
+struct GetArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+
+    /// Write the body to FILE instead of stdout (created only for a 2xx response).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Print the status line and headers to stderr.
+    #[arg(short = 'v', long = "verbose")]
+    verbose: bool,
+
+    /// Give up after SECONDS without progress.
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_secs)]
+    timeout: f64,
+
+    #[command(flatten)]
+    log: ClientLog,
+
+    /// The URL, e.g. http://192.0.2.1:8000/f.bin (the host must be an IP address).
+    #[arg(value_name = "URL")]
+    url: String,
 }
 
 #[derive(Args, Debug)]
@@ -123,9 +211,10 @@ struct ServeArgs {
 /// The services and their limits: the same for `serve` and `replay`.
 #[derive(Args, Debug)]
 struct ServiceArgs {
-    /// TCP connections that can wait for the host per port (sockets kept in LISTEN), e.g. 128.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    backlog: u32,
+    /// TCP connections that can wait for the host per port (sockets kept in LISTEN), e.g. 256.
+    /// [default: 64, and 128 on HTTP ports]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    backlog: Option<u32>,
 
     /// Most TCP sockets per service port (listening + open + closing), e.g. 1024. Bounds memory:
     /// each socket has a 64 KiB receive and a 64 KiB transmit buffer.
@@ -148,6 +237,19 @@ struct ServiceArgs {
     /// Run a TCP chargen service (RFC 864) on PORT, e.g. --chargen 19.
     #[arg(long, value_name = "PORT", value_parser = parse_port)]
     chargen: Vec<u16>,
+
+    /// Serve HTTP/1.1 on PORT, e.g. --http 8080: the files below --root, or else a status page
+    /// of the host.
+    #[arg(long, value_name = "PORT", value_parser = parse_port)]
+    http: Vec<u16>,
+
+    /// Serve the files below DIR on the --http ports (port 80 if none is given).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+
+    /// Close an HTTP connection that makes no progress for SECONDS.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs)]
+    http_idle_timeout: f64,
 
     /// Seed smoltcp's randomness (TCP sequence numbers, MAC) for reproducible runs.
     #[arg(long, value_name = "N")]
@@ -328,6 +430,17 @@ fn parse_mac(s: &str) -> Result<EthernetAddress, String> {
     Ok(mac)
 }
 
+fn parse_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.001..=86400.0).contains(&v) => Ok(v),
+        _ => Err("expected seconds from 0.001 to 86400, e.g. 0.5".into()),
+    }
+}
+
+fn duration(secs: f64) -> Duration {
+    Duration::from_micros((secs * 1e6).round() as u64)
+}
+
 fn parse_port(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
         Ok(0) | Err(_) => Err("expected a port from 1 to 65535".into()),
@@ -337,7 +450,7 @@ fn parse_port(s: &str) -> Result<u16, String> {
 
 /// A usage error found after parsing: one line, exit 2.
 fn usage(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("tunhost: error: {msg} (see tunhost serve --help)");
+    eprintln!("tunhost: error: {msg} (see tunhost --help)");
     ExitCode::from(2)
 }
 
@@ -393,6 +506,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Replay(args) => replay(args),
+        Command::Ping(args) => ping(args),
+        Command::Get(args) => get(args),
     }
 }
 
@@ -447,19 +562,35 @@ impl ServiceArgs {
         services.extend(self.udp_echo.iter().map(|&p| ServiceSpec::UdpEcho(p)));
         services.extend(self.discard.iter().map(|&p| ServiceSpec::Discard(p)));
         services.extend(self.chargen.iter().map(|&p| ServiceSpec::Chargen(p)));
+        services.extend(self.http.iter().map(|&p| ServiceSpec::Http(p)));
+        if self.root.is_some() && self.http.is_empty() {
+            services.push(ServiceSpec::Http(80));
+        }
         if services.is_empty() {
             services = Config::default_services();
+            services.push(ServiceSpec::Http(80));
         }
+        let backlog = self
+            .backlog
+            .map_or(ListenerConfig::default().backlog, |b| b as usize);
         Config {
             addrs,
             gateway,
             mac,
             tcp: ListenerConfig {
-                backlog: self.backlog as usize,
-                max_sockets: (self.max_connections as usize).max(self.backlog as usize),
+                backlog,
+                max_sockets: (self.max_connections as usize).max(backlog),
                 ..ListenerConfig::default()
             },
             services,
+            http: HttpConfig {
+                root: self.root.clone(),
+                idle_timeout: duration(self.http_idle_timeout),
+                backlog: self
+                    .backlog
+                    .map_or(tunhost::services::http::DEFAULT_BACKLOG, |b| b as usize),
+                epoch: None,
+            },
             seed: self.seed,
             ..Config::default()
         }
@@ -545,6 +676,11 @@ fn live<D: LiveDevice>(
     quiet: bool,
     stop: &Stop,
 ) -> ExitCode {
+    // What Host::open does for a bare TUN/TAP device: counters and name for the status page.
+    host.set_counters(|d| d.tuntap_device().stats());
+    let t = host.device().tuntap_device().tuntap();
+    let name = format!("{} {}", t.kind(), t.name());
+    host.status().update(|s| s.device = name);
     if !quiet {
         eprintln!("{}", banner(host, dev));
     }
@@ -660,12 +796,33 @@ fn banner<D: LiveDevice>(host: &Host<D>, dev: &TunTapConfig) -> String {
                 ServiceSpec::Echo(_) | ServiceSpec::UdpEcho(_) => "echo",
                 ServiceSpec::Discard(_) => "discard",
                 ServiceSpec::Chargen(_) => "chargen",
+                ServiceSpec::Http(_) => "http",
             };
             format!("{name} {proto}/{port}")
         })
         .collect();
+    let curl = host
+        .config()
+        .services
+        .iter()
+        .find_map(|s| match s {
+            ServiceSpec::Http(p) => Some(*p),
+            _ => None,
+        })
+        .map(|p| {
+            let port = if p == 80 {
+                String::new()
+            } else {
+                format!(":{p}")
+            };
+            match first {
+                IpAddress::Ipv6(a) => format!(", curl http://[{a}]{port}/"),
+                IpAddress::Ipv4(a) => format!(", curl http://{a}{port}/"),
+            }
+        })
+        .unwrap_or_default();
     format!(
-        "serving {} on {} {} (MTU {}{mac}, {kernel}); services: {}; try: ping {first}",
+        "serving {} on {} {} (MTU {}{mac}, {kernel}); services: {}; try: ping {first}{curl}",
         addrs.join(", "),
         t.kind(),
         t.name(),
@@ -696,5 +853,138 @@ fn example_peer(host: IpCidr) -> String {
             };
             format!("{}/{}", std::net::Ipv6Addr::from(cand), c.prefix_len())
         }
+    }
+}
+
+/// Open the device for a client command and build a host with no services on it.
+fn client_host(d: &DeviceArgs, log: u8) -> Result<(Host<tunhost::TunTapDevice>, Stop), ExitCode> {
+    let default = match log {
+        0 => "tunhost=warn,smoltcp=error",
+        1 => "tunhost=debug,smoltcp=info",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
+        .format_timestamp_millis()
+        .init();
+    let Resolved { dev, addrs } = resolve_device(d).map_err(usage)?;
+    let config = Config {
+        addrs,
+        gateway: d.gateway,
+        mac: d.mac,
+        services: Vec::new(),
+        ..Config::default()
+    };
+    config.validate().map_err(usage)?;
+    let stop = Stop::new()
+        .and_then(|s| s.on_signals().map(|_| s))
+        .map_err(fail)?;
+    let host = Host::open(&dev, config).map_err(fail)?;
+    Ok((host, stop))
+}
+
+fn ping(args: PingArgs) -> ExitCode {
+    let (mut host, stop) = match client_host(&args.device, args.log.log) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let mut cfg = client::PingConfig::new(args.host);
+    cfg.count = args.count;
+    cfg.interval = duration(args.interval);
+    cfg.timeout = duration(args.timeout);
+    cfg.size = usize::from(args.size);
+    let from = host.iface().ip_addrs()[0].address();
+    println!(
+        "PING {} from {from} {}: {} data bytes",
+        args.host,
+        host.device().tuntap().name(),
+        args.size
+    );
+    let summary = client::ping(&mut host, cfg, Some(&stop), |r| {
+        println!(
+            "{} bytes from {}: icmp_seq={} time={:.3} ms",
+            r.bytes,
+            r.from,
+            r.seq,
+            r.rtt.total_micros() as f64 / 1000.0
+        );
+    });
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    println!("\n--- {} ping statistics ---", args.host);
+    println!("{}", summary.counts_line());
+    if let Some(rtt) = summary.rtt_line() {
+        println!("{rtt}");
+    }
+    if summary.received > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn get(args: GetArgs) -> ExitCode {
+    let url = match client::Url::parse(&args.url) {
+        Ok(u) => u,
+        Err(e) => return usage(e),
+    };
+    let (mut host, stop) = match client_host(&args.device, args.log.log) {
+        Ok(h) => h,
+        Err(code) => return code,
+    };
+    let out_name = args
+        .output
+        .as_ref()
+        .map_or("stdout".to_string(), |p| p.display().to_string());
+    // Opened by the head callback (2xx only), written by the body callback.
+    let out: std::cell::RefCell<Option<Box<dyn Write>>> = Default::default();
+    let write_err = |e: std::io::Error| tunhost::Error::File {
+        path: out_name.clone(),
+        op: "write",
+        source: e,
+    };
+    let options = client::http::GetOptions {
+        timeout: duration(args.timeout),
+        local_port: None,
+    };
+    let result = client::get(
+        &mut host,
+        &url,
+        options,
+        Some(&stop),
+        |r| {
+            if args.verbose {
+                eprintln!("< HTTP/1.{} {} {}", r.minor_version, r.status, r.reason);
+                for (n, v) in &r.headers {
+                    eprintln!("< {n}: {v}");
+                }
+            }
+            if r.is_success() {
+                *out.borrow_mut() = Some(match &args.output {
+                    Some(p) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(p).map_err(|e| tunhost::Error::File {
+                            path: p.display().to_string(),
+                            op: "create",
+                            source: e,
+                        })?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+                });
+            }
+            Ok(())
+        },
+        |b| match out.borrow_mut().as_mut() {
+            Some(w) => w.write_all(b).map_err(write_err),
+            None => Ok(()),
+        },
+    );
+    let flushed = out
+        .borrow_mut()
+        .as_mut()
+        .map_or(Ok(()), |w| w.flush().map_err(write_err));
+    match (result, flushed) {
+        (Err(e), _) | (Ok(_), Err(e)) => fail(e),
+        (Ok(_), Ok(())) => ExitCode::SUCCESS,
     }
 }

@@ -392,7 +392,8 @@ impl Decoded<'_> {
 /// How to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
-    /// The host, as live. Its `seed` defaults to 0 here: replay is always deterministic.
+    /// The host, as live. Its `seed` defaults to 0 here, and HTTP's `epoch` to 0 (the virtual
+    /// clock runs on capture time): replay is always deterministic.
     pub host: Config,
     /// The device's IP MTU.
     pub mtu: usize,
@@ -548,6 +549,8 @@ pub fn replay<W: Write>(
 ) -> Result<Report> {
     let mut host_config = config.host.clone();
     host_config.seed.get_or_insert(0);
+    // HTTP `Date` headers from the virtual clock, which runs on capture (UNIX) time.
+    host_config.http.epoch.get_or_insert(0);
     host_config.validate()?;
     let ethernet = capture.packets.first().map(|p| p.link) == Some(Link::Ethernet);
     let (medium, mac) = if ethernet {

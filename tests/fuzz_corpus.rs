@@ -66,3 +66,24 @@ fn write_seeds() {
         }
     }
 }
+
+#[test]
+#[ignore = "tool: TUNHOST_FIX=ip|ethernet:IN:OUT rewrites a fuzz input with valid checksums"]
+fn fix_checksums() {
+    let Ok(spec) = std::env::var("TUNHOST_FIX") else {
+        return;
+    };
+    let mut parts = spec.splitn(3, ':');
+    let (medium, input, output) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let medium = if medium == "ethernet" {
+        Medium::Ethernet
+    } else {
+        Medium::Ip
+    };
+    let data = std::fs::read(input).unwrap();
+    std::fs::write(output, fuzzing::fix_checksums(medium, &data)).unwrap();
+}

@@ -10,11 +10,13 @@
 mod chargen;
 mod discard;
 mod echo;
+pub mod http;
 mod udp_echo;
 
 pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
+pub use http::{Http, HttpConfig};
 pub use udp_echo::{UdpBuffers, UdpEcho};
 
 use smoltcp::iface::{SocketHandle, SocketSet};

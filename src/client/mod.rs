@@ -1,0 +1,57 @@
+//! The host as a client: ICMP echo ([`ping`]) and an HTTP/1.1 GET ([`http`]).
+//!
+//! Each client is a small state machine over a smoltcp socket in the host's socket set, like the
+//! services, plus a function that drives it with the host's loop until it is done.
+
+pub mod http;
+pub mod ping;
+
+pub use http::{Response, Url, get};
+pub use ping::{PingConfig, PingReply, PingSummary, Pinger, ping};
+
+use smoltcp::phy::Device;
+use smoltcp::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::error::Result;
+use crate::host::{Host, Stop};
+
+/// Turn the host's loop until `step` says it is done, waiting on the device between turns for at
+/// most what the host and `step` allow. `step` gets the host after each turn and returns `None`
+/// when done, or the latest time it wants to be called again.
+pub(crate) fn drive<D, C, T>(
+    host: &mut Host<D, C>,
+    stop: Option<&Stop>,
+    mut step: impl FnMut(&mut Host<D, C>, Instant) -> Result<std::ops::ControlFlow<T, Option<Instant>>>,
+) -> Result<Option<T>>
+where
+    D: Device + std::os::fd::AsFd,
+    C: Clock,
+{
+    loop {
+        if stop.is_some_and(Stop::is_stopped) {
+            return Ok(None);
+        }
+        host.poll();
+        let now = host.clock().now();
+        let wake = match step(host, now)? {
+            std::ops::ControlFlow::Break(t) => return Ok(Some(t)),
+            std::ops::ControlFlow::Continue(w) => w,
+        };
+        // Send what the step queued now rather than after the wait (egress only: a packet read
+        // here would wait in its socket until the wait ends).
+        let delay = host.egress();
+        let now = host.clock().now();
+        let until_wake = wake.map(|w| if w > now { w - now } else { Duration::ZERO });
+        let d = match (delay, until_wake) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if d == Some(Duration::ZERO) {
+            // Poll again at once, but never spin: wait at least a millisecond on the device.
+            host.wait(stop, Some(Duration::from_millis(1)))?;
+        } else {
+            host.wait(stop, d)?;
+        }
+    }
+}

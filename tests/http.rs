@@ -1,0 +1,337 @@
+//! `tunhost serve --http` against the real kernel and real tools (curl, ab): each test has its
+//! own network namespace and TUN device, and a web root of its own in a temporary directory.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{Tunhost, in_netns, pattern, run};
+
+const HOST: &str = "192.0.2.2";
+const TUN_ARGS: &[&str] = &[
+    "--tun",
+    "tun0",
+    "--addr",
+    "192.0.2.2/24",
+    "--peer",
+    "192.0.2.1/24",
+];
+
+/// A temporary directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("tunhost-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `base/www` with an index-less root, a subdirectory, a 3 MB random file, and a secret outside
+/// (`base/secret.txt`) that a symbolic link inside points to.
+fn web_root(base: &Path) -> PathBuf {
+    let www = base.join("www");
+    std::fs::create_dir_all(www.join("sub")).unwrap();
+    std::fs::write(www.join("big.bin"), pattern(3_000_000, 42)).unwrap();
+    std::fs::write(www.join("sub/page.html"), b"<p>sub page</p>\n").unwrap();
+    std::fs::write(www.join("hello.txt"), b"hello\n").unwrap();
+    std::fs::write(base.join("secret.txt"), b"TOP SECRET\n").unwrap();
+    std::os::unix::fs::symlink(base.join("secret.txt"), www.join("escape")).unwrap();
+    www
+}
+
+fn serve_http(extra: &[&str]) -> Tunhost {
+    let mut args = TUN_ARGS.to_vec();
+    args.extend_from_slice(extra);
+    Tunhost::serve(&args)
+}
+
+/// curl ARGS; returns (exit code, stdout, stderr).
+fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
+    let mut argv = vec!["curl", "-sS", "--max-time", "20"];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The HTTP status curl got for URL (with extra flags).
+fn status_of(flags: &[&str], url: &str) -> String {
+    let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
+    args.extend_from_slice(flags);
+    args.push(url);
+    let (code, out, err) = curl(&args);
+    assert_eq!(code, 0, "curl {url}: {err}");
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn default_serve_shows_the_status_page_on_port_80() {
+    require_root!();
+    in_netns(|| {
+        // No flags at all: tunhost0, 192.0.2.2/24, the default services and HTTP on 80.
+        let h = Tunhost::serve(&[]);
+        assert!(h.banner.contains("http tcp/80"), "{}", h.banner);
+        let (code, body, err) = curl(&[&format!("http://{HOST}/")]);
+        assert_eq!(code, 0, "{err}");
+        let body = String::from_utf8(body).unwrap();
+        for want in [
+            "192.0.2.2/24",
+            "tun tunhost0",
+            "uptime",
+            "packets in",
+            "connections",
+        ] {
+            assert!(body.contains(want), "status page lacks {want:?}:\n{body}");
+        }
+        assert_eq!(status_of(&[], &format!("http://{HOST}/nope")), "404");
+        // ab counts a change of length as a failure: the page keeps one length as its
+        // counters move.
+        assert_eq!(
+            ab(&["-n", "500", "-c", "16", "-k", &format!("http://{HOST}/")]),
+            (500, 0)
+        );
+    });
+}
+
+#[test]
+fn curl_files_head_404_keep_alive_and_no_way_out() {
+    require_root!();
+    let tmp = TempDir::new("http-curl");
+    let www = web_root(&tmp.0);
+    in_netns(move || {
+        let root = www.to_str().unwrap();
+        let _h = serve_http(&["--http", "8080", "--root", root]);
+        let base = format!("http://{HOST}:8080");
+
+        // GET / is a generated listing of the root.
+        let (code, body, err) = curl(&["-i", &format!("{base}/")]);
+        assert_eq!(code, 0, "{err}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("href=\"big.bin\""), "{text}");
+        assert!(text.contains("Date: "), "{text}");
+
+        // A 3 MB random file, byte-exact.
+        let (code, body, err) = curl(&[&format!("{base}/big.bin")]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(body.len(), 3_000_000);
+        assert!(body == pattern(3_000_000, 42), "big.bin differs");
+
+        // A file in a subdirectory, with its type.
+        let (code, body, err) = curl(&["-i", &format!("{base}/sub/page.html")]);
+        assert_eq!(code, 0, "{err}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.contains("Content-Type: text/html"), "{text}");
+        assert!(text.ends_with("\r\n\r\n<p>sub page</p>\n"), "{text}");
+
+        assert_eq!(status_of(&[], &format!("{base}/missing.txt")), "404");
+
+        // HEAD: the headers of a GET, no body.
+        let (code, body, err) = curl(&["-I", &format!("{base}/big.bin")]);
+        assert_eq!(code, 0, "{err}");
+        let text = String::from_utf8_lossy(&body);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("Content-Length: 3000000\r\n"), "{text}");
+        assert!(text.contains("Last-Modified: "), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "{text}");
+
+        // Keep-alive: curl reuses one connection for two URLs.
+        let (code, body, err) = curl(&[
+            "-v",
+            &format!("{base}/hello.txt"),
+            &format!("{base}/sub/page.html"),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(body, b"hello\n<p>sub page</p>\n");
+        assert!(
+            err.contains("Re-using existing connection") || err.contains("Reusing existing"),
+            "curl did not reuse the connection:\n{err}"
+        );
+        assert_eq!(err.matches("Connected to").count(), 1, "{err}");
+
+        // No way out of the root, however it is spelled.
+        for (flags, path) in [
+            (&["--path-as-is"][..], "/../secret.txt"),
+            (&["--path-as-is"][..], "/sub/../../secret.txt"),
+            (&[][..], "/sub%2f..%2f..%2fsecret.txt"),
+            (&[][..], "/%2e%2e/secret.txt"),
+            (&["--path-as-is"][..], "/sub/..%5c..%5csecret.txt"),
+            (&[][..], "/escape"),
+        ] {
+            let mut args = flags.to_vec();
+            let url = format!("{base}{path}");
+            args.push(&url);
+            let (code, body, err) = curl(&args);
+            assert_eq!(code, 0, "{err}");
+            let text = String::from_utf8_lossy(&body);
+            assert!(!text.contains("TOP SECRET"), "{path} escaped the root");
+            let status = status_of(flags, &url);
+            assert!(status == "403" || status == "404", "{path}: {status}");
+        }
+    });
+}
+
+/// Run ab and return (complete, failed) requests.
+fn ab(args: &[&str]) -> (u64, u64) {
+    let mut argv = vec!["timeout", "120", "ab", "-q", "-s", "20"];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ab {args:?} failed: {}\n{text}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name:?} in ab's output:\n{text}"))
+    };
+    (field("Complete requests:"), field("Failed requests:"))
+}
+
+#[test]
+fn ab_64_concurrent_with_and_without_keep_alive_has_no_failures() {
+    require_root!();
+    let tmp = TempDir::new("http-ab");
+    let www = web_root(&tmp.0);
+    in_netns(move || {
+        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
+        let url = format!("http://{HOST}/hello.txt");
+        assert_eq!(ab(&["-n", "4000", "-c", "64", "-k", &url]), (4000, 0));
+        assert_eq!(ab(&["-n", "2000", "-c", "64", &url]), (2000, 0));
+    });
+}
+
+/// Send raw bytes on a new connection and read until the server closes (10 s at most).
+fn raw(port: u16, req: &[u8]) -> (String, Duration) {
+    let mut s = TcpStream::connect((HOST, port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    s.write_all(req).unwrap();
+    let mut back = Vec::new();
+    let _ = s.read_to_end(&mut back);
+    (String::from_utf8_lossy(&back).into_owned(), start.elapsed())
+}
+
+#[test]
+fn malformed_oversized_and_stalled_requests() {
+    require_root!();
+    in_netns(|| {
+        let _h = serve_http(&["--http", "80", "--http-idle-timeout", "1"]);
+        let (r, _) = raw(80, b"NOT HTTP AT ALL\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
+        let (r, _) = raw(80, b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            r.starts_with("HTTP/1.1 405 ") && r.contains("Allow: GET, HEAD\r\n"),
+            "{r}"
+        );
+        let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(10_000));
+        let (r, _) = raw(80, long.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 414 "), "{r}");
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX: {}\r\n\r\n",
+            "a".repeat(20_000)
+        );
+        let (r, _) = raw(80, big.as_bytes());
+        assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
+        // Two pipelined requests, answered in order, then HTTP/1.0 closes.
+        let (r, _) = raw(
+            80,
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.0\r\n\r\n",
+        );
+        let a = r.find("HTTP/1.1 200 ").expect("first response");
+        let b = r.find("HTTP/1.1 404 ").expect("second response");
+        assert!(a < b, "{r}");
+        // A client that stops mid-request is dropped after the idle timeout (1 s here).
+        let (r, took) = raw(80, b"GET / HTTP/1.1\r\nHo");
+        assert!(r.starts_with("HTTP/1.1 408 "), "{r}");
+        assert!(took < Duration::from_secs(5), "closed after {took:?}");
+    });
+}
+
+/// Where cargo put an example binary it built for `cargo test`.
+fn example(name: &str) -> String {
+    let mut p: PathBuf = std::env::current_exe().unwrap();
+    p.pop();
+    p.pop();
+    p.push("examples");
+    p.push(name);
+    assert!(p.exists(), "{} not built", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn http_server_example_serves_files() {
+    require_root!();
+    let bin = example("http_server");
+    let tmp = TempDir::new("http-example");
+    let www = web_root(&tmp.0);
+    in_netns(move || {
+        let _h = Tunhost::start_program(&bin, &[www.to_str().unwrap()], "http on ");
+        let (code, body, err) = curl(&[&format!("http://{HOST}/big.bin")]);
+        assert_eq!(code, 0, "{err}");
+        assert!(body == pattern(3_000_000, 42), "big.bin differs");
+    });
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+#[test]
+fn big_files_stream_without_growing_memory() {
+    require_root!();
+    let tmp = TempDir::new("http-stream");
+    let www = tmp.0.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    // 128 MiB, sparse: no disk needed, and reads are cheap.
+    let f = std::fs::File::create(www.join("huge.bin")).unwrap();
+    f.set_len(128 << 20).unwrap();
+    drop(f);
+    in_netns(move || {
+        let h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
+        let pid = h.pid().as_raw() as u32;
+        let before = rss_kib(pid);
+        let (code, body, err) = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &format!("http://{HOST}/huge.bin"),
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(String::from_utf8_lossy(&body), (128u64 << 20).to_string());
+        let after = rss_kib(pid);
+        // A copy of the file would be 131072 KiB; allow socket buffers and allocator slack.
+        assert!(
+            after < before + 32 * 1024,
+            "RSS grew from {before} KiB to {after} KiB serving 128 MiB"
+        );
+    });
+}
