@@ -31,6 +31,7 @@ use smoltcp::wire::{
 use crate::clock::{Clock, VirtualClock};
 use crate::host::{Config, Host, ServiceSpec};
 use crate::listener::ListenerConfig;
+use crate::services::http::HttpConfig;
 
 /// The host's address in the ingress targets.
 pub const HOST_V4: &str = "192.0.2.2/24";
@@ -84,6 +85,89 @@ pub fn encode(ops: &[Op<'_>]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// What the file outside the HTTP root holds: no response may ever contain it.
+pub const SECRET: &[u8] = b"tunhost-fuzz: this file is outside the HTTP root";
+
+/// A tree for the `http_request` target, in one fixed place of the temp directory, made
+/// idempotently (so runs and parallel processes share it and nothing piles up):
+/// `secret.txt` beside `root/`, and inside `root/` files, a directory, and symlinks that point
+/// out of the root. Returns the root.
+fn http_tree() -> &'static std::path::Path {
+    use std::sync::OnceLock;
+    static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let base = std::env::temp_dir().join("tunhost-fuzz-http");
+        let root = base.join("root");
+        let made = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(root.join("sub"))?;
+            // Rewrite a file only if it differs: a reader never sees one half written.
+            let put = |path: std::path::PathBuf, data: &[u8]| match std::fs::read(&path) {
+                Ok(old) if old == data => Ok(()),
+                _ => std::fs::write(path, data),
+            };
+            put(base.join("secret.txt"), SECRET)?;
+            put(root.join("index.html"), b"<h1>fuzz</h1>")?;
+            put(root.join("a.txt"), b"hello\n")?;
+            put(root.join("sub/b.txt"), b"b\n")?;
+            let _ = std::os::unix::fs::symlink("../../secret.txt", root.join("sub/up"));
+            let _ = std::os::unix::fs::symlink(base.join("secret.txt"), root.join("abs"));
+            let _ = std::os::unix::fs::symlink("..", root.join("parent"));
+            Ok(())
+        })();
+        made.expect("make the http_request fuzz tree in the temp directory");
+        root
+    })
+}
+
+/// Feed `data` as the request stream of one HTTP connection to a server whose root is a small
+/// tree with a secret file beside it, and check: the connection ends within the idle timeout;
+/// whatever comes back is HTTP/1.1; nothing outside the root is ever served.
+pub fn http_request(data: &[u8]) {
+    use crate::services::http::{Content, files::DirRoot, harness::Net};
+    let files = DirRoot::new(http_tree()).expect("the fuzz tree is a directory");
+    let mut net =
+        Net::with_idle_timeout(Content::Files(Box::new(files)), Duration::from_millis(500));
+    let h = net.connect();
+    let (bytes, closed) = net.exchange(h, data, 3_000);
+    let shown = || String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+    assert!(
+        closed,
+        "connection still open after the idle timeout: {}",
+        shown()
+    );
+    assert!(
+        bytes.is_empty() || bytes.starts_with(b"HTTP/1.1 "),
+        "not an HTTP/1.1 response: {}",
+        shown()
+    );
+    assert!(
+        !bytes.windows(SECRET.len()).any(|w| w == SECRET),
+        "served a file outside the root: {}",
+        shown()
+    );
+}
+
+/// Seed requests for `http_request`: ordinary ones and the classic ways out of a root.
+pub fn http_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: fuzz\r\n\r\n").into_bytes();
+    vec![
+        ("index", req("/")),
+        ("file", req("/a.txt")),
+        ("subdir", req("/sub/")),
+        ("head-keepalive-pipeline", b"HEAD /a.txt HTTP/1.1\r\nHost: f\r\n\r\nGET /sub/b.txt HTTP/1.1\r\nHost: f\r\nConnection: close\r\n\r\n".to_vec()),
+        ("http10", b"GET /a.txt HTTP/1.0\r\n\r\n".to_vec()),
+        ("dotdot", req("/../secret.txt")),
+        ("encoded-dotdot", req("/%2e%2e/secret.txt")),
+        ("encoded-slash", req("/sub%2f..%2f..%2fsecret.txt")),
+        ("backslash", req("/..\\secret.txt")),
+        ("symlink-up", req("/sub/up")),
+        ("symlink-abs", req("/abs")),
+        ("symlink-parent", req("/parent/secret.txt")),
+        ("post", b"POST /a.txt HTTP/1.1\r\nHost: f\r\nContent-Length: 3\r\n\r\nabc".to_vec()),
+        ("garbage", b"\x00\xff GET\r\n\r\n".to_vec()),
+    ]
 }
 
 /// Recompute the IPv4 header and TCP/UDP/ICMP checksums of every packet of a fuzz input, so
@@ -244,7 +328,13 @@ fn fuzz_host(medium: Medium) -> (Host<MemoryDevice, VirtualClock>, VirtualClock)
             ServiceSpec::UdpEcho(7),
             ServiceSpec::Discard(9),
             ServiceSpec::Chargen(19),
+            ServiceSpec::Http(80),
         ],
+        http: HttpConfig {
+            backlog: 4,
+            epoch: Some(1_700_000_000),
+            ..HttpConfig::default()
+        },
         seed: Some(0x5eed),
         ..Config::default()
     };
@@ -255,9 +345,12 @@ fn fuzz_host(medium: Medium) -> (Host<MemoryDevice, VirtualClock>, VirtualClock)
         .count();
     let host = Host::new(MemoryDevice::new(medium, mtu), clock.clone(), config)
         .expect("the fuzz configuration is valid");
-    debug_assert_eq!(tcp_services, 3);
+    debug_assert_eq!(tcp_services, TCP_SERVICES);
     (host, clock)
 }
+
+/// TCP services of the ingress targets' host: echo, discard, chargen, HTTP.
+const TCP_SERVICES: usize = 4;
 
 /// Feed `data` (framed as in the module documentation) to a host on an IP-medium (TUN) device
 /// and check the invariants.
@@ -309,25 +402,27 @@ fn ingress(medium: Medium, data: &[u8]) {
     let (mut host, clock) = fuzz_host(medium);
     let addrs: Vec<IpCidr> = host.config().addrs.clone();
     let mut checked = 0;
-    let mut advanced = true;
+    // Whether the host may have something to send without a new packet: the clock moved, or
+    // the last turn asked to be polled again at once.
+    let mut due = true;
     for op in ops(data) {
         match op {
             Op::Advance(d) => {
                 clock.advance(d);
-                advanced = true;
+                due = true;
             }
             Op::Packet(p) => {
                 let addressed = addressed_to_host(medium, p, &addrs);
                 host.device_mut().push(p);
-                host.poll();
+                let delay = host.poll();
                 let emitted = host.device().tx.len() - checked;
-                if !addressed && !advanced && emitted > 0 {
+                if !addressed && !due && emitted > 0 {
                     panic!(
                         "host answered a packet not addressed to it: {:02x?} -> {} packet(s)",
                         p, emitted
                     );
                 }
-                advanced = false;
+                due = delay == Some(Duration::ZERO);
             }
         }
         checked = check_new(&host, medium, &addrs, checked);
@@ -593,6 +688,25 @@ mod tests {
                 assert!(e.contains("checksum"), "{e}");
             }
         }
+    }
+
+    #[test]
+    fn http_seeds_keep_the_invariants() {
+        for (name, seed) in http_seeds() {
+            eprintln!("http/{name}");
+            http_request(&seed);
+        }
+    }
+
+    #[test]
+    fn http_tree_has_a_way_out_for_the_server_to_refuse() {
+        // The invariant is only worth something if the secret is reachable by the file system.
+        let root = http_tree();
+        assert_eq!(std::fs::read(root.join("sub/up")).unwrap(), SECRET);
+        assert_eq!(
+            std::fs::read(root.join("parent/secret.txt")).unwrap(),
+            SECRET
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -409,8 +409,12 @@ impl<D: Device, C: Clock> Host<D, C> {
         }
         // Send what the services queued right away rather than on the next turn. Egress only: a
         // packet read now would sit in its socket, unseen by the services, while the host sleeps.
-        self.iface
-            .poll_egress(now, &mut self.device, &mut self.sockets);
+        // Each call does a bounded amount of work: repeat until nothing more goes out.
+        while self
+            .iface
+            .poll_egress(now, &mut self.device, &mut self.sockets)
+            == PollResult::SocketStateChanged
+        {}
         let delay = self.iface.poll_delay(now, &self.sockets);
         let svc_at = self.services.iter().filter_map(|s| s.poll_at()).min();
         let svc_delay = svc_at.map(|t| if t > now { t - now } else { Duration::ZERO });

@@ -15,6 +15,7 @@ type Target = fn(&[u8]);
 const TARGETS: &[(&str, Target)] = &[
     ("ingress_ip", fuzzing::ingress_ip),
     ("ingress_ethernet", fuzzing::ingress_ethernet),
+    ("http_request", fuzzing::http_request),
     ("replay", fuzzing::replay),
 ];
 
@@ -64,6 +65,11 @@ fn write_seeds() {
         for (name, bytes) in fuzzing::seeds::ingress(medium) {
             std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
         }
+    }
+    let dir = fuzz_dir().join("corpus").join("http_request");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, bytes) in fuzzing::http_seeds() {
+        std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
     }
 }
 

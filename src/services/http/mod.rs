@@ -20,6 +20,8 @@
 
 pub mod date;
 pub mod files;
+#[doc(hidden)]
+pub mod harness;
 pub mod path;
 pub mod request;
 

@@ -3,19 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use smoltcp::iface::SocketHandle;
-use smoltcp::phy::{Loopback, Medium};
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::IpAddress;
+use smoltcp::time::Duration;
 
+use super::Content;
 use super::files::{Entry, FileBody, Files, Lookup};
-use super::{Content, Http};
-use crate::services::TcpService;
-use crate::{Config, Host, ListenerConfig, VirtualClock};
-
-/// 1994-11-06 08:49:37 GMT, RFC 9110's example date.
-const EPOCH: u64 = 784_111_777;
+use super::harness::{EPOCH, Net};
 
 /// Files in memory: path (no leading slash) → contents; directories are the prefixes.
 #[derive(Default)]
@@ -85,85 +78,7 @@ fn files() -> Content {
     Content::Files(Box::new(m))
 }
 
-struct Net {
-    host: Host<Loopback, VirtualClock>,
-    clock: VirtualClock,
-    next_port: u16,
-}
-
 impl Net {
-    fn new(content: Content) -> Net {
-        let clock = VirtualClock::new(Instant::ZERO);
-        let config = Config {
-            addrs: vec!["127.0.0.1/8".parse().unwrap()],
-            services: vec![],
-            seed: Some(7),
-            ..Config::default()
-        };
-        let mut host = Host::new(Loopback::new(Medium::Ip), clock.clone(), config).unwrap();
-        let content = match content {
-            Content::Status(_) => Content::Status(host.status().clone()),
-            c => c,
-        };
-        // Small buffers: every big response is streamed in many pieces.
-        let lc = ListenerConfig {
-            backlog: 2,
-            max_sockets: 4,
-            rx_buffer: 4096,
-            tx_buffer: 4096,
-        };
-        let http = Http::new(content, Duration::from_secs(10), EPOCH);
-        host.add_service(|s| TcpService::new(s, 80, lc, http));
-        Net {
-            host,
-            clock,
-            next_port: 40000,
-        }
-    }
-
-    fn connect(&mut self) -> SocketHandle {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 65536]),
-            tcp::SocketBuffer::new(vec![0; 65536]),
-        );
-        let (iface, sockets) = self.host.parts_mut();
-        self.next_port += 1;
-        s.connect(
-            iface.context(),
-            (IpAddress::v4(127, 0, 0, 1), 80),
-            self.next_port,
-        )
-        .unwrap();
-        sockets.add(s)
-    }
-
-    /// Send `req` on `h`, then run for up to `ms` milliseconds of virtual time, collecting what
-    /// comes back, until the server closes.
-    fn exchange(&mut self, h: SocketHandle, req: &[u8], ms: u64) -> (Vec<u8>, bool) {
-        let mut sent = 0;
-        let mut got = Vec::new();
-        for _ in 0..ms {
-            self.host.poll();
-            let s = self.host.sockets_mut().get_mut::<tcp::Socket>(h);
-            if sent < req.len() && s.can_send() {
-                sent += s.send_slice(&req[sent..]).unwrap();
-            }
-            while s.can_recv() {
-                s.recv(|b| {
-                    got.extend_from_slice(b);
-                    (b.len(), ())
-                })
-                .unwrap();
-            }
-            if sent == req.len() && !s.may_recv() && s.state() != tcp::State::SynSent {
-                return (got, true);
-            }
-            self.host.poll();
-            self.clock.advance(Duration::from_millis(1));
-        }
-        (got, false)
-    }
-
     fn get(&mut self, req: &str) -> Response {
         let h = self.connect();
         let (bytes, closed) = self.exchange(h, req.as_bytes(), 2000);
