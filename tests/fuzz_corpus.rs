@@ -17,6 +17,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("ingress_ethernet", fuzzing::ingress_ethernet),
     ("http_request", fuzzing::http_request),
     ("replay", fuzzing::replay),
+    ("pcap_reader", fuzzing::pcap_reader),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -70,6 +71,25 @@ fn write_seeds() {
     std::fs::create_dir_all(&dir).unwrap();
     for (name, bytes) in fuzzing::http_seeds() {
         std::fs::write(dir.join(format!("seed-{name}")), bytes).unwrap();
+    }
+    // The capture targets start from the checked-in captures, plus cut-short copies of them.
+    let captures = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    for target in ["replay", "pcap_reader"] {
+        let dir = fuzz_dir().join("corpus").join(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in files(&captures) {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            if !name.contains(".pcap") {
+                continue;
+            }
+            let bytes = std::fs::read(&f).unwrap();
+            std::fs::write(dir.join(&name), &bytes).unwrap();
+            if target == "pcap_reader" {
+                for cut in [24, bytes.len() / 2, bytes.len() - 1] {
+                    std::fs::write(dir.join(format!("{name}.cut{cut}")), &bytes[..cut]).unwrap();
+                }
+            }
+        }
     }
 }
 
