@@ -577,10 +577,13 @@ fn earliest(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 }
 
 /// The wait of the loop, for callers that write their own (clients).
-impl<D: Device + AsFd, C: Clock> Host<D, C> {
+impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// Sleep until a packet arrives, `stop` is signalled or `timeout` passes (`None`: no
     /// timeout): the wait of [`Host::run`], for callers that write their own loop (clients).
-    pub fn wait(&self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+    /// The device's [`Housekeeping`] is done first, and the sleep ends in time for its next
+    /// deadline (a trace's flush), as in [`Host::run`].
+    pub fn wait(&mut self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+        let timeout = earliest(timeout, self.housekeeping());
         wait_readable(self.device.inner().as_fd(), stop, timeout)
     }
 }

@@ -118,6 +118,9 @@ struct PingArgs {
     #[command(flatten)]
     log: ClientLog,
 
+    #[command(flatten)]
+    trace: TraceArgs,
+
     /// The address to ping, e.g. 192.0.2.1 (no names: tunhost has no DNS).
     #[arg(value_name = "HOST", value_parser = parse_ip)]
     host: IpAddress,
@@ -142,6 +145,9 @@ struct GetArgs {
 
     #[command(flatten)]
     log: ClientLog,
+
+    #[command(flatten)]
+    trace: TraceArgs,
 
     /// The URL, e.g. http://192.0.2.1:8000/f.bin (the host must be an IP address).
     #[arg(value_name = "URL")]
@@ -609,28 +615,49 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Err(e) = config.validate() {
         return usage(e);
     }
-    let trace_out = match args.trace.open() {
+    let quiet = args.quiet;
+    on_device(&dev, config, &args.trace, Live { dev: &dev, quiet })
+}
+
+/// `serve`'s body: banner, loop until stopped, counters.
+struct Live<'a> {
+    dev: &'a TunTapConfig,
+    quiet: bool,
+}
+
+impl OnHost for Live<'_> {
+    fn run<D: LiveDevice>(self, host: &mut Host<D>, stop: &Stop) -> ExitCode {
+        live(host, self.dev, self.quiet, stop)
+    }
+}
+
+/// What a subcommand does with its host once the device is open.
+trait OnHost {
+    fn run<D: LiveDevice>(self, host: &mut Host<D>, stop: &Stop) -> ExitCode;
+}
+
+/// Open the device `dev` (behind the tracer when `--pcap` says so), build a host on it, hand it
+/// to `body`, and finish the trace. Signals stop the host from the moment the device is open.
+fn on_device(dev: &TunTapConfig, config: Config, trace: &TraceArgs, body: impl OnHost) -> ExitCode {
+    let trace_out = match trace.open() {
         Ok(t) => t,
         Err(e) => return fail(e),
     };
-
     let stop = match Stop::new().and_then(|s| s.on_signals().map(|_| s)) {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let device = match TunTap::open(&dev) {
+    let device = match TunTap::open(dev) {
         Ok(t) => TunTapDevice::new(t),
         Err(e) => return fail(e),
     };
     let Some((file, label)) = trace_out else {
         return match Host::new(device, SystemClock::new(), config) {
-            Ok(mut host) => live(&mut host, &dev, args.quiet, &stop),
+            Ok(mut host) => body.run(&mut host, &stop),
             Err(e) => fail(e),
         };
     };
-    let trace_config = args
-        .trace
-        .config(device.tuntap().name(), &label, Timestamps::System);
+    let trace_config = trace.config(device.tuntap().name(), &label, Timestamps::System);
     let device = match Pcap::new(device, file, &trace_config) {
         Ok(d) => d,
         Err(e) => {
@@ -646,7 +673,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     log::info!("tracing every packet of the device to {label}");
-    let code = live(&mut host, &dev, args.quiet, &stop);
+    let code = body.run(&mut host, &stop);
     let (_, result, _, stats) = host.into_device().finish();
     report_trace(&label, result, stats);
     code
@@ -857,7 +884,12 @@ fn example_peer(host: IpCidr) -> String {
 }
 
 /// Open the device for a client command and build a host with no services on it.
-fn client_host(d: &DeviceArgs, log: u8) -> Result<(Host<tunhost::TunTapDevice>, Stop), ExitCode> {
+/// Logging, device and host configuration of the client subcommands (no services).
+fn client_setup(
+    d: &DeviceArgs,
+    log: u8,
+    trace: &TraceArgs,
+) -> Result<(TunTapConfig, Config), ExitCode> {
     let default = match log {
         0 => "tunhost=warn,smoltcp=error",
         1 => "tunhost=debug,smoltcp=info",
@@ -866,6 +898,11 @@ fn client_host(d: &DeviceArgs, log: u8) -> Result<(Host<tunhost::TunTapDevice>, 
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default))
         .format_timestamp_millis()
         .init();
+    if trace.pcap.as_deref() == Some("-") {
+        return Err(usage(
+            "--pcap - is for serve: ping and get print on stdout; give --pcap a file name",
+        ));
+    }
     let Resolved { dev, addrs } = resolve_device(d).map_err(usage)?;
     let config = Config {
         addrs,
@@ -875,18 +912,27 @@ fn client_host(d: &DeviceArgs, log: u8) -> Result<(Host<tunhost::TunTapDevice>, 
         ..Config::default()
     };
     config.validate().map_err(usage)?;
-    let stop = Stop::new()
-        .and_then(|s| s.on_signals().map(|_| s))
-        .map_err(fail)?;
-    let host = Host::open(&dev, config).map_err(fail)?;
-    Ok((host, stop))
+    Ok((dev, config))
 }
 
 fn ping(args: PingArgs) -> ExitCode {
-    let (mut host, stop) = match client_host(&args.device, args.log.log) {
-        Ok(h) => h,
+    let (dev, config) = match client_setup(&args.device, args.log.log, &args.trace) {
+        Ok(c) => c,
         Err(code) => return code,
     };
+    on_device(&dev, config, &args.trace, Ping(&args))
+}
+
+/// `ping`'s body.
+struct Ping<'a>(&'a PingArgs);
+
+impl OnHost for Ping<'_> {
+    fn run<D: LiveDevice>(self, host: &mut Host<D>, stop: &Stop) -> ExitCode {
+        ping_on(host, self.0, stop)
+    }
+}
+
+fn ping_on<D: LiveDevice>(host: &mut Host<D>, args: &PingArgs, stop: &Stop) -> ExitCode {
     let mut cfg = client::PingConfig::new(args.host);
     cfg.count = args.count;
     cfg.interval = duration(args.interval);
@@ -896,10 +942,10 @@ fn ping(args: PingArgs) -> ExitCode {
     println!(
         "PING {} from {from} {}: {} data bytes",
         args.host,
-        host.device().tuntap().name(),
+        host.device().tuntap_device().tuntap().name(),
         args.size
     );
-    let summary = client::ping(&mut host, cfg, Some(&stop), |r| {
+    let summary = client::ping(host, cfg, Some(stop), |r| {
         println!(
             "{} bytes from {}: icmp_seq={} time={:.3} ms",
             r.bytes,
@@ -929,10 +975,28 @@ fn get(args: GetArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return usage(e),
     };
-    let (mut host, stop) = match client_host(&args.device, args.log.log) {
-        Ok(h) => h,
+    let (dev, config) = match client_setup(&args.device, args.log.log, &args.trace) {
+        Ok(c) => c,
         Err(code) => return code,
     };
+    on_device(&dev, config, &args.trace, Get(&args, &url))
+}
+
+/// `get`'s body.
+struct Get<'a>(&'a GetArgs, &'a client::Url);
+
+impl OnHost for Get<'_> {
+    fn run<D: LiveDevice>(self, host: &mut Host<D>, stop: &Stop) -> ExitCode {
+        get_on(host, self.0, self.1, stop)
+    }
+}
+
+fn get_on<D: LiveDevice>(
+    host: &mut Host<D>,
+    args: &GetArgs,
+    url: &client::Url,
+    stop: &Stop,
+) -> ExitCode {
     let out_name = args
         .output
         .as_ref()
@@ -949,10 +1013,10 @@ fn get(args: GetArgs) -> ExitCode {
         local_port: None,
     };
     let result = client::get(
-        &mut host,
-        &url,
+        host,
+        url,
         options,
-        Some(&stop),
+        Some(stop),
         |r| {
             if args.verbose {
                 eprintln!("< HTTP/1.{} {} {}", r.minor_version, r.status, r.reason);

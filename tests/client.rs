@@ -2,6 +2,7 @@
 //! created and configured itself (`ip tuntap add`, `ip addr add`), in a namespace of its own.
 
 mod common;
+mod tools;
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -303,4 +304,63 @@ fn get_from_tunhost_serve_through_the_kernel_router() {
         assert!(out.stdout == data, "routed get: body differs");
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ping_and_get_trace_every_packet_with_pcap() {
+    require_root!();
+    let scratch = tools::Scratch::new("client-pcap");
+    let (ping_trace, get_trace) = (scratch.path("ping.pcapng"), scratch.path("get.pcap"));
+    let www = scratch.0.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("f.txt"), b"traced body\n").unwrap();
+    in_netns(move || {
+        kernel_side_device();
+        let mut args = vec!["ping"];
+        args.extend_from_slice(DEV);
+        args.extend_from_slice(&[
+            "-c",
+            "2",
+            "-i",
+            "0.1",
+            "--pcap",
+            &ping_trace,
+            "198.51.100.1",
+        ]);
+        let (code, out, err) = tunhost(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        let icmp = tools::tshark_fields(&ping_trace, "icmp", &["icmp.type", "ip.src", "ip.dst"]);
+        let count = |t: &str, src: &str| icmp.iter().filter(|f| f[0] == t && f[1] == src).count();
+        assert_eq!(count("8", "198.51.100.2"), 2, "echo requests in {icmp:?}");
+        assert_eq!(count("0", "198.51.100.1"), 2, "echo replies in {icmp:?}");
+
+        let _py = PyServer::start(&www);
+        let mut args = vec!["get"];
+        args.extend_from_slice(DEV);
+        args.extend_from_slice(&["--pcap", &get_trace, "--pcap-format", "pcap"]);
+        args.push("http://198.51.100.1:8000/f.txt");
+        let (code, out, err) = tunhost(&args);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(out, "traced body\n");
+        let uris = tools::tshark_fields(&get_trace, "http.request", &["http.request.uri"]);
+        assert_eq!(
+            uris,
+            vec![vec!["/f.txt".to_string()]],
+            "requests in the trace"
+        );
+        let codes = tools::tshark_fields(&get_trace, "http.response", &["http.response.code"]);
+        assert_eq!(
+            codes,
+            vec![vec!["200".to_string()]],
+            "responses in the trace"
+        );
+
+        // stdout carries ping's lines and get's body: a trace there would mix with them.
+        let mut args = vec!["ping"];
+        args.extend_from_slice(DEV);
+        args.extend_from_slice(&["-c", "1", "--pcap", "-", "198.51.100.1"]);
+        let (code, _, err) = tunhost(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("--pcap -"), "{err}");
+    });
 }

@@ -425,7 +425,7 @@ pub fn get<D, C>(
     mut on_body: impl FnMut(&[u8]) -> Result<()>,
 ) -> Result<Response>
 where
-    D: Device + std::os::fd::AsFd,
+    D: Device + std::os::fd::AsFd + crate::device::Housekeeping,
     C: Clock,
 {
     let fail = |msg: String| Error::Client {

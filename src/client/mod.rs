@@ -25,7 +25,7 @@ pub(crate) fn drive<D, C, T>(
     mut step: impl FnMut(&mut Host<D, C>, Instant) -> Result<std::ops::ControlFlow<T, Option<Instant>>>,
 ) -> Result<Option<T>>
 where
-    D: Device + std::os::fd::AsFd,
+    D: Device + std::os::fd::AsFd + crate::device::Housekeeping,
     C: Clock,
 {
     loop {

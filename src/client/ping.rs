@@ -276,7 +276,7 @@ pub fn ping<D, C>(
     mut on_reply: impl FnMut(PingReply),
 ) -> Result<PingSummary>
 where
-    D: Device + std::os::fd::AsFd,
+    D: Device + std::os::fd::AsFd + crate::device::Housekeeping,
     C: Clock,
 {
     let mut pinger = Pinger::new(host.sockets_mut(), config)?;
