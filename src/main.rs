@@ -87,6 +87,18 @@ Examples:
   sudo tunhost get -o f.bin http://192.0.2.1:8000/f.bin
   sudo tunhost get --tun tun9 --addr 198.51.100.2/24 -v http://198.51.100.1:8000/";
 
+/// `-v`/`-q` of the subcommands that run a host as a server.
+#[derive(Args, Debug)]
+struct LogArgs {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides, e.g. RUST_LOG=smoltcp=trace.
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+
+    /// Only errors on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
 #[derive(Args, Debug)]
 struct ClientLog {
     /// Log the stack's workings on stderr (twice for more); RUST_LOG overrides.
@@ -205,13 +217,8 @@ struct ServeArgs {
     #[command(flatten)]
     trace: TraceArgs,
 
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides, e.g. RUST_LOG=smoltcp=trace.
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-
-    /// Only errors on stderr.
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 /// The services and their limits: the same for `serve` and `replay`.
@@ -388,13 +395,8 @@ struct ReplayArgs {
     #[command(flatten)]
     trace: TraceArgs,
 
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides, e.g. RUST_LOG=smoltcp=trace.
-    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
-    verbose: u8,
-
-    /// Only errors on stderr.
-    #[arg(short, long)]
-    quiet: bool,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 const REPLAY_AFTER_HELP: &str = "\
@@ -604,7 +606,7 @@ impl ServiceArgs {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging(args.verbose, args.quiet);
+    init_logging(args.log.verbose, args.log.quiet);
     let Resolved { dev, addrs } = match resolve_device(&args.device) {
         Ok(r) => r,
         Err(msg) => return usage(msg),
@@ -615,7 +617,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     if let Err(e) = config.validate() {
         return usage(e);
     }
-    let quiet = args.quiet;
+    let quiet = args.log.quiet;
     on_device(&dev, config, &args.trace, Live { dev: &dev, quiet })
 }
 
@@ -726,7 +728,7 @@ fn live<D: LiveDevice>(
 }
 
 fn replay(args: ReplayArgs) -> ExitCode {
-    init_logging(args.verbose, args.quiet);
+    init_logging(args.log.verbose, args.log.quiet);
     let path = args.input.display().to_string();
     let bytes = match std::fs::read(&args.input) {
         Ok(b) => b,

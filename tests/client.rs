@@ -269,18 +269,9 @@ fn get_from_tunhost_serve_through_the_kernel_router() {
         // This thread's namespace's /proc/sys/net: the host's forwarding setting is not touched.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
         let root = d.to_str().unwrap().to_string();
-        let _server = common::Tunhost::serve(&[
-            "--tun",
-            "tun0",
-            "--addr",
-            "192.0.2.2/24",
-            "--peer",
-            "192.0.2.1/24",
-            "--http",
-            "80",
-            "--root",
-            &root,
-        ]);
+        let _server = common::Tunhost::serve(
+            &[common::TUN_ARGS, &["--http", "80", "--root", &root]].concat(),
+        );
         let out = run(&[
             "timeout",
             "60",

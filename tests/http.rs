@@ -10,15 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Tunhost, in_netns, pattern, run};
 
-const HOST: &str = "192.0.2.2";
-const TUN_ARGS: &[&str] = &[
-    "--tun",
-    "tun0",
-    "--addr",
-    "192.0.2.2/24",
-    "--peer",
-    "192.0.2.1/24",
-];
+use common::{HOST, TUN_ARGS};
 
 /// A temporary directory, removed on drop.
 struct TempDir(PathBuf);

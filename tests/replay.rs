@@ -195,14 +195,7 @@ fn replay_cli_rejects_bad_input_in_one_line() {
 
 // --- Recording the captures -------------------------------------------------------------
 
-const TUN: &[&str] = &[
-    "--tun",
-    "tun0",
-    "--addr",
-    "192.0.2.2/24",
-    "--peer",
-    "192.0.2.1/24",
-];
+use common::TUN_ARGS as TUN;
 
 /// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
 /// `traffic`, then stop the host with SIGINT (a complete trace).

@@ -8,18 +8,9 @@ use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use common::{Tunhost, in_netns, pattern, run, sh};
+use common::{HOST, TUN_ARGS, Tunhost, echo, in_netns, pattern, run, sh};
 use nix::sys::signal::Signal;
 
-const TUN_ARGS: &[&str] = &[
-    "--tun",
-    "tun0",
-    "--addr",
-    "192.0.2.2/24",
-    "--peer",
-    "192.0.2.1/24",
-];
-const HOST: &str = "192.0.2.2";
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 
 fn serve_tun(services: &[&str]) -> Tunhost {
@@ -37,17 +28,7 @@ fn connect(port: u16) -> TcpStream {
 
 /// Send `data` on a new connection to the echo port and return what came back.
 fn echo_roundtrip(port: u16, data: Vec<u8>) -> Vec<u8> {
-    let mut s = connect(port);
-    let mut w = s.try_clone().unwrap();
-    let len = data.len();
-    let writer = thread::spawn(move || {
-        w.write_all(&data).expect("write to echo");
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::with_capacity(len);
-    s.read_to_end(&mut back).expect("read echo");
-    writer.join().unwrap();
-    back
+    echo((HOST, port), &data)
 }
 
 fn ping_ok(args: &[&str]) -> String {
@@ -224,19 +205,8 @@ fn tap_answers_arp_ping_and_echo() {
             neigh.contains("lladdr 02:00:00:00:00:02"),
             "neighbour: {neigh}"
         );
-        let mut s = TcpStream::connect(("198.51.100.2", 7)).unwrap();
-        s.set_read_timeout(TIMEOUT).unwrap();
         let data = pattern(200_000, 7);
-        let mut w = s.try_clone().unwrap();
-        let d2 = data.clone();
-        let writer = thread::spawn(move || {
-            w.write_all(&d2).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut back = Vec::new();
-        s.read_to_end(&mut back).unwrap();
-        writer.join().unwrap();
-        assert!(back == data, "TAP echo differs");
+        assert!(echo(("198.51.100.2", 7), &data) == data, "TAP echo differs");
     });
 }
 
@@ -259,18 +229,7 @@ fn ipv6_ping_and_echo_on_tun() {
         let text = ping_ok(&["-6", "-c", "3", "-i", "0.05", "-W", "1", "2001:db8::2"]);
         assert!(text.contains("3 received"), "{text}");
         let data = pattern(300_000, 6);
-        let mut s = TcpStream::connect(("2001:db8::2", 7)).unwrap();
-        s.set_read_timeout(TIMEOUT).unwrap();
-        let mut w = s.try_clone().unwrap();
-        let d2 = data.clone();
-        let writer = thread::spawn(move || {
-            w.write_all(&d2).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut back = Vec::new();
-        s.read_to_end(&mut back).unwrap();
-        writer.join().unwrap();
-        assert!(back == data, "IPv6 echo differs");
+        assert!(echo(("2001:db8::2", 7), &data) == data, "IPv6 echo differs");
         let u = UdpSocket::bind("[2001:db8::1]:0").unwrap();
         u.set_read_timeout(TIMEOUT).unwrap();
         u.send_to(b"v6 datagram", "[2001:db8::2]:7").unwrap();

@@ -5,8 +5,8 @@ mod common;
 mod tools;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::io::{BufRead, BufReader, Read};
+use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -18,34 +18,15 @@ use nix::unistd::Pid;
 use tools::{Scratch, Tcpdump, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
 use tunhost::capture::{Direction, Link};
 
-const TUN: &[&str] = &[
-    "--tun",
-    "tun0",
-    "--addr",
-    "192.0.2.2/24",
-    "--peer",
-    "192.0.2.1/24",
-];
-const HOST: &str = "192.0.2.2";
+use common::{HOST, TUN_ARGS as TUN};
 
 fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     [base, more].concat()
 }
 
 fn tcp_echo(len: usize) {
-    let mut s = TcpStream::connect((HOST, 7)).expect("connect to echo");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let data = pattern(len, 7);
-    let mut w = s.try_clone().unwrap();
-    let sent = data.clone();
-    let writer = thread::spawn(move || {
-        w.write_all(&sent).unwrap();
-        w.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut back = Vec::new();
-    s.read_to_end(&mut back).unwrap();
-    writer.join().unwrap();
-    assert!(back == data, "TCP echo differs");
+    assert!(common::echo((HOST, 7), &data) == data, "TCP echo differs");
 }
 
 fn udp_echo(n: usize) {

@@ -17,6 +17,38 @@ use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+/// The host's address on the usual TUN test device.
+pub const HOST: &str = "192.0.2.2";
+
+/// The usual TUN test device: `tun0`, host 192.0.2.2/24, kernel side 192.0.2.1/24.
+pub const TUN_ARGS: &[&str] = &[
+    "--tun",
+    "tun0",
+    "--addr",
+    "192.0.2.2/24",
+    "--peer",
+    "192.0.2.1/24",
+];
+
+/// Connect to an echo service at `addr`, send `data` from a second thread then FIN, read until
+/// the server closes, and return what came back (10 s timeouts).
+pub fn echo(addr: impl std::net::ToSocketAddrs, data: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the echo service");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let sent = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).expect("write to echo");
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::with_capacity(data.len());
+    s.read_to_end(&mut back).expect("read echo");
+    writer.join().unwrap();
+    back
+}
+
 /// The path of the `tunhost` binary cargo built for these tests.
 pub const TUNHOST: &str = env!("CARGO_BIN_EXE_tunhost");
 
