@@ -19,9 +19,7 @@
 //! - once the input ends and the virtual clock has run out every timeout, no TCP connection is
 //!   left open and the sockets are within the configured bounds.
 
-use std::collections::VecDeque;
-
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::phy::Medium;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpCidr,
@@ -31,6 +29,7 @@ use smoltcp::wire::{
 use crate::clock::{Clock, VirtualClock};
 use crate::host::{Config, Host, ServiceSpec};
 use crate::listener::ListenerConfig;
+use crate::replay::{ReplayDevice, ReplayHandle};
 use crate::services::http::HttpConfig;
 
 /// The host's address in the ingress targets.
@@ -241,78 +240,11 @@ fn fix_ip(ip: &mut [u8]) {
     l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
 }
 
-/// A device in memory: what is pushed is received by the host; what the host sends is kept.
-#[derive(Debug)]
-pub struct MemoryDevice {
-    medium: Medium,
-    mtu: usize,
-    rx: VecDeque<Vec<u8>>,
-    /// Packets the host sent, oldest first.
-    pub tx: Vec<Vec<u8>>,
-}
-
-impl MemoryDevice {
-    pub fn new(medium: Medium, mtu: usize) -> MemoryDevice {
-        MemoryDevice {
-            medium,
-            mtu,
-            rx: VecDeque::new(),
-            tx: Vec::new(),
-        }
-    }
-
-    pub fn push(&mut self, packet: &[u8]) {
-        self.rx.push_back(packet.to_vec());
-    }
-}
-
-impl Device for MemoryDevice {
-    type RxToken<'a> = MemRx;
-    type TxToken<'a> = MemTx<'a>;
-
-    fn receive(&mut self, _: Instant) -> Option<(MemRx, MemTx<'_>)> {
-        let packet = self.rx.pop_front()?;
-        Some((MemRx(packet), MemTx(&mut self.tx)))
-    }
-
-    fn transmit(&mut self, _: Instant) -> Option<MemTx<'_>> {
-        Some(MemTx(&mut self.tx))
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = self.medium;
-        caps.max_transmission_unit = self.mtu;
-        caps
-    }
-}
-
-pub struct MemRx(Vec<u8>);
-
-impl phy::RxToken for MemRx {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
-    }
-}
-
-pub struct MemTx<'a>(&'a mut Vec<Vec<u8>>);
-
-impl phy::TxToken for MemTx<'_> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut buf = vec![0; len];
-        let r = f(&mut buf);
-        self.0.push(buf);
-        r
-    }
-}
-
 /// The host of the ingress targets: every service, small buffers so that limits are reached.
-fn fuzz_host(medium: Medium) -> (Host<MemoryDevice, VirtualClock>, VirtualClock) {
+fn fuzz_host(medium: Medium) -> (Host<ReplayDevice, VirtualClock>, VirtualClock, ReplayHandle) {
     let clock = VirtualClock::new(Instant::from_secs(1));
-    let mtu = match medium {
-        Medium::Ethernet => 1514,
-        _ => 1500,
-    };
+    // An IP MTU: the replay device adds the Ethernet header on TAP.
+    let mtu = 1500;
     let config = Config {
         addrs: vec![HOST_V4.parse().unwrap(), HOST_V6.parse().unwrap()],
         gateway: None,
@@ -343,10 +275,10 @@ fn fuzz_host(medium: Medium) -> (Host<MemoryDevice, VirtualClock>, VirtualClock)
         .iter()
         .filter(|s| s.port().0 == "tcp")
         .count();
-    let host = Host::new(MemoryDevice::new(medium, mtu), clock.clone(), config)
-        .expect("the fuzz configuration is valid");
+    let (device, handle) = ReplayDevice::new(medium, mtu, true);
+    let host = Host::new(device, clock.clone(), config).expect("the fuzz configuration is valid");
     debug_assert_eq!(tcp_services, TCP_SERVICES);
-    (host, clock)
+    (host, clock, handle)
 }
 
 /// TCP services of the ingress targets' host: echo, discard, chargen, HTTP.
@@ -459,9 +391,16 @@ pub fn replay(data: &[u8]) {
 }
 
 fn ingress(medium: Medium, data: &[u8]) {
-    let (mut host, clock) = fuzz_host(medium);
+    let (mut host, clock, wire) = fuzz_host(medium);
     let addrs: Vec<IpCidr> = host.config().addrs.clone();
-    let mut checked = 0;
+    let check = |sent: Vec<(Instant, Vec<u8>)>| {
+        for (_, p) in &sent {
+            if let Err(e) = check_emitted(medium, p, &addrs, HOST_MAC) {
+                panic!("host emitted a bad packet ({e}): {p:02x?}");
+            }
+        }
+        sent.len()
+    };
     // Whether the host may have something to send without a new packet: the clock moved, or
     // the last turn asked to be polled again at once.
     let mut due = true;
@@ -473,29 +412,24 @@ fn ingress(medium: Medium, data: &[u8]) {
             }
             Op::Packet(p) => {
                 let addressed = addressed_to_host(medium, p, &addrs);
-                host.device_mut().push(p);
+                wire.push(p);
                 let delay = host.poll();
-                let emitted = host.device().tx.len() - checked;
+                let emitted = check(wire.take_sent());
                 if !addressed && !due && emitted > 0 {
                     panic!(
-                        "host answered a packet not addressed to it: {:02x?} -> {} packet(s)",
-                        p, emitted
+                        "host answered a packet not addressed to it: {p:02x?} -> {emitted} packet(s)"
                     );
                 }
                 due = delay == Some(Duration::ZERO);
             }
         }
-        checked = check_new(&host, medium, &addrs, checked);
     }
     // Let every timeout run out (retransmissions, keep-alives, TIME-WAIT, lingering closes),
-    // jumping from one deadline to the next, for 10 virtual minutes at most.
+    // jumping from one deadline to the next, for 10 virtual minutes at most. Nobody answers.
     let end = clock.now() + Duration::from_secs(600);
     while clock.now() < end {
         let delay = host.poll();
-        check_new(&host, medium, &addrs, checked);
-        // Nobody answers any more: drop what was checked so memory stays flat.
-        host.device_mut().tx.clear();
-        checked = 0;
+        check(wire.take_sent());
         match delay {
             None => break,
             Some(d) => clock.advance(d.max(Duration::from_millis(1))),
@@ -506,28 +440,12 @@ fn ingress(medium: Medium, data: &[u8]) {
         open, 0,
         "{open} TCP connections still open after every timeout"
     );
-    // 3 TCP services × 8 sockets at most, and the UDP echo socket.
+    // 8 sockets at most per TCP service, and the UDP echo socket.
     let sockets = host.sockets().iter().count();
     assert!(
-        sockets <= 3 * 8 + 1,
+        sockets <= TCP_SERVICES * 8 + 1,
         "{sockets} sockets: above the configured bound"
     );
-}
-
-/// Check the packets emitted since `from`; return the new count.
-fn check_new(
-    host: &Host<MemoryDevice, VirtualClock>,
-    medium: Medium,
-    addrs: &[IpCidr],
-    from: usize,
-) -> usize {
-    let tx = &host.device().tx;
-    for p in &tx[from..] {
-        if let Err(e) = check_emitted(medium, p, addrs, HOST_MAC) {
-            panic!("host emitted a bad packet ({e}): {p:02x?}");
-        }
-    }
-    tx.len()
 }
 
 fn is_host(addr: IpAddress, addrs: &[IpCidr]) -> bool {
@@ -935,18 +853,23 @@ pub mod seeds {
     /// Records packets fed to a live fuzz host, so that a seed can react to its answers.
     struct Script {
         medium: Medium,
-        host: Host<MemoryDevice, VirtualClock>,
+        host: Host<ReplayDevice, VirtualClock>,
         clock: VirtualClock,
+        wire: ReplayHandle,
+        /// Everything the host sent so far.
+        sent: Vec<Vec<u8>>,
         out: Vec<u8>,
     }
 
     impl Script {
         fn new(medium: Medium) -> Script {
-            let (host, clock) = fuzz_host(medium);
+            let (host, clock, wire) = fuzz_host(medium);
             let mut s = Script {
                 medium,
                 host,
                 clock,
+                wire,
+                sent: Vec::new(),
                 out: Vec::new(),
             };
             if medium == Medium::Ethernet {
@@ -958,8 +881,8 @@ pub mod seeds {
 
         fn raw(&mut self, frame: &[u8]) {
             self.out.extend(encode(&[Op::Packet(frame)]));
-            self.host.device_mut().push(frame);
-            self.host.poll();
+            self.wire.push(frame);
+            self.poll();
         }
 
         /// Feed an IP packet (wrapped in Ethernet on a TAP host).
@@ -981,7 +904,13 @@ pub mod seeds {
             let d = Duration::from_millis(ms);
             self.out.extend(encode(&[Op::Advance(d)]));
             self.clock.advance(d);
+            self.poll();
+        }
+
+        fn poll(&mut self) {
             self.host.poll();
+            self.sent
+                .extend(self.wire.take_sent().into_iter().map(|(_, p)| p));
         }
 
         /// The host's TCP segments sent so far, as (flags has SYN, seq, payload len, has FIN).
@@ -991,9 +920,7 @@ pub mod seeds {
             } else {
                 0
             };
-            self.host
-                .device()
-                .tx
+            self.sent
                 .iter()
                 .filter_map(|p| {
                     let ip = p.get(skip..)?;
@@ -1107,15 +1034,17 @@ mod seed_tests {
 
     /// Run a seed through a fresh host and return everything it sent.
     fn replies(medium: Medium, seed: &[u8]) -> Vec<Vec<u8>> {
-        let (mut host, clock) = fuzz_host(medium);
+        let (mut host, clock, wire) = fuzz_host(medium);
+        let mut sent = Vec::new();
         for op in ops(seed) {
             match op {
-                Op::Packet(p) => host.device_mut().push(p),
+                Op::Packet(p) => wire.push(p),
                 Op::Advance(d) => clock.advance(d),
             }
             host.poll();
+            sent.extend(wire.take_sent().into_iter().map(|(_, p)| p));
         }
-        host.device().tx.clone()
+        sent
     }
 
     fn contains(hay: &[u8], needle: &[u8]) -> bool {
