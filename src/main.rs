@@ -651,7 +651,15 @@ fn on_device(dev: &TunTapConfig, config: Config, trace: &TraceArgs, body: impl O
     };
     let device = match TunTap::open(dev) {
         Ok(t) => TunTapDevice::new(t),
-        Err(e) => return fail(e),
+        Err(e) => {
+            // Leave no empty trace behind: the file was created only for this run.
+            if let (Some(path), Some(_)) = (trace.pcap.as_deref(), &trace_out) {
+                if path != "-" {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            return fail(e);
+        }
     };
     let Some((file, label)) = trace_out else {
         return match Host::new(device, SystemClock::new(), config) {

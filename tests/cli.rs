@@ -148,9 +148,22 @@ fn device_busy() {
     in_netns(|| {
         let _first = Tunhost::serve(&["--tun", "tun0", "--addr", "192.0.2.2/24"]);
         // tunhost creates non-persistent devices; a second process cannot attach to one in use.
-        let (code, err) = tunhost(&["serve", "--tun", "tun0", "--addr", "192.0.2.3/24"]);
+        let trace =
+            std::env::temp_dir().join(format!("tunhost-busy-{}.pcapng", std::process::id()));
+        let t = trace.to_str().unwrap();
+        let (code, err) = tunhost(&[
+            "serve",
+            "--tun",
+            "tun0",
+            "--addr",
+            "192.0.2.3/24",
+            "--pcap",
+            t,
+        ]);
         check(&["serve (busy)"], code, &err, 1, "tun0");
         assert!(err.contains("busy"), "{err}");
+        // The trace file made for the run that could not start is not left behind.
+        assert!(!trace.exists(), "{} left behind", trace.display());
     });
 }
 
