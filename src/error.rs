@@ -114,13 +114,24 @@ impl fmt::Display for Error {
             }
             Error::Config(msg) => write!(f, "{msg}"),
             Error::Capture { path, problem } => write!(f, "cannot replay {path}: {problem}"),
-            Error::File { path, op, source } => write!(f, "cannot {op} {path}: {source}"),
+            Error::File { path, op, source } => {
+                write!(f, "cannot {op} {path}: {}", io_desc(source))
+            }
             Error::Client { target, msg } => write!(f, "{target}: {msg}"),
         }
     }
 }
 
 impl std::error::Error for Error {}
+
+/// An I/O error as a person reads it: "No such file or directory", without Rust's
+/// "(os error 2)" suffix.
+pub fn io_desc(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => Errno::from_raw(code).desc().to_string(),
+        None => e.to_string(),
+    }
+}
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

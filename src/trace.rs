@@ -341,9 +341,10 @@ impl<W: Write> TraceWriter<W> {
     fn fail(&mut self, e: io::Error) -> io::Error {
         if self.failed.is_none() {
             log::error!(
-                "trace {}: cannot write: {e}; the host goes on without the trace (records \
+                "trace {}: cannot write: {}; the host goes on without the trace (records \
                  written so far are kept)",
-                self.label
+                self.label,
+                crate::error::io_desc(&e)
             );
             self.failed = Some(e.kind());
         }

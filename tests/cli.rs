@@ -223,3 +223,24 @@ fn tun_device_node_missing() {
     );
     assert!(err.contains("modprobe tun"), "{err}");
 }
+
+#[test]
+fn missing_files_are_named() {
+    one_line_error(
+        &["replay", "/nonexistent/in.pcap", "--addr", "192.0.2.2/24"],
+        1,
+        "/nonexistent/in.pcap: No such file or directory",
+    );
+    let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+    one_line_error(
+        &["replay", readme, "--addr", "192.0.2.2/24"],
+        1,
+        "not a pcap or pcapng",
+    );
+    // The trace file is created before any device is touched: no privileges needed to see this.
+    one_line_error(
+        &["serve", "--pcap", "/nonexistent/dir/t.pcapng"],
+        1,
+        "/nonexistent/dir/t.pcapng",
+    );
+}
