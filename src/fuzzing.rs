@@ -341,8 +341,9 @@ pub fn pcap_reader(data: &[u8]) {
             for (i, (a, b)) in packets.iter().zip(&back.packets).enumerate() {
                 assert_eq!(a.data, b.data, "{format:?}: packet {i}'s bytes");
                 assert_eq!(b.link, link, "{format:?}: packet {i}'s link type");
+                // Times past what the format holds are written as its latest time.
                 assert_eq!(
-                    micros(a.timestamp),
+                    micros(a.timestamp.min(format.latest())),
                     micros(b.timestamp),
                     "{format:?}: packet {i}'s timestamp"
                 );

@@ -56,6 +56,18 @@ pub enum Format {
     Pcap,
 }
 
+impl Format {
+    /// The latest time (since the UNIX epoch) a record of this format can hold: later ones are
+    /// written as this, not wrapped around or dropped. pcapng counts nanoseconds in 64 bits (to
+    /// 2554); classic pcap counts seconds in 32 bits (to 2106).
+    pub fn latest(self) -> StdDuration {
+        match self {
+            Format::PcapNg => StdDuration::from_nanos(u64::MAX),
+            Format::Pcap => StdDuration::new(u64::from(u32::MAX), 999_999_000),
+        }
+    }
+}
+
 /// Where the timestamps of the records come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Timestamps {
@@ -123,9 +135,8 @@ pub struct TraceStats {
     pub inbound: u64,
     /// Packets recorded as written to the device.
     pub outbound: u64,
-    /// Packets that did not make it into the trace: buffered when a write failed, seen after it,
-    /// or with a timestamp the format cannot hold. (They are counted in `inbound`/`outbound`
-    /// only if they were buffered.)
+    /// Packets that did not make it into the trace: buffered when a write failed, or seen after
+    /// it. (They are counted in `inbound`/`outbound` only if they were buffered.)
     pub lost: u64,
     /// Bytes handed to the file or pipe so far.
     pub bytes_written: u64,
@@ -258,6 +269,7 @@ impl<W: Write> TraceWriter<W> {
                 .unwrap_or_default(),
             Timestamps::Clock => StdDuration::from_micros(now.total_micros().max(0) as u64),
         };
+        let ts = ts.min(self.format.latest());
         let kept = &packet[..packet.len().min(self.snaplen)];
         if self.buf.len() + kept.len() + RECORD_OVERHEAD > self.buf.capacity() {
             // Write whole records only: the buffer goes out before this one is added.
@@ -289,7 +301,7 @@ impl<W: Write> TraceWriter<W> {
                 .map_err(|_| ()),
         };
         if encoded.is_err() {
-            // Only a timestamp that classic pcap cannot hold gets here; drop the partial record.
+            // Cannot happen (the timestamp fits the format); drop the partial record if it does.
             self.buf.truncate(mark);
             self.stats.lost += 1;
             return;
@@ -679,6 +691,28 @@ mod tests {
         assert!(rest.is_empty());
         assert_eq!((p.ts_sec, p.ts_frac), (2, 3));
         assert_eq!((p.data.len(), p.orig_len), (8, 10));
+    }
+
+    #[test]
+    fn times_past_the_format_are_written_as_its_latest() {
+        // Year ~2128: past classic pcap's 32-bit seconds, within pcapng's 64-bit nanoseconds.
+        let t = Instant::from_micros(5_000_000_000 * 1_000_000i64);
+        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::Pcap)).unwrap();
+        w.record(t, Direction::Inbound, &[1; 10]);
+        let (_, out, stats) = w.finish();
+        assert_eq!(stats.lost, 0, "the packet is kept");
+        let out = out.unwrap();
+        let (rest, parser) = PcapParser::new(&out).unwrap();
+        let (_, p) = parser.next_raw_packet(rest).unwrap();
+        assert_eq!((p.ts_sec, p.ts_frac), (u32::MAX, 999_999));
+        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::PcapNg)).unwrap();
+        w.record(t, Direction::Inbound, &[1; 10]);
+        let (_, out, _) = w.finish();
+        let epb = blocks(&out.unwrap())
+            .into_iter()
+            .find_map(|b| b.into_enhanced_packet())
+            .unwrap();
+        assert_eq!(epb.timestamp, StdDuration::from_secs(5_000_000_000));
     }
 
     #[test]
