@@ -748,6 +748,17 @@ pub mod seeds {
 
     /// A TCP segment from the peer to the host (IPv4 or IPv6 by `v6`).
     #[allow(clippy::too_many_arguments)]
+    /// A SYN to the host's port `dport` from `src` (IPv4), for flood tests.
+    pub(crate) fn syn_from(src: Ipv4Address, sport: u16, dport: u16) -> Vec<u8> {
+        let mut p = tcp(false, sport, dport, 7000, None, "S", &[]);
+        let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
+        ip.set_src_addr(src);
+        ip.fill_checksum();
+        let mut t = TcpPacket::new_unchecked(ip.payload_mut());
+        t.fill_checksum(&IpAddress::Ipv4(src), &IpAddress::Ipv4(HOST4));
+        p
+    }
+
     fn tcp(
         v6: bool,
         sport: u16,
@@ -1073,6 +1084,46 @@ mod seed_tests {
                 "{medium:?}: no chargen"
             );
         }
+    }
+
+    /// The TCP flags of the host's answers, as "SA" (SYN-ACK) or "R" (RST), in order.
+    fn tcp_answers(sent: &[(Instant, Vec<u8>)]) -> Vec<&'static str> {
+        sent.iter()
+            .filter_map(|(_, p)| {
+                let ip = Ipv4Packet::new_checked(&p[..]).ok()?;
+                let t = TcpPacket::new_checked(ip.payload()).ok()?;
+                Some(match (t.syn(), t.rst()) {
+                    (true, _) => "SA",
+                    (_, true) => "R",
+                    _ => "other",
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_syn_flood_does_not_lock_real_clients_out() {
+        use smoltcp::wire::Ipv4Address;
+        let (mut host, clock, wire) = fuzz_host(Medium::Ip);
+        // Fill port 7's backlog (4 in the fuzz host) from an address that never answers.
+        let ghost = Ipv4Address::new(192, 0, 2, 77);
+        for port in 50000..50004 {
+            wire.push(&seeds::syn_from(ghost, port, 7));
+        }
+        host.poll();
+        assert_eq!(tcp_answers(&wire.take_sent()), ["SA"; 4]);
+        // A real client now finds no socket in LISTEN.
+        wire.push(&seeds::syn_from(seeds::PEER_V4, 40000, 7));
+        host.poll();
+        assert_eq!(tcp_answers(&wire.take_sent()), ["R"]);
+        // Once the oldest half-open handshake has waited past the grace, its socket listens
+        // again and the next real SYN is answered.
+        clock.advance(crate::listener::HALF_OPEN_GRACE + Duration::from_millis(100));
+        host.poll();
+        wire.take_sent();
+        wire.push(&seeds::syn_from(seeds::PEER_V4, 40001, 7));
+        host.poll();
+        assert_eq!(tcp_answers(&wire.take_sent()), ["SA"]);
     }
 
     #[test]

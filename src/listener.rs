@@ -14,6 +14,11 @@
 //!   memory is bounded by `max_sockets × (rx + tx buffer)`. When that is reached, new SYNs get a
 //!   RST until a connection ends.
 //!
+//! When every socket of the pool is in SYN-RECEIVED (a flood of SYNs whose sources never
+//! answer), the one that has waited longest, over [`HALF_OPEN_GRACE`], is reset and listens
+//! again, so that real clients still get through, as Linux drops its oldest half-open request
+//! when its SYN queue overflows.
+//!
 //! Sockets that stay in a closing state longer than [`LINGER`] (a peer that never ACKs our FIN,
 //! or never sends its own) are aborted, and every socket has keep-alive and an inactivity
 //! timeout, so a hostile or vanished peer cannot hold sockets forever.
@@ -22,6 +27,10 @@ use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpListenEndpoint;
+
+/// How long a handshake may wait in SYN-RECEIVED before its socket is taken back, when the pool
+/// has no socket left in LISTEN (a SYN flood from addresses that never answer, say).
+pub const HALF_OPEN_GRACE: Duration = Duration::from_secs(1);
 
 /// How long a released socket may take to close before it is aborted.
 pub const LINGER: Duration = Duration::from_secs(30);
@@ -70,6 +79,8 @@ pub struct ListenerStats {
     pub sockets: usize,
     /// Closing sockets aborted after [`LINGER`].
     pub lingered: u64,
+    /// Half-open handshakes reset to make room (see [`HALF_OPEN_GRACE`]).
+    pub evicted: u64,
 }
 
 /// A pool of LISTEN sockets on one endpoint. See the module documentation.
@@ -79,6 +90,8 @@ pub struct Listener {
     config: ListenerConfig,
     /// In LISTEN or SYN-RECEIVED.
     pending: Vec<SocketHandle>,
+    /// Pending sockets seen in SYN-RECEIVED, with when they were first seen so.
+    half_open: Vec<(SocketHandle, Instant)>,
     /// Released by the service, still closing, with the time they were released.
     closing: Vec<(SocketHandle, Instant)>,
     /// Closed and ready for reuse.
@@ -86,6 +99,7 @@ pub struct Listener {
     active: usize,
     accepted: u64,
     lingered: u64,
+    evicted: u64,
 }
 
 impl Listener {
@@ -109,11 +123,13 @@ impl Listener {
             endpoint,
             config,
             pending: Vec::with_capacity(config.backlog),
+            half_open: Vec::new(),
             closing: Vec::new(),
             free: Vec::new(),
             active: 0,
             accepted: 0,
             lingered: 0,
+            evicted: 0,
         };
         listener.refill(sockets, Instant::ZERO);
         listener
@@ -133,6 +149,7 @@ impl Listener {
             active: self.active,
             sockets: self.owned(),
             lingered: self.lingered,
+            evicted: self.evicted,
         }
     }
 
@@ -148,13 +165,16 @@ impl Listener {
         // up from sockets that have closed since.
         self.refill(sockets, now);
         let mut found = None;
+        let mut listening = false;
         for (i, &h) in self.pending.iter().enumerate() {
             let socket = sockets.get_mut::<tcp::Socket>(h);
             match socket.state() {
-                State::Listen | State::SynReceived => {}
+                State::Listen => listening = true,
+                State::SynReceived => {}
                 State::Closed | State::TimeWait => {
                     // Reset before it was accepted: listen again in place.
                     let _ = socket.listen(self.endpoint);
+                    listening = true;
                 }
                 _ => {
                     found = Some(i);
@@ -162,11 +182,42 @@ impl Listener {
                 }
             }
         }
+        self.track_half_open(sockets, now, listening || found.is_some());
         let handle = self.pending.swap_remove(found?);
+        self.half_open.retain(|&(h, _)| h != handle);
         self.active += 1;
         self.accepted += 1;
         self.refill(sockets, now);
         Some(handle)
+    }
+
+    /// Note when pending sockets entered SYN-RECEIVED; when none is left in LISTEN (`room` is
+    /// false), reset the longest-waiting one past [`HALF_OPEN_GRACE`] so it listens again.
+    fn track_half_open(&mut self, sockets: &mut SocketSet<'static>, now: Instant, room: bool) {
+        self.half_open
+            .retain(|&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::SynReceived);
+        for &h in &self.pending {
+            if sockets.get::<tcp::Socket>(h).state() == State::SynReceived
+                && !self.half_open.iter().any(|&(x, _)| x == h)
+            {
+                self.half_open.push((h, now));
+            }
+        }
+        if room {
+            return;
+        }
+        // Oldest first: entries are pushed in the order they were seen.
+        if let Some(i) = self
+            .half_open
+            .iter()
+            .position(|&(_, since)| now >= since + HALF_OPEN_GRACE)
+        {
+            let (h, _) = self.half_open.remove(i);
+            let socket = sockets.get_mut::<tcp::Socket>(h);
+            socket.abort();
+            let _ = socket.listen(self.endpoint);
+            self.evicted += 1;
+        }
     }
 
     /// Take back a connection handed out by `accept`. The caller has called `close()` (or
