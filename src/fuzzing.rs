@@ -749,6 +749,7 @@ pub mod seeds {
     /// A TCP segment from the peer to the host (IPv4 or IPv6 by `v6`).
     #[allow(clippy::too_many_arguments)]
     /// A SYN to the host's port `dport` from `src` (IPv4), for flood tests.
+    #[cfg(test)]
     pub(crate) fn syn_from(src: Ipv4Address, sport: u16, dport: u16) -> Vec<u8> {
         let mut p = tcp(false, sport, dport, 7000, None, "S", &[]);
         let mut ip = Ipv4Packet::new_unchecked(&mut p[..]);
