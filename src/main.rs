@@ -780,7 +780,7 @@ fn replay(args: ReplayArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     let host = match report.mac {
-        Some(mac) => format!("Ethernet host {} (MAC {mac})", addrs.join(", ")),
+        Some(mac) => format!("Ethernet host {} (MAC {})", addrs.join(", "), colons(mac)),
         None => format!("IP host {}", addrs.join(", ")),
     };
     let mut text = format!("replay {path}: {host}, seed {seed}\n  {}", report.summary);
@@ -797,6 +797,15 @@ fn replay(args: ReplayArgs) -> ExitCode {
         println!("{text}");
     }
     ExitCode::SUCCESS
+}
+
+/// A MAC as `--mac` takes it and `ip neigh` shows it (smoltcp's Display uses dashes).
+fn colons(mac: EthernetAddress) -> String {
+    let b = mac.as_bytes();
+    format!(
+        "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        b[0], b[1], b[2], b[3], b[4], b[5]
+    )
 }
 
 fn fail(e: tunhost::Error) -> ExitCode {
@@ -822,7 +831,10 @@ fn banner<D: LiveDevice>(host: &Host<D>, dev: &TunTapConfig) -> String {
             t.name()
         ),
     };
-    let mac = host.mac().map(|m| format!(", MAC {m}")).unwrap_or_default();
+    let mac = host
+        .mac()
+        .map(|m| format!(", MAC {}", colons(m)))
+        .unwrap_or_default();
     let services: Vec<String> = host
         .config()
         .services

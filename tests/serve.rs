@@ -241,6 +241,39 @@ fn ipv6_ping_and_echo_on_tun() {
 }
 
 #[test]
+fn ipv6_neighbour_discovery_and_echo_on_tap() {
+    require_root!();
+    in_netns(|| {
+        let h = Tunhost::serve(&[
+            "--tap",
+            "tap0",
+            "--addr",
+            "2001:db8:1::2/64",
+            "--peer",
+            "2001:db8:1::1/64",
+            "--mac",
+            "02:00:00:00:00:66",
+            "--echo",
+            "7",
+        ]);
+        assert!(h.banner.contains("MAC 02:00:00:00:00:66"), "{}", h.banner);
+        let text = ping_ok(&["-6", "-c", "2", "-i", "0.05", "-W", "1", "2001:db8:1::2"]);
+        assert!(text.contains("2 received"), "{text}");
+        // The kernel learned the host's MAC by neighbour discovery.
+        let neigh = sh(&["ip", "-6", "neigh", "show", "2001:db8:1::2", "dev", "tap0"]);
+        assert!(
+            neigh.contains("lladdr 02:00:00:00:00:66"),
+            "neighbour: {neigh}"
+        );
+        let data = pattern(100_000, 66);
+        assert!(
+            echo(("2001:db8:1::2", 7), &data) == data,
+            "IPv6 TAP echo differs"
+        );
+    });
+}
+
+#[test]
 fn attaches_to_an_existing_persistent_device() {
     require_root!();
     in_netns(|| {
