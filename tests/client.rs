@@ -169,11 +169,7 @@ fn args_with_timeout<'a>(args: &[&'a str]) -> Vec<&'a str> {
 #[test]
 fn http_get_example_fetches_from_a_kernel_server() {
     require_root!();
-    let mut bin = std::env::current_exe().unwrap();
-    bin.pop();
-    bin.pop();
-    bin.push("examples/http_get");
-    assert!(bin.exists(), "{} not built", bin.display());
+    let bin = common::example("http_get");
     let dir = std::env::temp_dir().join(format!("tunhost-get-ex-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -186,7 +182,7 @@ fn http_get_example_fetches_from_a_kernel_server() {
         let out = run(&[
             "timeout",
             "60",
-            bin.to_str().unwrap(),
+            bin.as_str(),
             "http://198.51.100.1:8000/g.bin",
         ]);
         assert!(

@@ -4,26 +4,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{Tunhost, in_netns, pattern};
-
-/// Where cargo put the example binaries it built for `cargo test`.
-fn example(name: &str) -> String {
-    // target/<profile>/deps/examples-<hash> -> target/<profile>/examples/<name>
-    let mut p: PathBuf = std::env::current_exe().unwrap();
-    p.pop();
-    p.pop();
-    p.push("examples");
-    p.push(name);
-    assert!(
-        p.exists(),
-        "{} not built (cargo test builds examples)",
-        p.display()
-    );
-    p.to_string_lossy().into_owned()
-}
+use common::{Tunhost, example, in_netns, pattern};
 
 #[test]
 fn echo_server_example_echoes() {

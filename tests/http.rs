@@ -260,21 +260,10 @@ fn malformed_oversized_and_stalled_requests() {
     });
 }
 
-/// Where cargo put an example binary it built for `cargo test`.
-fn example(name: &str) -> String {
-    let mut p: PathBuf = std::env::current_exe().unwrap();
-    p.pop();
-    p.pop();
-    p.push("examples");
-    p.push(name);
-    assert!(p.exists(), "{} not built", p.display());
-    p.to_string_lossy().into_owned()
-}
-
 #[test]
 fn http_server_example_serves_files() {
     require_root!();
-    let bin = example("http_server");
+    let bin = common::example("http_server");
     let tmp = TempDir::new("http-example");
     let www = web_root(&tmp.0);
     in_netns(move || {

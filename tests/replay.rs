@@ -259,18 +259,7 @@ fn regenerate_captures() {
         let e = u.recv(&mut [0; 16]).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     });
-    let tap = [
-        "--tap",
-        "tap0",
-        "--addr",
-        "198.51.100.2/24",
-        "--peer",
-        "198.51.100.1/24",
-        "--mac",
-        "02:00:00:00:00:02",
-        "--echo",
-        "7",
-    ];
+    let tap = [common::TAP_ARGS, &["--echo", "7"]].concat();
     record("tap-arp-ping.pcapng", &tap, || {
         sh(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.2"]);
     });

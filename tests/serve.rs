@@ -185,18 +185,7 @@ fn closed_udp_port_gets_icmp_port_unreachable() {
 fn tap_answers_arp_ping_and_echo() {
     require_root!();
     in_netns(|| {
-        let _h = Tunhost::serve(&[
-            "--tap",
-            "tap0",
-            "--addr",
-            "198.51.100.2/24",
-            "--peer",
-            "198.51.100.1/24",
-            "--mac",
-            "02:00:00:00:00:02",
-            "--echo",
-            "7",
-        ]);
+        let _h = Tunhost::serve(&[common::TAP_ARGS, &["--echo", "7"]].concat());
         let text = ping_ok(&["-c", "3", "-i", "0.05", "-W", "1", "198.51.100.2"]);
         assert!(text.contains("3 received"), "{text}");
         // The kernel learned the host's MAC by ARP.

@@ -283,22 +283,28 @@ fn wait_for(rx: &mpsc::Receiver<String>, what: &str, mut done: impl FnMut(&str) 
     }
 }
 
+/// `tunhost serve --echo 7 --pcap -` on the TUN test device: the process (killed on drop), its
+/// stdout (the trace) and its stderr lines.
+fn serve_to_stdout() -> (Guard, std::process::ChildStdout, mpsc::Receiver<String>) {
+    let mut host = Command::new(TUNHOST)
+        .arg("serve")
+        .args(TUN)
+        .args(["--echo", "7", "--pcap", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let trace = host.stdout.take().unwrap();
+    let err = lines(host.stderr.take().unwrap());
+    (Guard(host), trace, err)
+}
+
 #[test]
 fn pcap_to_stdout_streams_live_into_tshark() {
     require_root!();
     in_netns(|| {
-        let mut host = Command::new(TUNHOST)
-            .arg("serve")
-            .args(TUN)
-            .args(["--echo", "7", "--pcap", "-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let trace = host.stdout.take().unwrap();
-        let err = lines(host.stderr.take().unwrap());
-        let host = Guard(host);
+        let (host, trace, err) = serve_to_stdout();
         let mut tshark = Command::new("tshark")
             .args(["-l", "-n", "-r", "-", "-T", "fields", "-e", "icmp.type"])
             .stdin(Stdio::from(trace))
@@ -359,18 +365,7 @@ fn classic_pcap_with_a_snap_length() {
 fn a_closed_pipe_is_reported_once_and_the_host_keeps_serving() {
     require_root!();
     in_netns(|| {
-        let mut host = Command::new(TUNHOST)
-            .arg("serve")
-            .args(TUN)
-            .args(["--echo", "7", "--pcap", "-"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let trace = host.stdout.take().unwrap();
-        let err = lines(host.stderr.take().unwrap());
-        let mut host = Guard(host);
+        let (mut host, trace, err) = serve_to_stdout();
         wait_for(&err, "the banner", |l| l.starts_with("serving "));
         drop(trace);
         sh(&["ping", "-c", "3", "-i", "0.3", "-W", "1", HOST]);
@@ -390,11 +385,7 @@ fn pcap_trace_example_traces() {
     require_root!();
     let dir = Scratch::new("trace-example");
     let trace = dir.path("example.pcapng");
-    let mut bin = std::env::current_exe().unwrap();
-    bin.pop();
-    bin.pop();
-    bin.push("examples/pcap_trace");
-    let bin = bin.to_string_lossy().into_owned();
+    let bin = common::example("pcap_trace");
     let t = trace.clone();
     in_netns(move || {
         let mut h = Tunhost::start_program(&bin, &[&t], "ready: ");

@@ -30,6 +30,35 @@ pub const TUN_ARGS: &[&str] = &[
     "192.0.2.1/24",
 ];
 
+/// The usual TAP test device: `tap0`, host 198.51.100.2/24 with MAC 02:00:00:00:00:02, kernel
+/// side 198.51.100.1/24.
+pub const TAP_ARGS: &[&str] = &[
+    "--tap",
+    "tap0",
+    "--addr",
+    "198.51.100.2/24",
+    "--peer",
+    "198.51.100.1/24",
+    "--mac",
+    "02:00:00:00:00:02",
+];
+
+/// The path of an example binary (cargo builds the examples for `cargo test`).
+pub fn example(name: &str) -> String {
+    // target/<profile>/deps/<test>-<hash> -> target/<profile>/examples/<name>
+    let mut p = std::env::current_exe().unwrap();
+    p.pop();
+    p.pop();
+    p.push("examples");
+    p.push(name);
+    assert!(
+        p.exists(),
+        "{} not built (cargo test builds the examples)",
+        p.display()
+    );
+    p.to_string_lossy().into_owned()
+}
+
 /// Connect to an echo service at `addr`, send `data` from a second thread then FIN, read until
 /// the server closes, and return what came back (10 s timeouts).
 pub fn echo(addr: impl std::net::ToSocketAddrs, data: &[u8]) -> Vec<u8> {
