@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketSet};
+use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -28,6 +28,9 @@ use crate::services::{Chargen, Discard, Echo, Service, TcpService, UdpEcho};
 use crate::tuntap::{TunTap, TunTapConfig};
 
 pub use crate::services::UdpBuffers;
+
+/// Most turns the services get in one [`Host::poll`] (bounds the work of one turn).
+const SERVICE_ROUNDS: usize = 8;
 
 /// A service the host can be told to run by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -295,11 +298,28 @@ impl<D: Device, C: Clock> Host<D, C> {
         self.stats.polls += 1;
         let now = self.clock.now();
         self.iface.poll(now, &mut self.device, &mut self.sockets);
-        for svc in &mut self.services {
-            svc.poll(&mut self.sockets, now);
+        for round in 1..=SERVICE_ROUNDS {
+            for svc in &mut self.services {
+                svc.poll(&mut self.sockets, now);
+            }
+            if round == SERVICE_ROUNDS {
+                // Out of rounds: send what the services just did (window updates, data) but
+                // read nothing more, so that no socket is left with input the services have not
+                // seen. Packets still queued wake the next turn at once.
+                self.iface
+                    .poll_egress(now, &mut self.device, &mut self.sockets);
+                break;
+            }
+            // Send what the services queued right away rather than on the next turn. If that
+            // poll changed a socket (a handshake completed, data or an ACK arrived, a segment
+            // went out), the services get another turn now: nothing else would wake them, and a
+            // new connection would wait for the next unrelated packet.
+            if self.iface.poll(now, &mut self.device, &mut self.sockets)
+                != PollResult::SocketStateChanged
+            {
+                break;
+            }
         }
-        // Send what the services queued right away rather than on the next turn.
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
         let delay = self.iface.poll_delay(now, &self.sockets);
         let svc_at = self.services.iter().filter_map(|s| s.poll_at()).min();
         let svc_delay = svc_at.map(|t| if t > now { t - now } else { Duration::ZERO });
