@@ -27,6 +27,7 @@ pub mod host;
 pub mod listener;
 pub mod services;
 pub mod tuntap;
+pub mod vnet;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use device::TunTapDevice;

@@ -84,6 +84,11 @@ struct DeviceArgs {
     /// Set the kernel side's transmit queue length. [default: raise to at least 1000]
     #[arg(long, value_name = "N")]
     txqueuelen: Option<u32>,
+
+    /// Open the device without offloads: no virtio header, no checksum offload, no TCP
+    /// segmentation offload (one packet per MTU each way, every checksum computed here).
+    #[arg(long)]
+    no_offload: bool,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +237,7 @@ fn resolve_device(d: &DeviceArgs) -> Result<Resolved, String> {
     let mut dev = TunTapConfig::new(name, kind);
     dev.mtu = d.mtu;
     dev.txqueuelen = d.txqueuelen;
+    dev.offload = !d.no_offload;
     dev.peer = d
         .peer
         .or_else(|| defaults.then(|| DEFAULT_PEER.parse().expect("valid constant")));
@@ -298,11 +304,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     let st = host.device().stats();
     log::info!(
-        "{} packets in, {} out; {} read errors, {} write errors",
+        "{} packets in, {} out; {} read errors, {} write errors; {} malformed, {} bad checksums dropped",
         st.rx_packets,
         st.tx_packets,
         st.rx_errors,
-        st.tx_errors
+        st.tx_errors,
+        st.rx_malformed,
+        st.rx_bad_checksum
     );
     ExitCode::SUCCESS
 }
@@ -346,11 +354,12 @@ fn banner(host: &Host<tunhost::TunTapDevice>, dev: &TunTapConfig) -> String {
         })
         .collect();
     format!(
-        "serving {} on {} {} (MTU {}{mac}, {kernel}); services: {}; try: ping {first}",
+        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}); services: {}; try: ping {first}",
         addrs.join(", "),
         t.kind(),
         t.name(),
         t.mtu(),
+        t.offload(),
         services.join(", "),
     )
 }
