@@ -87,6 +87,9 @@ pub struct TunTapDevice {
     rx_log: ErrorLog,
     tx_log: ErrorLog,
     offload: Offload,
+    /// The turn (the `now` smoltcp passes) in which a read found the device empty, if nothing
+    /// was written since: the host's next interface poll in the same turn need not read again.
+    drained_at: Option<Instant>,
 }
 
 impl TunTapDevice {
@@ -105,6 +108,7 @@ impl TunTapDevice {
             stats: Stats::default(),
             rx_log: ErrorLog::default(),
             tx_log: ErrorLog::default(),
+            drained_at: None,
         }
     }
 
@@ -133,7 +137,13 @@ impl phy::Device for TunTapDevice {
     type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+    fn receive(&mut self, now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // Found empty earlier in this turn, and nothing written since (a write can make the
+        // kernel answer at once): no packet can have arrived that the next turn would not see,
+        // since the host waits on the fd (level-triggered) before a new turn.
+        if self.drained_at == Some(now) {
+            return None;
+        }
         let fd = self.dev.as_fd();
         let vnet = self.offload.vnet_hdr;
         let ethernet = self.medium == Medium::Ethernet;
@@ -179,10 +189,14 @@ impl phy::Device for TunTapDevice {
                         vnet,
                         ethernet,
                         gso_size: None,
+                        drained_at: &mut self.drained_at,
                     };
                     return Some((rx, tx));
                 }
-                Err(Errno::EAGAIN) => return None,
+                Err(Errno::EAGAIN) => {
+                    self.drained_at = Some(now);
+                    return None;
+                }
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
                     self.stats.rx_errors += 1;
@@ -204,6 +218,7 @@ impl phy::Device for TunTapDevice {
             vnet: self.offload.vnet_hdr,
             ethernet: self.medium == Medium::Ethernet,
             gso_size: None,
+            drained_at: &mut self.drained_at,
         })
     }
 
@@ -260,6 +275,8 @@ pub struct TxToken<'a> {
     ethernet: bool,
     /// The MSS smoltcp asked the device to segment to (`segmentation-offload`).
     gso_size: Option<u16>,
+    /// Cleared by a write: the kernel may answer it at once.
+    drained_at: &'a mut Option<Instant>,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -279,6 +296,7 @@ impl phy::TxToken for TxToken<'_> {
             h.emit(hdr);
         }
         let packet = &self.buf[..start + len];
+        *self.drained_at = None;
         loop {
             match nix::unistd::write(self.fd, packet) {
                 Ok(n) if n == packet.len() => {
