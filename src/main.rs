@@ -101,9 +101,14 @@ struct ServeArgs {
     backlog: u32,
 
     /// Most TCP sockets per service port (listening + open + closing), e.g. 1024. Bounds memory:
-    /// each socket has a 64 KiB receive and a 64 KiB transmit buffer.
+    /// each socket has a receive and a transmit buffer of --socket-buffer bytes.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65535))]
     max_connections: u32,
+
+    /// Receive and transmit buffer of each TCP socket, in bytes, e.g. 65536. Bulk throughput is
+    /// at most buffer / round-trip time. Memory is mapped as data flows, not up front.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(1024..=(1 << 30)))]
+    socket_buffer: u32,
 
     /// Run a TCP echo service (RFC 862) on PORT, e.g. --echo 7. Any service flag replaces the
     /// default set (echo 7 TCP+UDP, discard 9, chargen 19).
@@ -278,7 +283,8 @@ fn serve(args: ServeArgs) -> ExitCode {
         tcp: ListenerConfig {
             backlog: args.backlog as usize,
             max_sockets: (args.max_connections as usize).max(args.backlog as usize),
-            ..ListenerConfig::default()
+            rx_buffer: args.socket_buffer as usize,
+            tx_buffer: args.socket_buffer as usize,
         },
         services,
         seed: args.seed,
