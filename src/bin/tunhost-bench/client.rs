@@ -70,12 +70,18 @@ pub fn rr(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Connect to discard and close (FIN) at once, one after the other, for `secs`. Per second.
+/// Connect to discard, close (FIN) at once and wait for the server's FIN, one connection after
+/// the other, for `secs`. Per second. Waiting for the server's close makes every server take
+/// part in each connection (the kernel would otherwise complete handshakes far ahead of a
+/// server thread's `accept`, overflow the listen queue and stall on SYN retransmits).
 pub fn connect_close(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
     let start = Instant::now();
     let mut n = 0u64;
+    let mut b = [0u8; 16];
     while start.elapsed().as_secs_f64() < secs && n < MAX_CONNECTS {
-        let s = connect(addr, 9)?;
+        let mut s = connect(addr, 9)?;
+        s.shutdown(Shutdown::Write)?;
+        while s.read(&mut b)? > 0 {}
         drop(s);
         n += 1;
     }
