@@ -71,7 +71,14 @@ pub struct Config {
     pub services: Vec<ServiceSpec>,
     /// Seed of smoltcp's randomness (ISNs, ephemeral ports); `None` takes one from the OS.
     pub seed: Option<u64>,
+    /// After a packet woke the host, keep checking the device (without sleeping) this long
+    /// before sleeping again: the next packet of an exchange is then taken without the cost of a
+    /// wake-up. Zero turns it off. An idle host never spins.
+    pub busy_poll: Duration,
 }
+
+/// The default of [`Config::busy_poll`].
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
 /// The host's address with the embedded defaults: 192.0.2.2/24 (TEST-NET-1, RFC 5737).
 pub const DEFAULT_ADDR: &str = "192.0.2.2/24";
@@ -90,6 +97,7 @@ impl Default for Config {
             udp: UdpBuffers::default(),
             services: Config::default_services(),
             seed: None,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -420,6 +428,9 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
     /// gracefully for up to 300 ms and return.
     pub fn run(&mut self, stop: &Stop) -> Result<()> {
         let mut zero_turns = 0u32;
+        let busy = std::time::Duration::from_micros(self.config.busy_poll.total_micros());
+        // Whether the last wake-up was a packet: only then is busy polling worth it.
+        let mut woken_by_packet = false;
         while !stop.is_stopped() {
             let delay = match self.poll() {
                 // Honour one "poll again now" at once. A second in a row means smoltcp waits on
@@ -435,7 +446,16 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
                 d => d,
             };
             zero_turns = 0;
-            wait_readable(self.device.as_fd(), Some(stop), delay)?;
+            if woken_by_packet && !busy.is_zero() {
+                let spin = match delay {
+                    Some(d) => busy.min(std::time::Duration::from_micros(d.total_micros())),
+                    None => busy,
+                };
+                if spin_until_readable(self.device.as_fd(), stop, spin) {
+                    continue;
+                }
+            }
+            woken_by_packet = wait_readable(self.device.as_fd(), Some(stop), delay)?;
         }
         debug!("stop requested: closing connections");
         self.shutdown(Duration::from_millis(300), |host, d| {
@@ -446,10 +466,29 @@ impl<D: Device + AsFd, C: Clock> Host<D, C> {
     }
 }
 
-/// Wait until `fd` is readable, `stop` is signalled, or `timeout` passes (`None`: no timeout).
-/// The timeout is rounded up to the next millisecond, never down, so a timer is never polled
-/// early in a loop that would then spin.
-fn wait_readable(fd: BorrowedFd<'_>, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+/// Check `fd` for readability without sleeping, for up to `spin`; true if it became readable.
+fn spin_until_readable(fd: BorrowedFd<'_>, stop: &Stop, spin: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + spin;
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        if matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return true;
+        }
+        if stop.is_stopped() || std::time::Instant::now() >= until {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Wait until `fd` is readable, `stop` is signalled, or `timeout` passes (`None`: no timeout);
+/// returns whether `fd` is readable. The timeout is rounded up to the next millisecond, never
+/// down, so a timer is never polled early in a loop that would then spin.
+fn wait_readable(
+    fd: BorrowedFd<'_>,
+    stop: Option<&Stop>,
+    timeout: Option<Duration>,
+) -> Result<bool> {
     let ms = match timeout {
         None => PollTimeout::NONE,
         Some(d) => {
@@ -457,18 +496,19 @@ fn wait_readable(fd: BorrowedFd<'_>, stop: Option<&Stop>, timeout: Option<Durati
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
         }
     };
-    let result = match stop {
-        Some(stop) => nix::poll::poll(
-            &mut [
-                PollFd::new(fd, PollFlags::POLLIN),
-                PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN),
-            ],
-            ms,
-        ),
-        None => nix::poll::poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], ms),
-    };
+    let stop_fd = stop.map(|s| s.fd.as_fd());
+    let mut fds = [
+        PollFd::new(fd, PollFlags::POLLIN),
+        PollFd::new(stop_fd.unwrap_or(fd), PollFlags::POLLIN),
+    ];
+    let n = if stop_fd.is_some() { 2 } else { 1 };
+    let result = nix::poll::poll(&mut fds[..n], ms);
+    let readable = fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLIN));
     match result {
-        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Ok(_) => Ok(readable),
+        Err(Errno::EINTR) => Ok(false),
         Err(errno) => Err(Error::Device {
             device: "poll".into(),
             op: "wait for packets (poll)",

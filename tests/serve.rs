@@ -259,7 +259,7 @@ fn ipv6_tcp_echo_one_mib_byte_exact() {
         for f in ["all", "default"] {
             std::fs::write(format!("/proc/sys/net/ipv6/conf/{f}/accept_dad"), "0").unwrap();
         }
-        let _h = Tunhost::serve(&[
+        let mut h = Tunhost::serve(&[
             "--tun",
             "tun0",
             "--addr",
@@ -268,8 +268,29 @@ fn ipv6_tcp_echo_one_mib_byte_exact() {
             "2001:db8::1/64",
             "--echo",
             "7",
+            "-vv",
         ]);
-        let mut s = TcpStream::connect("[2001:db8::2]:7").expect("connect over IPv6");
+        // The kernel finishes its address set-up (tentative -> valid) in a work queue after
+        // the link comes up: give it up to 2 s.
+        for _ in 0..200 {
+            let a = sh(&["ip", "-6", "addr", "show", "dev", "tun0"]);
+            if a.contains("2001:db8::1") && !a.contains("tentative") {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let addr: std::net::SocketAddr = "[2001:db8::2]:7".parse().unwrap();
+        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(s) => s,
+            Err(e) => {
+                let log = h.drain_stderr().join("\n");
+                panic!(
+                    "connect over IPv6: {e}\n{}\n{}\n{log}",
+                    sh(&["ip", "-6", "addr"]),
+                    sh(&["ip", "-6", "route"])
+                );
+            }
+        };
         s.set_read_timeout(TIMEOUT).unwrap();
         let data = pattern(1 << 20, 6);
         let mut w = s.try_clone().unwrap();
