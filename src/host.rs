@@ -15,7 +15,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet,
+};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -29,8 +31,10 @@ use crate::tuntap::{TunTap, TunTapConfig};
 
 pub use crate::services::UdpBuffers;
 
-/// Most turns the services get in one [`Host::poll`] (bounds the work of one turn).
-const SERVICE_ROUNDS: usize = 8;
+/// Most rounds (ingress, services, egress) in one [`Host::poll`]: bounds the work of a turn.
+pub const SERVICE_ROUNDS: usize = 8;
+/// Most packets taken in per round before the services get a turn.
+pub const INGRESS_BATCH: usize = 64;
 
 /// A service the host can be told to run by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,29 +306,44 @@ impl<D: Device, C: Clock> Host<D, C> {
     /// One turn of the loop: process every packet the device has, let the services act, send
     /// what they queued. Returns how long the host may sleep before the next turn if no packet
     /// arrives (`None`: until a packet arrives).
+    ///
+    /// A turn is up to [`SERVICE_ROUNDS`] rounds of: take in what the device has (at most
+    /// [`INGRESS_BATCH`] packets), let the services act on it, then send. Sending after the
+    /// services means the acknowledgement of what arrived goes out once, together with the
+    /// reply and the window the services just opened, rather than as a bare ACK before them.
+    /// Another round follows only when the batch limit was hit; what the kernel answers to our
+    /// writes is taken by the next turn ([`Host::run`] finds the device readable at once).
     pub fn poll(&mut self) -> Option<Duration> {
         self.stats.polls += 1;
         let now = self.clock.now();
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
+        self.iface.poll_maintenance(now);
         for round in 1..=SERVICE_ROUNDS {
-            for svc in &mut self.services {
-                svc.poll(&mut self.sockets, now);
+            let mut changed = round == 1;
+            let mut full = true;
+            for _ in 0..INGRESS_BATCH {
+                match self
+                    .iface
+                    .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+                {
+                    PollIngressSingleResult::None => {
+                        full = false;
+                        break;
+                    }
+                    PollIngressSingleResult::PacketProcessed => {}
+                    PollIngressSingleResult::SocketStateChanged => changed = true,
+                }
             }
-            if round == SERVICE_ROUNDS {
-                // Out of rounds: send what the services just did (window updates, data) but
-                // read nothing more, so that no socket is left with input the services have not
-                // seen. Packets still queued wake the next turn at once.
-                self.iface
-                    .poll_egress(now, &mut self.device, &mut self.sockets);
-                break;
+            if changed {
+                for svc in &mut self.services {
+                    svc.poll(&mut self.sockets, now);
+                }
             }
-            // Send what the services queued right away rather than on the next turn. If that
-            // poll changed a socket (a handshake completed, data or an ACK arrived, a segment
-            // went out), the services get another turn now: nothing else would wake them, and a
-            // new connection would wait for the next unrelated packet.
-            if self.iface.poll(now, &mut self.device, &mut self.sockets)
-                != PollResult::SocketStateChanged
-            {
+            while self
+                .iface
+                .poll_egress(now, &mut self.device, &mut self.sockets)
+                == PollResult::SocketStateChanged
+            {}
+            if !full {
                 break;
             }
         }

@@ -218,6 +218,10 @@ impl Listener {
                     tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
                 );
                 socket.set_timeout(Some(SOCKET_TIMEOUT));
+                // Acknowledge at once: the host's loop sends after the services have acted, so
+                // the ACK already rides with the reply and the reopened window; delaying it
+                // only throttles a bulk sender (every second 64 KiB super-packet otherwise).
+                socket.set_ack_delay(None);
                 sockets.add(socket)
             } else if let Some(i) = self
                 .closing
