@@ -665,7 +665,10 @@ fn spawn(mut cmd: Command) -> Res<Child> {
     // SAFETY: prctl and sched_setaffinity are async-signal-safe system calls.
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // prctl is variadic: pass the signal as the unsigned long the kernel reads.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             if pin_it {
                 let mut set: libc::cpu_set_t = std::mem::zeroed();
                 libc::CPU_SET(1, &mut set);
