@@ -189,6 +189,7 @@ impl phy::Device for TunTapDevice {
                         vnet,
                         ethernet,
                         gso_size: None,
+                        mtu: self.mtu,
                         drained_at: &mut self.drained_at,
                     };
                     return Some((rx, tx));
@@ -218,6 +219,7 @@ impl phy::Device for TunTapDevice {
             vnet: self.offload.vnet_hdr,
             ethernet: self.medium == Medium::Ethernet,
             gso_size: None,
+            mtu: self.mtu,
             drained_at: &mut self.drained_at,
         })
     }
@@ -275,6 +277,8 @@ pub struct TxToken<'a> {
     ethernet: bool,
     /// The MSS smoltcp asked the device to segment to (`segmentation-offload`).
     gso_size: Option<u16>,
+    /// The device's IP MTU: a TCP packet above it is segmented even without `gso_size`.
+    mtu: usize,
     /// Cleared by a write: the kernel may answer it at once.
     drained_at: &'a mut Option<Instant>,
 }
@@ -289,7 +293,7 @@ impl phy::TxToken for TxToken<'_> {
         let result = f(&mut self.buf[start..start + len]);
         if self.vnet {
             let (hdr, packet) = self.buf.split_at_mut(start);
-            let h = vnet::tx_prepare(&mut packet[..len], self.ethernet, self.gso_size);
+            let h = vnet::tx_prepare(&mut packet[..len], self.ethernet, self.gso_size, self.mtu);
             if h.gso_type != vnet::GSO_NONE {
                 self.stats.tx_gso += 1;
             }

@@ -261,10 +261,15 @@ fn complete(hdr: &Header, pkt: &mut [u8], end: usize) -> Result<(), RxDrop> {
 
 /// The header for a packet smoltcp emitted into `pkt`. A TCP segment (whose checksum smoltcp
 /// left to the device) gets `NEEDS_CSUM` with the pseudo-header sum in its checksum field and,
-/// if `gso_size` is given and the payload is larger, a GSO type so the kernel segments it. Every
-/// other packet is complete already and gets an empty header.
-pub fn tx_prepare(pkt: &mut [u8], ethernet: bool, gso_size: Option<u16>) -> Header {
-    let Some(l4) = l3_offset(pkt, ethernet).and_then(|l3| locate_l4(pkt, l3)) else {
+/// if `gso_size` is given and the payload is larger, a GSO type so the kernel segments it. A TCP
+/// packet larger than the IP `mtu` without a `gso_size` (a device wrapper that did not pass
+/// smoltcp's packet metadata on) is segmented to fit the MTU. Every other packet is complete
+/// already and gets an empty header.
+pub fn tx_prepare(pkt: &mut [u8], ethernet: bool, gso_size: Option<u16>, mtu: usize) -> Header {
+    let Some(l3) = l3_offset(pkt, ethernet) else {
+        return Header::default();
+    };
+    let Some(l4) = locate_l4(pkt, l3) else {
         return Header::default();
     };
     if l4.proto != PROTO_TCP || l4.fragment || l4.len < 20 {
@@ -283,9 +288,16 @@ pub fn tx_prepare(pkt: &mut [u8], ethernet: bool, gso_size: Option<u16>) -> Head
         csum_offset: TCP_CSUM_OFFSET,
         ..Header::default()
     };
+    let ip_header = l4.start - l3;
+    let gso_size = gso_size.or_else(|| {
+        let room = mtu.checked_sub(ip_header + th_len)?;
+        (ip_header + l4.len > mtu)
+            .then(|| u16::try_from(room).ok())
+            .flatten()
+    });
     if let Some(mss) = gso_size {
         let payload = l4.len.saturating_sub(th_len);
-        if mss > 0 && payload > usize::from(mss) && th_len >= 20 {
+        if mss > 0 && payload > usize::from(mss) && th_len >= 20 && th_len <= l4.len {
             hdr.gso_type = if l4.v6 { GSO_TCPV6 } else { GSO_TCPV4 };
             hdr.gso_size = mss;
             hdr.hdr_len = start + th_len as u16;
@@ -376,7 +388,7 @@ mod tests {
         let mut pkt = tcp4(&[7u8; 3000]);
         pkt[36] = 0;
         pkt[37] = 0;
-        let h = tx_prepare(&mut pkt, false, Some(1448));
+        let h = tx_prepare(&mut pkt, false, Some(1448), 1500);
         assert_eq!(h.flags, F_NEEDS_CSUM);
         assert_eq!((h.csum_start, h.csum_offset), (20, 16));
         assert_eq!((h.gso_type, h.gso_size, h.hdr_len), (GSO_TCPV4, 1448, 40));
@@ -389,9 +401,20 @@ mod tests {
     #[test]
     fn tx_small_segment_has_no_gso() {
         let mut pkt = tcp4(b"hello");
-        let h = tx_prepare(&mut pkt, false, Some(1448));
+        let h = tx_prepare(&mut pkt, false, Some(1448), 1500);
         assert_eq!(h.gso_type, GSO_NONE);
         assert_eq!(h.flags, F_NEEDS_CSUM);
+    }
+
+    #[test]
+    fn tx_oversize_without_metadata_is_segmented_to_the_mtu() {
+        let mut pkt = tcp4(&[7u8; 3000]);
+        let h = tx_prepare(&mut pkt, false, None, 1500);
+        assert_eq!((h.gso_type, h.gso_size), (GSO_TCPV4, 1460));
+        // Within the MTU: no segmentation asked for.
+        let mut pkt = tcp4(&[7u8; 1000]);
+        let h = tx_prepare(&mut pkt, false, None, 1500);
+        assert_eq!(h.gso_type, GSO_NONE);
     }
 
     #[test]
