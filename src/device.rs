@@ -3,6 +3,11 @@
 //! - `Medium::Ip` for TUN, `Medium::Ethernet` for TAP; the capabilities report the device's MTU.
 //! - One `read(2)` per received packet, one `write(2)` per sent packet, into and out of two
 //!   buffers allocated once: nothing is allocated per packet.
+//! - With offloads ([`crate::tuntap::Offload`]), every packet carries a `virtio_net_hdr`
+//!   ([`crate::vnet`]): the kernel hands over TCP super-packets of up to 64 KiB, smoltcp emits TCP
+//!   segments of up to 64 KiB that the kernel cuts to the MSS, and TCP checksums are left to the
+//!   kernel where it vouches for them. Packets whose header contradicts them are counted and
+//!   dropped.
 //! - `EAGAIN` on read means "no token". Every other error (`EIO` when the link is down,
 //!   `ENOBUFS`, `EINVAL`, ...) is counted in [`Stats`] and logged, never a panic: a dropped
 //!   packet is what a real NIC does too, and TCP recovers from it.
@@ -14,12 +19,17 @@ use nix::errno::Errno;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::tuntap::{Kind, TunTap};
+use crate::tuntap::{Kind, Offload, TunTap};
+use crate::vnet;
 
 /// Room for the largest packet either kind of device can carry (65535 bytes of IP plus an
 /// Ethernet header with a VLAN tag), so that a packet is never truncated by the buffer even if
 /// someone raises the MTU behind our back.
-const BUFFER_LEN: usize = 65535 + 18;
+const BUFFER_LEN: usize = vnet::HDR_LEN + 65535 + 18;
+
+/// Most packets dropped (malformed, bad checksum) in one `receive` call before it gives the loop
+/// back; the rest wait for the next call.
+const MAX_DROPS_PER_RECEIVE: usize = 64;
 
 /// Packet and error counters of a device, from the host's point of view (rx = read from the
 /// device, that is sent by the kernel).
@@ -33,6 +43,13 @@ pub struct Stats {
     pub rx_errors: u64,
     /// Writes that failed, or wrote fewer bytes than the packet had: the packet is lost.
     pub tx_errors: u64,
+    /// Received packets dropped because their virtio header was short, contradicted the packet
+    /// or asked for an unsupported offload.
+    pub rx_malformed: u64,
+    /// Received TCP packets dropped for a wrong checksum the kernel had not vouched for.
+    pub rx_bad_checksum: u64,
+    /// Sent TCP super-packets the kernel was asked to segment (GSO).
+    pub tx_gso: u64,
 }
 
 /// Remembers the last errno logged at `warn`, so that a burst of the same error logs once.
@@ -69,6 +86,10 @@ pub struct TunTapDevice {
     stats: Stats,
     rx_log: ErrorLog,
     tx_log: ErrorLog,
+    offload: Offload,
+    /// The turn (the `now` smoltcp passes) in which a read found the device empty, if nothing
+    /// was written since: the host's next interface poll in the same turn need not read again.
+    drained_at: Option<Instant>,
 }
 
 impl TunTapDevice {
@@ -79,6 +100,7 @@ impl TunTapDevice {
         };
         TunTapDevice {
             mtu: dev.mtu() as usize,
+            offload: dev.offload(),
             dev,
             medium,
             rx: vec![0; BUFFER_LEN],
@@ -86,7 +108,13 @@ impl TunTapDevice {
             stats: Stats::default(),
             rx_log: ErrorLog::default(),
             tx_log: ErrorLog::default(),
+            drained_at: None,
         }
+    }
+
+    /// The offloads in force.
+    pub fn offload(&self) -> Offload {
+        self.offload
     }
 
     /// The underlying device (name, kind, MTU).
@@ -109,16 +137,48 @@ impl phy::Device for TunTapDevice {
     type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
-    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+    fn receive(&mut self, now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        // Found empty earlier in this turn, and nothing written since (a write can make the
+        // kernel answer at once): no packet can have arrived that the next turn would not see,
+        // since the host waits on the fd (level-triggered) before a new turn.
+        if self.drained_at == Some(now) {
+            return None;
+        }
         let fd = self.dev.as_fd();
+        let vnet = self.offload.vnet_hdr;
+        let ethernet = self.medium == Medium::Ethernet;
+        let mut drops = 0;
         loop {
             match nix::unistd::read(fd, &mut self.rx) {
                 Ok(0) => return None,
                 Ok(n) => {
                     self.stats.rx_packets += 1;
-                    self.stats.rx_bytes += n as u64;
+                    let start = if vnet {
+                        let checked = match vnet::Header::parse(&self.rx[..n]) {
+                            Some(h) => {
+                                vnet::rx_prepare(&h, &mut self.rx[vnet::HDR_LEN..n], ethernet)
+                            }
+                            None => Err(vnet::RxDrop::Malformed),
+                        };
+                        if let Err(why) = checked {
+                            match why {
+                                vnet::RxDrop::Malformed => self.stats.rx_malformed += 1,
+                                vnet::RxDrop::BadChecksum => self.stats.rx_bad_checksum += 1,
+                            }
+                            debug!("{}: received packet dropped: {why:?}", self.dev.name());
+                            drops += 1;
+                            if drops >= MAX_DROPS_PER_RECEIVE {
+                                return None;
+                            }
+                            continue;
+                        }
+                        vnet::HDR_LEN
+                    } else {
+                        0
+                    };
+                    self.stats.rx_bytes += (n - start) as u64;
                     let rx = RxToken {
-                        packet: &self.rx[..n],
+                        packet: &self.rx[start..n],
                     };
                     let tx = TxToken {
                         fd,
@@ -126,10 +186,18 @@ impl phy::Device for TunTapDevice {
                         buf: &mut self.tx,
                         stats: &mut self.stats,
                         log: &mut self.tx_log,
+                        vnet,
+                        ethernet,
+                        gso_size: None,
+                        mtu: self.mtu,
+                        drained_at: &mut self.drained_at,
                     };
                     return Some((rx, tx));
                 }
-                Err(Errno::EAGAIN) => return None,
+                Err(Errno::EAGAIN) => {
+                    self.drained_at = Some(now);
+                    return None;
+                }
                 Err(Errno::EINTR) => continue,
                 Err(errno) => {
                     self.stats.rx_errors += 1;
@@ -148,6 +216,11 @@ impl phy::Device for TunTapDevice {
             buf: &mut self.tx,
             stats: &mut self.stats,
             log: &mut self.tx_log,
+            vnet: self.offload.vnet_hdr,
+            ethernet: self.medium == Medium::Ethernet,
+            gso_size: None,
+            mtu: self.mtu,
+            drained_at: &mut self.drained_at,
         })
     }
 
@@ -158,6 +231,25 @@ impl phy::Device for TunTapDevice {
             Medium::Ethernet => self.mtu + 14,
             _ => self.mtu,
         };
+        if self.offload.vnet_hdr {
+            // TCP checksums: on transmit the kernel finishes them (NEEDS_CSUM); on receive
+            // vnet::rx_prepare verifies those the kernel did not vouch for.
+            caps.checksum.tcp = phy::Checksum::None;
+            let link = match self.medium {
+                Medium::Ethernet => 14,
+                _ => 0,
+            };
+            // The largest packet smoltcp may hand us for the kernel to segment: a full IP
+            // packet (the 16-bit length field's limit) and the link header.
+            let max = std::num::NonZeroUsize::new(65535 + link);
+            if self.offload.tso4 {
+                caps.segmentation.tcpv4 = max;
+            }
+            // Not `tcpv6`, though the kernel takes IPv6 super-packets: smoltcp 0.14 drops an
+            // IPv6 packet larger than the MTU before it reaches the device ("IPv6 fragmentation
+            // support is unimplemented"), segmentation offload or not. IPv6 still receives
+            // super-packets (TSO6).
+        }
         caps
     }
 }
@@ -192,19 +284,38 @@ pub struct TxToken<'a> {
     buf: &'a mut Vec<u8>,
     stats: &'a mut Stats,
     log: &'a mut ErrorLog,
+    /// Put a virtio header in front of the packet.
+    vnet: bool,
+    ethernet: bool,
+    /// The MSS smoltcp asked the device to segment to (`segmentation-offload`).
+    gso_size: Option<u16>,
+    /// The device's IP MTU: a TCP packet above it is segmented even without `gso_size`.
+    mtu: usize,
+    /// Cleared by a write: the kernel may answer it at once.
+    drained_at: &'a mut Option<Instant>,
 }
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        if len > self.buf.len() {
+        let start = if self.vnet { vnet::HDR_LEN } else { 0 };
+        if start + len > self.buf.len() {
             // smoltcp never asks for more than the MTU; grow rather than fail if it ever does.
-            self.buf.resize(len, 0);
+            self.buf.resize(start + len, 0);
         }
-        let packet = &mut self.buf[..len];
-        let result = f(packet);
+        let result = f(&mut self.buf[start..start + len]);
+        if self.vnet {
+            let (hdr, packet) = self.buf.split_at_mut(start);
+            let h = vnet::tx_prepare(&mut packet[..len], self.ethernet, self.gso_size, self.mtu);
+            if h.gso_type != vnet::GSO_NONE {
+                self.stats.tx_gso += 1;
+            }
+            h.emit(hdr);
+        }
+        let packet = &self.buf[..start + len];
+        *self.drained_at = None;
         loop {
             match nix::unistd::write(self.fd, packet) {
-                Ok(n) if n == len => {
+                Ok(n) if n == packet.len() => {
                     self.stats.tx_packets += 1;
                     self.stats.tx_bytes += len as u64;
                 }
@@ -227,5 +338,9 @@ impl phy::TxToken for TxToken<'_> {
             break;
         }
         result
+    }
+
+    fn set_meta(&mut self, meta: phy::PacketMeta) {
+        self.gso_size = meta.segmentation_offload_size.map(|m| m.get());
     }
 }

@@ -15,7 +15,9 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-use smoltcp::iface::{Config as IfaceConfig, Interface, PollResult, SocketSet};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketSet,
+};
 use smoltcp::phy::{Device, Medium};
 use smoltcp::time::Duration;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr};
@@ -31,6 +33,11 @@ use crate::status::StatusBoard;
 use crate::tuntap::{TunTap, TunTapConfig};
 
 pub use crate::services::UdpBuffers;
+
+/// Most rounds (ingress, services, egress) in one [`Host::poll`]: bounds the work of a turn.
+pub const SERVICE_ROUNDS: usize = 8;
+/// Most packets taken in per round before the services get a turn.
+pub const INGRESS_BATCH: usize = 64;
 
 /// A service the host can be told to run by configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +85,14 @@ pub struct Config {
     pub http: HttpConfig,
     /// Seed of smoltcp's randomness (ISNs, ephemeral ports); `None` takes one from the OS.
     pub seed: Option<u64>,
+    /// After a packet woke the host, keep checking the device (without sleeping) this long
+    /// before sleeping again: the next packet of an exchange is then taken without the cost of a
+    /// wake-up. Zero turns it off. An idle host never spins.
+    pub busy_poll: Duration,
 }
+
+/// The default of [`Config::busy_poll`].
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 
 /// The host's address with the embedded defaults: 192.0.2.2/24 (TEST-NET-1, RFC 5737).
 pub const DEFAULT_ADDR: &str = "192.0.2.2/24";
@@ -98,6 +112,7 @@ impl Default for Config {
             services: Config::default_services(),
             http: HttpConfig::default(),
             seed: None,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -396,6 +411,13 @@ impl<D: Device, C: Clock> Host<D, C> {
     /// One turn of the loop: process every packet the device has, let the services act, send
     /// what they queued. Returns how long the host may sleep before the next turn if no packet
     /// arrives (`None`: until a packet arrives).
+    ///
+    /// A turn is up to [`SERVICE_ROUNDS`] rounds of: take in what the device has (at most
+    /// [`INGRESS_BATCH`] packets), let the services act on it, then send. Sending after the
+    /// services means the acknowledgement of what arrived goes out once, together with the
+    /// reply and the window the services just opened, rather than as a bare ACK before them.
+    /// Another round follows only when the batch limit was hit; what the kernel answers to our
+    /// writes is taken by the next turn ([`Host::run`] finds the device readable at once).
     pub fn poll(&mut self) -> Option<Duration> {
         self.stats.polls += 1;
         let now = self.clock.now();
@@ -403,18 +425,37 @@ impl<D: Device, C: Clock> Host<D, C> {
         self.refresh_status(now);
         // Cheap when unchanged; keeps the guard right if the caller changed the addresses.
         self.device.set_addrs(self.iface.ip_addrs());
-        self.iface.poll(now, &mut self.device, &mut self.sockets);
-        for svc in &mut self.services {
-            svc.poll(&mut self.sockets, now);
+        self.iface.poll_maintenance(now);
+        for round in 1..=SERVICE_ROUNDS {
+            let mut changed = round == 1;
+            let mut full = true;
+            for _ in 0..INGRESS_BATCH {
+                match self
+                    .iface
+                    .poll_ingress_single(now, &mut self.device, &mut self.sockets)
+                {
+                    PollIngressSingleResult::None => {
+                        full = false;
+                        break;
+                    }
+                    PollIngressSingleResult::PacketProcessed => {}
+                    PollIngressSingleResult::SocketStateChanged => changed = true,
+                }
+            }
+            if changed {
+                for svc in &mut self.services {
+                    svc.poll(&mut self.sockets, now);
+                }
+            }
+            while self
+                .iface
+                .poll_egress(now, &mut self.device, &mut self.sockets)
+                == PollResult::SocketStateChanged
+            {}
+            if !full {
+                break;
+            }
         }
-        // Send what the services queued right away rather than on the next turn. Egress only: a
-        // packet read now would sit in its socket, unseen by the services, while the host sleeps.
-        // Each call does a bounded amount of work: repeat until nothing more goes out.
-        while self
-            .iface
-            .poll_egress(now, &mut self.device, &mut self.sockets)
-            == PollResult::SocketStateChanged
-        {}
         let delay = self.iface.poll_delay(now, &self.sockets);
         let svc_at = self.services.iter().filter_map(|s| s.poll_at()).min();
         let svc_delay = svc_at.map(|t| if t > now { t - now } else { Duration::ZERO });
@@ -534,6 +575,9 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// [`Housekeeping`] allow. Then close connections gracefully for up to 300 ms and return.
     pub fn run(&mut self, stop: &Stop) -> Result<()> {
         let mut zero_turns = 0u32;
+        let busy = std::time::Duration::from_micros(self.config.busy_poll.total_micros());
+        // Whether the last wake-up was a packet: only then is busy polling worth it.
+        let mut woken_by_packet = false;
         while !stop.is_stopped() {
             let delay = self.poll();
             let delay = match earliest(delay, self.housekeeping()) {
@@ -550,7 +594,16 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
                 d => d,
             };
             zero_turns = 0;
-            wait_readable(self.device.inner().as_fd(), Some(stop), delay)?;
+            if woken_by_packet && !busy.is_zero() {
+                let spin = match delay {
+                    Some(d) => busy.min(std::time::Duration::from_micros(d.total_micros())),
+                    None => busy,
+                };
+                if spin_until_readable(self.device.inner().as_fd(), stop, spin) {
+                    continue;
+                }
+            }
+            woken_by_packet = wait_readable(self.device.inner().as_fd(), Some(stop), delay)?;
         }
         debug!("stop requested: closing connections");
         self.shutdown(Duration::from_millis(300), |host, d| {
@@ -584,14 +637,33 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// deadline (a trace's flush), as in [`Host::run`].
     pub fn wait(&mut self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
         let timeout = earliest(timeout, self.housekeeping());
-        wait_readable(self.device.inner().as_fd(), stop, timeout)
+        wait_readable(self.device.inner().as_fd(), stop, timeout).map(|_| ())
     }
 }
 
-/// Wait until `fd` is readable, `stop` is signalled, or `timeout` passes (`None`: no timeout).
-/// The timeout is rounded up to the next millisecond, never down, so a timer is never polled
-/// early in a loop that would then spin.
-fn wait_readable(fd: BorrowedFd<'_>, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+/// Check `fd` for readability without sleeping, for up to `spin`; true if it became readable.
+fn spin_until_readable(fd: BorrowedFd<'_>, stop: &Stop, spin: std::time::Duration) -> bool {
+    let until = std::time::Instant::now() + spin;
+    loop {
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        if matches!(nix::poll::poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0) {
+            return true;
+        }
+        if stop.is_stopped() || std::time::Instant::now() >= until {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// Wait until `fd` is readable, `stop` is signalled, or `timeout` passes (`None`: no timeout);
+/// returns whether `fd` is readable. The timeout is rounded up to the next millisecond, never
+/// down, so a timer is never polled early in a loop that would then spin.
+fn wait_readable(
+    fd: BorrowedFd<'_>,
+    stop: Option<&Stop>,
+    timeout: Option<Duration>,
+) -> Result<bool> {
     let ms = match timeout {
         None => PollTimeout::NONE,
         Some(d) => {
@@ -599,18 +671,19 @@ fn wait_readable(fd: BorrowedFd<'_>, stop: Option<&Stop>, timeout: Option<Durati
             PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
         }
     };
-    let result = match stop {
-        Some(stop) => nix::poll::poll(
-            &mut [
-                PollFd::new(fd, PollFlags::POLLIN),
-                PollFd::new(stop.fd.as_fd(), PollFlags::POLLIN),
-            ],
-            ms,
-        ),
-        None => nix::poll::poll(&mut [PollFd::new(fd, PollFlags::POLLIN)], ms),
-    };
+    let stop_fd = stop.map(|s| s.fd.as_fd());
+    let mut fds = [
+        PollFd::new(fd, PollFlags::POLLIN),
+        PollFd::new(stop_fd.unwrap_or(fd), PollFlags::POLLIN),
+    ];
+    let n = if stop_fd.is_some() { 2 } else { 1 };
+    let result = nix::poll::poll(&mut fds[..n], ms);
+    let readable = fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLIN));
     match result {
-        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Ok(_) => Ok(readable),
+        Err(Errno::EINTR) => Ok(false),
         Err(errno) => Err(Error::Device {
             device: "poll".into(),
             op: "wait for packets (poll)",

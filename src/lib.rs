@@ -37,6 +37,7 @@ pub mod services;
 pub mod status;
 pub mod trace;
 pub mod tuntap;
+pub mod vnet;
 
 pub use clock::{Clock, SystemClock, VirtualClock};
 pub use device::{Housekeeping, TunTapDevice};

@@ -8,7 +8,10 @@
 //! - creating a device, or attaching to an existing (persistent) one as made by
 //!   `ip tuntap add dev NAME mode tun|tap`;
 //! - `IFF_TUN | IFF_NO_PI` (raw IP packets) and `IFF_TAP | IFF_NO_PI` (Ethernet frames);
-//! - on the kernel side: MTU, `txqueuelen`, link up, and one IPv4 or IPv6 address with its prefix.
+//! - on the kernel side: MTU, `txqueuelen`, link up, and one IPv4 or IPv6 address with its prefix;
+//! - offloads ([`Offload`]): `IFF_VNET_HDR` with a 10-byte `virtio_net_hdr` per packet
+//!   (`TUNSETVNETHDRSZ`), and `TUNSETOFFLOAD` with checksum offload and TCP segmentation offload
+//!   for IPv4 and IPv6. Each is probed at open; what the kernel refuses is left off.
 //!
 //! Not supported: multi-queue devices, the packet-information header (`IFF_NO_PI` is always set),
 //! setting the owner of persistent devices.
@@ -20,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
+use log::debug;
 use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 use smoltcp::wire::IpCidr;
@@ -87,6 +91,8 @@ pub struct TunTapConfig {
     pub peer: Option<IpCidr>,
     /// Bring the link up (`IFF_UP`). Without it, the kernel does not send or accept packets.
     pub up: bool,
+    /// Ask for the offloads (virtio header, checksum, TSO); `false` opens the plain device.
+    pub offload: bool,
 }
 
 impl TunTapConfig {
@@ -99,7 +105,40 @@ impl TunTapConfig {
             txqueuelen: None,
             peer: None,
             up: true,
+            offload: true,
         }
+    }
+}
+
+/// The offloads in force on an open device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offload {
+    /// Every packet read or written starts with a 10-byte `virtio_net_hdr` (`IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+    /// The kernel may hand us packets with unfinished checksums (`NEEDS_CSUM`), `TUN_F_CSUM`.
+    pub csum: bool,
+    /// The kernel may hand us (and accepts from us) TCP/IPv4 super-packets, `TUN_F_TSO4`.
+    pub tso4: bool,
+    /// The same for TCP/IPv6, `TUN_F_TSO6`.
+    pub tso6: bool,
+}
+
+impl fmt::Display for Offload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.vnet_hdr {
+            return f.write_str("off");
+        }
+        let mut parts = vec!["vnet-hdr"];
+        if self.csum {
+            parts.push("csum");
+        }
+        if self.tso4 {
+            parts.push("tso4");
+        }
+        if self.tso6 {
+            parts.push("tso6");
+        }
+        f.write_str(&parts.join("+"))
     }
 }
 
@@ -110,6 +149,7 @@ pub struct TunTap {
     name: String,
     kind: Kind,
     mtu: u32,
+    offload: Offload,
 }
 
 nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, libc::ifreq);
@@ -123,6 +163,8 @@ nix::ioctl_write_ptr_bad!(siocsifaddr, libc::SIOCSIFADDR, libc::ifreq);
 nix::ioctl_write_ptr_bad!(siocsifnetmask, libc::SIOCSIFNETMASK, libc::ifreq);
 nix::ioctl_read_bad!(siocgifindex, libc::SIOCGIFINDEX, libc::ifreq);
 nix::ioctl_write_ptr_bad!(siocsifaddr6, libc::SIOCSIFADDR, libc::in6_ifreq);
+nix::ioctl_write_int_bad!(tun_set_offload, libc::TUNSETOFFLOAD);
+nix::ioctl_write_ptr_bad!(tun_set_vnet_hdr_sz, libc::TUNSETVNETHDRSZ, libc::c_int);
 
 /// Check an interface name the way the kernel will: 1 to 15 bytes, no `/`, no whitespace, not
 /// `.` or `..`.
@@ -219,9 +261,22 @@ impl TunTap {
             Kind::Tun => libc::IFF_TUN,
             Kind::Tap => libc::IFF_TAP,
         };
-        req.ifr_ifru.ifru_flags = (kind_flag | libc::IFF_NO_PI) as libc::c_short;
+        let mut vnet_hdr = config.offload;
+        req.ifr_ifru.ifru_flags =
+            (kind_flag | libc::IFF_NO_PI | if vnet_hdr { libc::IFF_VNET_HDR } else { 0 })
+                as libc::c_short;
         // SAFETY: fd is open on /dev/net/tun and req is a valid ifreq.
-        if let Err(errno) = unsafe { tun_set_iff(fd.as_raw_fd(), &req) } {
+        let mut result = unsafe { tun_set_iff(fd.as_raw_fd(), &req) };
+        if vnet_hdr && result == Err(Errno::EINVAL) {
+            // A kernel without IFF_VNET_HDR: open the plain device.
+            debug!("{name}: IFF_VNET_HDR refused, opening without offloads");
+            vnet_hdr = false;
+            req = ifreq(name);
+            req.ifr_ifru.ifru_flags = (kind_flag | libc::IFF_NO_PI) as libc::c_short;
+            // SAFETY: as above.
+            result = unsafe { tun_set_iff(fd.as_raw_fd(), &req) };
+        }
+        if let Err(errno) = result {
             return Err(match errno {
                 Errno::EBUSY => Error::Busy {
                     device: name.to_string(),
@@ -239,11 +294,17 @@ impl TunTap {
             .to_string_lossy()
             .into_owned();
 
+        let offload = if vnet_hdr {
+            negotiate_offload(fd.as_raw_fd(), &actual)
+        } else {
+            Offload::default()
+        };
         let mut dev = TunTap {
             fd,
             name: actual,
             kind: config.kind,
             mtu: 0,
+            offload,
         };
         dev.configure(config)?;
         dev.mtu = dev.read_mtu()?;
@@ -374,6 +435,41 @@ impl TunTap {
     /// The device's MTU as the kernel reports it (an IP MTU, without the Ethernet header).
     pub fn mtu(&self) -> u32 {
         self.mtu
+    }
+
+    /// The offloads in force.
+    pub fn offload(&self) -> Offload {
+        self.offload
+    }
+}
+
+/// With `IFF_VNET_HDR` on: fix the header size at 10 bytes and ask for checksum offload and TSO,
+/// then for checksum offload alone; keep what the kernel grants.
+fn negotiate_offload(fd: std::os::fd::RawFd, name: &str) -> Offload {
+    let size = crate::vnet::HDR_LEN as libc::c_int;
+    // SAFETY: fd is a TUN/TAP fd with IFF_VNET_HDR; the argument points at a c_int.
+    if let Err(e) = unsafe { tun_set_vnet_hdr_sz(fd, &size) } {
+        // 10 is the kernel's default: go on with it.
+        debug!("{name}: TUNSETVNETHDRSZ failed: {}", e.desc());
+    }
+    let all = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6;
+    for (flags, tso) in [(all, true), (libc::TUN_F_CSUM, false), (0, false)] {
+        // SAFETY: TUNSETOFFLOAD takes its flags by value.
+        match unsafe { tun_set_offload(fd, flags as libc::c_int) } {
+            Ok(_) => {
+                return Offload {
+                    vnet_hdr: true,
+                    csum: flags & libc::TUN_F_CSUM != 0,
+                    tso4: tso,
+                    tso6: tso,
+                };
+            }
+            Err(e) => debug!("{name}: TUNSETOFFLOAD {flags:#x} refused: {}", e.desc()),
+        }
+    }
+    Offload {
+        vnet_hdr: true,
+        ..Offload::default()
     }
 }
 

@@ -263,6 +263,88 @@ fn ipv6_neighbour_discovery_and_echo_on_tap() {
 }
 
 #[test]
+fn no_offload_flag_opens_the_plain_device_and_echoes_exactly() {
+    require_root!();
+    in_netns(|| {
+        let h = serve_tun(&["--echo", "7", "--no-offload"]);
+        assert!(h.banner.contains("offload off"), "{}", h.banner);
+        let data = pattern(1 << 20, 3);
+        let back = echo_roundtrip(7, data.clone());
+        assert!(back == data, "echoed bytes differ");
+    });
+}
+
+#[test]
+fn offload_is_negotiated_and_shown_in_the_banner() {
+    require_root!();
+    if common::no_offload() {
+        return;
+    }
+    in_netns(|| {
+        let h = serve_tun(&["--echo", "7"]);
+        // What the kernel grants depends on it; the banner says which, and never "off" on a
+        // kernel with IFF_VNET_HDR (every supported one).
+        assert!(h.banner.contains("offload vnet-hdr"), "{}", h.banner);
+    });
+}
+
+#[test]
+fn ipv6_tcp_echo_one_mib_byte_exact() {
+    require_root!();
+    in_netns(|| {
+        // No duplicate address detection: the kernel's address is usable at once.
+        for f in ["all", "default"] {
+            std::fs::write(format!("/proc/sys/net/ipv6/conf/{f}/accept_dad"), "0").unwrap();
+        }
+        let mut h = Tunhost::serve(&[
+            "--tun",
+            "tun0",
+            "--addr",
+            "2001:db8::2/64",
+            "--peer",
+            "2001:db8::1/64",
+            "--echo",
+            "7",
+            "-vv",
+        ]);
+        // The kernel finishes its address set-up (tentative -> valid) in a work queue after
+        // the link comes up: give it up to 2 s.
+        for _ in 0..200 {
+            let a = sh(&["ip", "-6", "addr", "show", "dev", "tun0"]);
+            if a.contains("2001:db8::1") && !a.contains("tentative") {
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        let addr: std::net::SocketAddr = "[2001:db8::2]:7".parse().unwrap();
+        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
+            Ok(s) => s,
+            Err(e) => {
+                let log = h.drain_stderr().join("\n");
+                panic!(
+                    "connect over IPv6: {e}\n{}\n{}\n{log}",
+                    sh(&["ip", "-6", "addr"]),
+                    sh(&["ip", "-6", "route"])
+                );
+            }
+        };
+        s.set_read_timeout(TIMEOUT).unwrap();
+        let data = pattern(1 << 20, 6);
+        let mut w = s.try_clone().unwrap();
+        let d2 = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&d2).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut back = Vec::new();
+        s.read_to_end(&mut back).unwrap();
+        writer.join().unwrap();
+        assert_eq!(back.len(), data.len());
+        assert!(back == data, "IPv6 echo differs");
+    });
+}
+
+#[test]
 fn attaches_to_an_existing_persistent_device() {
     require_root!();
     in_netns(|| {

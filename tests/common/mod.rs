@@ -155,10 +155,15 @@ pub struct Tunhost {
 }
 
 impl Tunhost {
-    /// `tunhost serve ARGS`, once it has printed its banner (10 s at most).
+    /// `tunhost serve ARGS`, once it has printed its banner (10 s at most). With
+    /// `TUNHOST_TEST_NO_OFFLOAD=1` in the environment, `--no-offload` is added: the whole suite
+    /// then runs on the plain device (`TUNHOST_TEST_NO_OFFLOAD=1 cargo test`).
     pub fn serve(args: &[&str]) -> Tunhost {
         let mut full = vec!["serve"];
         full.extend_from_slice(args);
+        if no_offload() && !full.contains(&"--no-offload") {
+            full.push("--no-offload");
+        }
         Tunhost::start(&full, "serving ")
     }
 
@@ -262,6 +267,11 @@ impl Drop for Tunhost {
             let _ = self.child.wait();
         }
     }
+}
+
+/// Whether the suite runs without offloads (`TUNHOST_TEST_NO_OFFLOAD` set and not `0`).
+pub fn no_offload() -> bool {
+    std::env::var("TUNHOST_TEST_NO_OFFLOAD").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// Run `tunhost ARGS` to completion (for bad-input checks): exit code and stderr.
