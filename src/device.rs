@@ -225,12 +225,7 @@ impl phy::Device for TunTapDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = self.medium;
-        caps.max_transmission_unit = match self.medium {
-            Medium::Ethernet => self.mtu + 14,
-            _ => self.mtu,
-        };
+        let mut caps = base_capabilities(self.medium, self.mtu);
         if self.offload.vnet_hdr {
             // TCP checksums: on transmit the kernel finishes them (NEEDS_CSUM); on receive
             // vnet::rx_prepare verifies those the kernel did not vouch for.
@@ -269,6 +264,25 @@ impl Housekeeping for TunTapDevice {}
 /// A packet read from the device, borrowed from the device's receive buffer.
 pub struct RxToken<'a> {
     packet: &'a [u8],
+}
+
+impl<'a> RxToken<'a> {
+    /// A token over a packet held elsewhere (another device's buffer).
+    pub(crate) fn new(packet: &'a [u8]) -> RxToken<'a> {
+        RxToken { packet }
+    }
+}
+
+/// The capabilities of a plain device of `medium` with IP MTU `mtu` (smoltcp counts the
+/// Ethernet header in the MTU of an Ethernet device).
+pub(crate) fn base_capabilities(medium: Medium, mtu: usize) -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = medium;
+    caps.max_transmission_unit = match medium {
+        Medium::Ethernet => mtu + 14,
+        _ => mtu,
+    };
+    caps
 }
 
 impl phy::RxToken for RxToken<'_> {

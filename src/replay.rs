@@ -28,6 +28,7 @@ use smoltcp::wire::{
 
 use crate::capture::{Capture, Link, Packet};
 use crate::clock::{Clock, VirtualClock};
+use crate::device::RxToken;
 use crate::error::{Error, Result};
 use crate::host::{Config, Host};
 use crate::trace::{Direction, Pcap, TraceConfig, TraceStats};
@@ -226,7 +227,7 @@ impl Device for ReplayDevice {
         let packet = self.shared.borrow_mut().inbox.pop_front()?;
         self.rx = packet;
         Some((
-            RxToken { packet: &self.rx },
+            RxToken::new(&self.rx),
             TxToken {
                 medium: self.medium,
                 buf: &mut self.tx,
@@ -246,23 +247,7 @@ impl Device for ReplayDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        let mut caps = DeviceCapabilities::default();
-        caps.medium = self.medium;
-        caps.max_transmission_unit = match self.medium {
-            Medium::Ethernet => self.mtu + 14,
-            _ => self.mtu,
-        };
-        caps
-    }
-}
-
-pub struct RxToken<'a> {
-    packet: &'a [u8],
-}
-
-impl phy::RxToken for RxToken<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.packet)
+        crate::device::base_capabilities(self.medium, self.mtu)
     }
 }
 
