@@ -217,8 +217,11 @@ fn ipv6_ping_and_echo_on_tun() {
         ]);
         let text = ping_ok(&["-6", "-c", "3", "-i", "0.05", "-W", "1", "2001:db8::2"]);
         assert!(text.contains("3 received"), "{text}");
-        let data = pattern(300_000, 6);
-        assert!(echo(("2001:db8::2", 7), &data) == data, "IPv6 echo differs");
+        let data = pattern(1 << 20, 6);
+        assert!(
+            echo(("2001:db8::2", 7), &data) == data,
+            "IPv6 echo of 1 MiB differs"
+        );
         let u = UdpSocket::bind("[2001:db8::1]:0").unwrap();
         u.set_read_timeout(TIMEOUT).unwrap();
         u.send_to(b"v6 datagram", "[2001:db8::2]:7").unwrap();
@@ -285,62 +288,6 @@ fn offload_is_negotiated_and_shown_in_the_banner() {
         // What the kernel grants depends on it; the banner says which, and never "off" on a
         // kernel with IFF_VNET_HDR (every supported one).
         assert!(h.banner.contains("offload vnet-hdr"), "{}", h.banner);
-    });
-}
-
-#[test]
-fn ipv6_tcp_echo_one_mib_byte_exact() {
-    require_root!();
-    in_netns(|| {
-        // No duplicate address detection: the kernel's address is usable at once.
-        for f in ["all", "default"] {
-            std::fs::write(format!("/proc/sys/net/ipv6/conf/{f}/accept_dad"), "0").unwrap();
-        }
-        let mut h = Tunhost::serve(&[
-            "--tun",
-            "tun0",
-            "--addr",
-            "2001:db8::2/64",
-            "--peer",
-            "2001:db8::1/64",
-            "--echo",
-            "7",
-            "-vv",
-        ]);
-        // The kernel finishes its address set-up (tentative -> valid) in a work queue after
-        // the link comes up: give it up to 2 s.
-        for _ in 0..200 {
-            let a = sh(&["ip", "-6", "addr", "show", "dev", "tun0"]);
-            if a.contains("2001:db8::1") && !a.contains("tentative") {
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        let addr: std::net::SocketAddr = "[2001:db8::2]:7".parse().unwrap();
-        let mut s = match TcpStream::connect_timeout(&addr, Duration::from_secs(10)) {
-            Ok(s) => s,
-            Err(e) => {
-                let log = h.drain_stderr().join("\n");
-                panic!(
-                    "connect over IPv6: {e}\n{}\n{}\n{log}",
-                    sh(&["ip", "-6", "addr"]),
-                    sh(&["ip", "-6", "route"])
-                );
-            }
-        };
-        s.set_read_timeout(TIMEOUT).unwrap();
-        let data = pattern(1 << 20, 6);
-        let mut w = s.try_clone().unwrap();
-        let d2 = data.clone();
-        let writer = thread::spawn(move || {
-            w.write_all(&d2).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut back = Vec::new();
-        s.read_to_end(&mut back).unwrap();
-        writer.join().unwrap();
-        assert_eq!(back.len(), data.len());
-        assert!(back == data, "IPv6 echo differs");
     });
 }
 
