@@ -794,14 +794,19 @@ pub mod seeds {
     }
 
     fn udp(dport: u16, data: &[u8]) -> Vec<u8> {
+        udp_to(HOST4, dport, data)
+    }
+
+    /// A UDP datagram from the peer to `dst`.
+    pub(crate) fn udp_to(dst: Ipv4Address, dport: u16, data: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; 8 + data.len()];
         let mut u = UdpPacket::new_unchecked(&mut b);
         u.set_src_port(40000);
         u.set_dst_port(dport);
         u.set_len((8 + data.len()) as u16);
         u.payload_mut().copy_from_slice(data);
-        u.fill_checksum(&IpAddress::Ipv4(PEER_V4), &IpAddress::Ipv4(HOST4));
-        ipv4(PEER_V4, HOST4, IpProtocol::Udp, &b)
+        u.fill_checksum(&IpAddress::Ipv4(PEER_V4), &IpAddress::Ipv4(dst));
+        ipv4(PEER_V4, dst, IpProtocol::Udp, &b)
     }
 
     fn ping(dst: Ipv4Address, len: usize) -> Vec<u8> {
@@ -1100,6 +1105,26 @@ mod seed_tests {
                 })
             })
             .collect()
+    }
+
+    #[test]
+    fn udp_echo_to_a_broadcast_answers_from_the_host() {
+        use smoltcp::wire::Ipv4Address;
+        for dst in [Ipv4Address::BROADCAST, Ipv4Address::new(192, 0, 2, 255)] {
+            let (mut host, _clock, wire) = fuzz_host(Medium::Ip);
+            wire.push(&seeds::udp_to(dst, 7, b"to everyone"));
+            host.poll();
+            let sent = wire.take_sent();
+            let sources: Vec<_> = sent
+                .iter()
+                .filter_map(|(_, p)| Ipv4Packet::new_checked(&p[..]).ok().map(|ip| ip.src_addr()))
+                .collect();
+            assert_eq!(
+                sources,
+                [Ipv4Address::new(192, 0, 2, 2)],
+                "echo of a datagram to {dst}"
+            );
+        }
     }
 
     #[test]

@@ -324,7 +324,9 @@ impl<D: Device, C: Clock> Host<D, C> {
             ServiceSpec::Chargen(p) => {
                 Box::new(TcpService::new(&mut self.sockets, p, tcp, Chargen::new()))
             }
-            ServiceSpec::UdpEcho(p) => Box::new(UdpEcho::new(&mut self.sockets, p, udp)),
+            ServiceSpec::UdpEcho(p) => {
+                Box::new(UdpEcho::new(&mut self.sockets, p, udp, &self.config.addrs))
+            }
             ServiceSpec::Http(p) => {
                 let http = self.http(&self.config.http.clone())?;
                 let backlog = self.config.http.backlog;

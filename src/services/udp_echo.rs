@@ -4,6 +4,7 @@
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
+use smoltcp::wire::{IpAddress, IpCidr};
 
 use super::Service;
 
@@ -29,6 +30,8 @@ impl Default for UdpBuffers {
 pub struct UdpEcho {
     port: u16,
     handle: SocketHandle,
+    /// The host's addresses: the only ones an answer may come from.
+    addrs: Vec<IpAddress>,
     scratch: Box<[u8]>,
     /// Datagrams echoed.
     pub echoed: u64,
@@ -37,7 +40,13 @@ pub struct UdpEcho {
 }
 
 impl UdpEcho {
-    pub fn new(sockets: &mut SocketSet<'static>, port: u16, buffers: UdpBuffers) -> UdpEcho {
+    /// An echo service on `port` of a host whose addresses are `host_addrs`.
+    pub fn new(
+        sockets: &mut SocketSet<'static>,
+        port: u16,
+        buffers: UdpBuffers,
+        host_addrs: &[IpCidr],
+    ) -> UdpEcho {
         let buffer = || {
             udp::PacketBuffer::new(
                 vec![udp::PacketMetadata::EMPTY; buffers.packets],
@@ -50,6 +59,7 @@ impl UdpEcho {
         UdpEcho {
             port,
             handle: sockets.add(socket),
+            addrs: host_addrs.iter().map(|c| c.address()).collect(),
             scratch: vec![0; buffers.bytes].into_boxed_slice(),
             echoed: 0,
             dropped: 0,
@@ -72,7 +82,10 @@ impl Service for UdpEcho {
             };
             let reply = udp::UdpMetadata {
                 endpoint: meta.endpoint,
-                local_address: meta.local_address,
+                // Answer from the address the datagram was sent to if it is one of the host's
+                // (a client's connected socket expects that); a datagram to a broadcast or
+                // multicast address is answered from the host's own, which smoltcp picks.
+                local_address: meta.local_address.filter(|a| self.addrs.contains(a)),
                 meta: Default::default(),
             };
             match socket.send_slice(&self.scratch[..len], reply) {
