@@ -161,18 +161,7 @@ fn tap_trace_is_ethernet_with_arp() {
     let trace = dir.path("tap.pcapng");
     let t = trace.clone();
     in_netns(move || {
-        let mut h = Tunhost::serve(&[
-            "--tap",
-            "tap0",
-            "--addr",
-            "198.51.100.2/24",
-            "--peer",
-            "198.51.100.1/24",
-            "--echo",
-            "7",
-            "--pcap",
-            &t,
-        ]);
+        let mut h = Tunhost::serve(&[common::TAP_ARGS, &["--echo", "7", "--pcap", &t]].concat());
         sh(&["ping", "-c", "2", "-i", "0.05", "-W", "1", "198.51.100.2"]);
         h.signal(Signal::SIGINT);
     });
