@@ -11,7 +11,8 @@ use std::io::Write;
 
 use tunhost::client::http::GetOptions;
 use tunhost::client::{Url, get};
-use tunhost::{Config, Host, Kind, TunTapConfig};
+use tunhost::link::{Kind, TunTapConfig};
+use tunhost::live::Live;
 
 fn main() -> Result<(), tunhost::Error> {
     env_logger::init();
@@ -21,37 +22,33 @@ fn main() -> Result<(), tunhost::Error> {
     let url = Url::parse(&url)?;
 
     // Attach to tun9 as it is: no address is set on the kernel side (`peer` stays `None`).
-    let dev = TunTapConfig::new("tun9", Kind::Tun);
-    let config = Config {
-        addrs: vec!["198.51.100.2/24".parse().expect("valid CIDR")],
-        services: Vec::new(),
-        ..Config::default()
-    };
-    let mut host = Host::open(&dev, config)?;
+    let mut live = Live::new(TunTapConfig::new("tun9", Kind::Tun));
+    live.host.addrs = vec!["198.51.100.2/24".parse().expect("valid CIDR")];
+    let mut host = live.open()?;
 
     // GET: the head first (any status), then, for a 2xx, the body in pieces as it arrives.
     let mut out = std::io::stdout().lock();
-    let io = |e: std::io::Error| tunhost::Error::File {
-        path: "stdout".into(),
-        op: "write",
-        source: e,
-    };
     let mut bytes = 0;
+    let (host, stop) = host.parts();
     get(
-        &mut host,
+        host,
         &url,
         GetOptions::default(),
-        None,
+        Some(stop),
         |head| {
             eprintln!("{} {}", head.status, head.reason);
             Ok(())
         },
         |body| {
             bytes += body.len();
-            out.write_all(body).map_err(io)
+            Ok(out.write_all(body)?)
         },
     )?;
-    out.flush().map_err(io)?;
+    out.flush().map_err(|source| tunhost::Error::File {
+        path: "stdout".into(),
+        op: "write",
+        source,
+    })?;
     eprintln!("{bytes} bytes from {}", url.text);
     Ok(())
 }

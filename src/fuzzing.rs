@@ -26,11 +26,10 @@ use smoltcp::wire::{
     IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
 };
 
-use crate::clock::{Clock, VirtualClock};
-use crate::host::{Config, Host, ServiceSpec};
-use crate::listener::ListenerConfig;
+use crate::host::{Clock, Config, Host, VirtualClock};
 use crate::replay::{ReplayDevice, ReplayHandle};
 use crate::services::http::HttpConfig;
+use crate::services::{ListenerConfig, ServiceSpec, ServicesConfig};
 
 /// The host's address in the ingress targets.
 pub const HOST_V4: &str = "192.0.2.2/24";
@@ -249,6 +248,10 @@ fn fuzz_host(medium: Medium) -> (Host<ReplayDevice, VirtualClock>, VirtualClock,
         addrs: vec![HOST_V4.parse().unwrap(), HOST_V6.parse().unwrap()],
         gateway: None,
         mac: Some(HOST_MAC),
+        seed: Some(0x5eed),
+        ..Config::default()
+    };
+    let services = ServicesConfig {
         tcp: ListenerConfig {
             backlog: 4,
             max_sockets: 8,
@@ -267,16 +270,17 @@ fn fuzz_host(medium: Medium) -> (Host<ReplayDevice, VirtualClock>, VirtualClock,
             epoch: Some(1_700_000_000),
             ..HttpConfig::default()
         },
-        seed: Some(0x5eed),
-        ..Config::default()
+        ..ServicesConfig::default()
     };
-    let tcp_services = config
+    let tcp_services = services
         .services
         .iter()
         .filter(|s| s.port().0 == "tcp")
         .count();
     let (device, handle) = ReplayDevice::new(medium, mtu, true);
-    let host = Host::new(device, clock.clone(), config).expect("the fuzz configuration is valid");
+    let mut host =
+        Host::new(device, clock.clone(), config).expect("the fuzz configuration is valid");
+    crate::services::add(&mut host, &services).expect("the fuzz services are valid");
     debug_assert_eq!(tcp_services, TCP_SERVICES);
     (host, clock, handle)
 }
@@ -297,11 +301,10 @@ pub fn ingress_ethernet(data: &[u8]) {
 
 /// Parse `data` as a pcap or pcapng file. Any capture the reader accepts must survive a round
 /// trip through this project's own writer: its Raw-IP and Ethernet packets, written with
-/// [`crate::trace::TraceWriter`] (both formats) and read back, give the same bytes, directions
+/// [`crate::pcap::TraceWriter`] (both formats) and read back, give the same bytes, directions
 /// and timestamps (to the microsecond, the writer's clock resolution).
 pub fn pcap_reader(data: &[u8]) {
-    use crate::capture::{Capture, Link};
-    use crate::trace::{Direction, Format, Timestamps, TraceConfig, TraceWriter};
+    use crate::pcap::{Capture, Direction, Format, Link, Timestamps, TraceConfig, TraceWriter};
 
     let Ok(capture) = Capture::parse(data) else {
         return;
@@ -360,9 +363,8 @@ pub fn pcap_reader(data: &[u8]) {
 /// with a trace of the output: hostile captures (lengths, timestamps, link types, clocks far in
 /// the past or future) must give an error or a replay, never a panic or a hang.
 pub fn replay(data: &[u8]) {
-    use crate::capture::Capture;
+    use crate::pcap::{Capture, Timestamps, TraceConfig};
     use crate::replay::ReplayConfig;
-    use crate::trace::{Timestamps, TraceConfig};
 
     let Ok(mut capture) = Capture::parse(data) else {
         return;
@@ -386,9 +388,22 @@ pub fn replay(data: &[u8]) {
     let mut out = Vec::new();
     let _ = crate::replay::replay(
         &capture,
-        &ReplayConfig::new(config),
+        &ReplayConfig::new(config, classic_services()),
         Some((&mut out, trace)),
     );
+}
+
+/// echo 7 (TCP and UDP), discard 9, chargen 19: what the replay target's host runs.
+fn classic_services() -> ServicesConfig {
+    ServicesConfig {
+        services: vec![
+            ServiceSpec::Echo(7),
+            ServiceSpec::UdpEcho(7),
+            ServiceSpec::Discard(9),
+            ServiceSpec::Chargen(19),
+        ],
+        ..ServicesConfig::default()
+    }
 }
 
 fn ingress(medium: Medium, data: &[u8]) {
@@ -1144,7 +1159,7 @@ mod seed_tests {
         assert_eq!(tcp_answers(&wire.take_sent()), ["R"]);
         // Once the oldest half-open handshake has waited past the grace, its socket listens
         // again and the next real SYN is answered.
-        clock.advance(crate::listener::HALF_OPEN_GRACE + Duration::from_millis(100));
+        clock.advance(crate::services::listener::HALF_OPEN_GRACE + Duration::from_millis(100));
         host.poll();
         wire.take_sent();
         wire.push(&seeds::syn_from(seeds::PEER_V4, 40001, 7));

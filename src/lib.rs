@@ -1,51 +1,63 @@
 //! tunhost: host your own IP address in userspace on a Linux TUN or TAP device.
 //!
 //! A [`Host`] bridges a TUN/TAP file descriptor into a smoltcp interface that answers ARP (TAP),
-//! ICMP echo, TCP and UDP, and runs small [`services`] (echo, discard, chargen) on it. The kernel
-//! on the other side of the device is an ordinary peer: `ping`, `nc` and sockets talk to the host
-//! as to another machine.
+//! ICMP echo, TCP and UDP, and runs small [`services`] (echo, discard, chargen, HTTP/1.1) on it.
+//! The kernel on the other side of the device is an ordinary peer: `ping`, `nc`, `curl` and
+//! sockets talk to the host as to another machine.
 //!
 //! ```no_run
-//! use tunhost::{Config, Host, Stop, TunTapConfig, tuntap::Kind};
+//! use tunhost::live::Live;
+//! use tunhost::link::{Kind, TunTapConfig};
+//! use tunhost::services::ServiceSpec;
 //!
-//! let mut dev = TunTapConfig::new("tun0", Kind::Tun);
-//! dev.peer = Some("192.0.2.1/24".parse().unwrap());
-//! let mut host = Host::open(&dev, Config::default())?;
-//! let stop = Stop::new()?;
-//! stop.on_signals()?;
-//! host.run(&stop)?;
+//! let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
+//! live.device.peer = Some("192.0.2.1/24".parse().unwrap());
+//! live.services.services = vec![ServiceSpec::Echo(7), ServiceSpec::UdpEcho(7)];
+//! let mut host = live.open()?;
+//! host.run()?;
 //! # Ok::<(), tunhost::Error>(())
 //! ```
 //!
-//! The layers, one module each: [`tuntap`] (the kernel side), [`device`] (the `phy::Device`),
-//! [`host`] (interface, sockets, loop), [`listener`] (TCP backlog), [`services`]; [`trace`] (a
-//! `phy::Device` wrapper writing every packet to pcapng/pcap), [`capture`] (reading captures) and
-//! [`replay`] (a capture through the same host, offline, on a virtual clock).
+//! # Layers
+//!
+//! Each folder of `src/` is a layer; a layer imports only the layers above it in this list
+//! (lower layers), never one below it, and no two modules import each other
+//! (`tests/layers.rs` checks it):
+//!
+//! | layer | job |
+//! |---|---|
+//! | [`link`] | open and configure TUN/TAP (`tuntap`), the `virtio_net_hdr` (`vnet`), the `phy::Device` (`device`), waiting on the fd (`wait`) |
+//! | [`pcap`] | pcap/pcapng: the [`Pcap`](pcap::Pcap) tracing device wrapper, the writer, the capture reader |
+//! | [`host`] | [`Host`]: interface + sockets + clock + the poll loop; config, stop and signals, status board, ingress guard, the [`Service`](host::Service) trait |
+//! | [`services`] | the TCP listener, echo/discard/chargen/UDP echo, HTTP/1.1, and the factory from a [`ServiceSpec`](services::ServiceSpec) |
+//! | [`client`] | the host as a client: ping, HTTP GET |
+//! | [`replay`] | a capture through the same host, offline, on a virtual clock |
+//! | [`live`] | device + tracer + host + services + signals in one call, as the CLI runs them |
+//! | [`error`] | the crate's [`Error`], wrapping each layer's own error |
+//!
+//! The binary (`src/bin/tunhost/`) is a thin shell over [`live`], [`replay`] and [`client`].
+//! Programs that keep their own smoltcp loop use [`link`] and [`pcap`] alone
+//! (`examples/own_loop.rs`).
 
-pub mod capture;
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod link;
+pub mod pcap;
+
+pub mod host;
+pub mod services;
+
 pub mod client;
-pub mod clock;
-pub mod device;
+pub mod replay;
+
 pub mod error;
+pub mod live;
+
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod guard;
-pub mod host;
-pub mod listener;
-pub mod replay;
-pub mod services;
-pub mod status;
-pub mod trace;
-pub mod tuntap;
-pub mod vnet;
 
-pub use clock::{Clock, SystemClock, VirtualClock};
-pub use device::{Housekeeping, TunTapDevice};
 pub use error::{Error, Result};
-pub use host::{Config, Host, ServiceSpec, Stop};
-pub use listener::{Listener, ListenerConfig};
-pub use services::HttpConfig;
-pub use status::{HostStatus, StatusBoard};
-pub use tuntap::{Kind, TunTap, TunTapConfig};
+pub use host::{Config, Host, Stop};
 
 pub use smoltcp;

@@ -14,29 +14,34 @@ use std::time::Duration;
 use common::{Tunhost, in_netns, sh, tunhost};
 use nix::sys::signal::Signal;
 use tools::{Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture};
-use tunhost::capture::{Capture, Direction, Link};
+use tunhost::Config;
+use tunhost::pcap::{Capture, Direction, Link};
 use tunhost::replay::{ReplayConfig, Report, replay};
+use tunhost::services::{ServiceSpec, ServicesConfig};
 use tunhost::smoltcp::wire::IpCidr;
-use tunhost::{Config, ServiceSpec};
 
 fn capture(name: &str) -> Capture {
     read_capture(&captures_dir().join(name).to_string_lossy())
 }
 
 /// The host each capture was recorded with (see captures/README.md).
-fn host(addr: &str, services: Vec<ServiceSpec>) -> Config {
-    Config {
+fn host(addr: &str, services: Vec<ServiceSpec>) -> ReplayConfig {
+    let host = Config {
         addrs: vec![addr.parse::<IpCidr>().unwrap()],
-        services,
         seed: Some(0),
         ..Config::default()
-    }
+    };
+    let services = ServicesConfig {
+        services,
+        ..ServicesConfig::default()
+    };
+    ReplayConfig::new(host, services)
 }
 
-fn run(cap: &Capture, config: Config) -> Report {
+fn run(cap: &Capture, config: ReplayConfig) -> Report {
     let cfg = ReplayConfig {
         keep_output: true,
-        ..ReplayConfig::new(config)
+        ..config
     };
     replay::<Vec<u8>>(cap, &cfg, None).expect("replay")
 }

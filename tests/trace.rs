@@ -16,7 +16,7 @@ use common::{TUNHOST, Tunhost, in_netns, pattern, sh};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tools::{Scratch, Tcpdump, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
-use tunhost::capture::{Direction, Link};
+use tunhost::pcap::{Direction, Link};
 
 use common::{HOST, TUN_ARGS as TUN};
 
@@ -142,7 +142,7 @@ fn tun_trace_holds_every_packet_tcpdump_saw_and_replays() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-    let replies = |c: &tunhost::capture::Capture, only_out: bool| -> Vec<Vec<u8>> {
+    let replies = |c: &tunhost::pcap::Capture, only_out: bool| -> Vec<Vec<u8>> {
         c.packets
             .iter()
             .filter(|p| !only_out || p.direction == Some(Direction::Outbound))

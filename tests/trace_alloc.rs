@@ -4,9 +4,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use tunhost::pcap::{Format, Pcap, TraceConfig};
 use tunhost::smoltcp::phy::{Device, Loopback, Medium, RxToken, TxToken};
 use tunhost::smoltcp::time::Instant;
-use tunhost::trace::{Format, Pcap, TraceConfig};
 
 struct Counting;
 

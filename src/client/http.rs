@@ -15,9 +15,9 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpAddress;
 
-use crate::clock::Clock;
-use crate::error::{Error, Result};
-use crate::host::{Host, Stop};
+use super::{ClientError, ClientErrorKind, Result};
+use crate::host::{Clock, Host, Stop};
+use crate::link::Housekeeping;
 
 /// Longest response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -38,10 +38,7 @@ pub struct Url {
 impl Url {
     /// Parse `http://IP[:PORT][/PATH]`.
     pub fn parse(text: &str) -> Result<Url> {
-        let bad = |msg: &str| Error::Client {
-            target: text.to_string(),
-            msg: msg.to_string(),
-        };
+        let bad = |why: &'static str| ClientError::new(text, ClientErrorKind::BadUrl(why));
         let rest = match text.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some(_) => return Err(bad("only http:// URLs are supported")),
@@ -413,6 +410,9 @@ fn ephemeral_port() -> u16 {
     49152 + ((t ^ std::process::id().rotate_left(16)) % 16384) as u16
 }
 
+/// What an output callback of [`get`] may fail with (writing the body, say).
+pub type OutputError = Box<dyn std::error::Error + Send + Sync>;
+
 /// GET `url` from the host. `on_head` sees the response's head first; then, for a 2xx response
 /// only, `on_body` gets the body in pieces, byte-exact. A non-2xx status is an error (after
 /// `on_head`), as are a refused or reset connection, a timeout and a malformed response.
@@ -421,17 +421,16 @@ pub fn get<D, C>(
     url: &Url,
     options: GetOptions,
     stop: Option<&Stop>,
-    mut on_head: impl FnMut(&Response) -> Result<()>,
-    mut on_body: impl FnMut(&[u8]) -> Result<()>,
+    mut on_head: impl FnMut(&Response) -> std::result::Result<(), OutputError>,
+    mut on_body: impl FnMut(&[u8]) -> std::result::Result<(), OutputError>,
 ) -> Result<Response>
 where
-    D: Device + std::os::fd::AsFd + crate::device::Housekeeping,
+    D: Device + std::os::fd::AsFd + Housekeeping,
     C: Clock,
 {
-    let fail = |msg: String| Error::Client {
-        target: url.text.clone(),
-        msg,
-    };
+    let fail = |kind: ClientErrorKind| ClientError::new(url.text.clone(), kind);
+    let bad = |why: String| fail(ClientErrorKind::BadResponse(why));
+    let output = |e: OutputError| fail(ClientErrorKind::Output(e));
     let socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 256 * 1024]),
         tcp::SocketBuffer::new(vec![0; 16 * 1024]),
@@ -442,7 +441,7 @@ where
     sockets
         .get_mut::<tcp::Socket>(handle)
         .connect(iface.context(), (url.addr, url.port), local)
-        .map_err(|e| fail(format!("cannot connect: {e}")))?;
+        .map_err(|e| fail(ClientErrorKind::Socket(format!("cannot connect: {e}"))))?;
 
     let request = url.request().into_bytes();
     let mut sent = 0;
@@ -450,7 +449,7 @@ where
     let mut head: Option<Response> = None;
     let mut last_progress: Option<Instant> = None;
     let mut was_connected = false;
-    let result = super::drive(host, stop, |host, now| {
+    let result = super::drive(host, &url.text, stop, |host, now| {
         let last = *last_progress.get_or_insert(now);
         let s = host.sockets_mut().get_mut::<tcp::Socket>(handle);
         let mut progressed = false;
@@ -471,16 +470,19 @@ where
             progressed |= !data.is_empty();
             reader.push(&data);
             loop {
-                match reader.next_event().map_err(&fail)? {
+                match reader.next_event().map_err(bad)? {
                     Event::More => break,
                     Event::Head(r) => {
-                        on_head(&r)?;
+                        on_head(&r).map_err(output)?;
                         if !r.is_success() {
-                            return Err(fail(format!("server answered {} {}", r.status, r.reason)));
+                            return Err(fail(ClientErrorKind::Status {
+                                status: r.status,
+                                reason: r.reason.clone(),
+                            }));
                         }
                         head = Some(r);
                     }
-                    Event::Body(b) => on_body(b)?,
+                    Event::Body(b) => on_body(b).map_err(output)?,
                     Event::Done => {
                         s.close();
                         return Ok(ControlFlow::Break(()));
@@ -490,14 +492,14 @@ where
         }
         if !s.is_active() || (was_connected && !s.may_recv()) {
             if !was_connected {
-                return Err(fail(format!(
-                    "connection refused (or reset) by {}:{}",
+                return Err(fail(ClientErrorKind::Refused(format!(
+                    "{}:{}",
                     url.addr, url.port
-                )));
+                ))));
             }
-            reader.eof().map_err(&fail)?;
+            reader.eof().map_err(bad)?;
             if head.is_none() {
-                return Err(fail("connection closed before a response".into()));
+                return Err(fail(ClientErrorKind::ClosedEarly));
             }
             s.close();
             return Ok(ControlFlow::Break(()));
@@ -510,7 +512,10 @@ where
             } else {
                 "no connection"
             };
-            return Err(fail(format!("timed out: {what} for {}", options.timeout)));
+            return Err(fail(ClientErrorKind::TimedOut(format!(
+                "{what} for {}",
+                options.timeout
+            ))));
         }
         Ok(ControlFlow::Continue(Some(
             last_progress.unwrap_or(now) + options.timeout,
@@ -524,8 +529,8 @@ where
     host.poll();
     host.sockets_mut().remove(handle);
     match result? {
-        Some(()) => head.ok_or_else(|| fail("no response".into())),
-        None => Err(fail("interrupted".into())),
+        Some(()) => head.ok_or_else(|| fail(ClientErrorKind::ClosedEarly)),
+        None => Err(fail(ClientErrorKind::Interrupted)),
     }
 }
 

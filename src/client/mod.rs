@@ -3,8 +3,11 @@
 //! Each client is a small state machine over a smoltcp socket in the host's socket set, like the
 //! services, plus a function that drives it with the host's loop until it is done.
 
+mod error;
 pub mod http;
 pub mod ping;
+
+pub use error::{ClientError, ClientErrorKind, Result};
 
 pub use http::{Response, Url, get};
 pub use ping::{PingConfig, PingReply, PingSummary, Pinger, ping};
@@ -12,20 +15,21 @@ pub use ping::{PingConfig, PingReply, PingSummary, Pinger, ping};
 use smoltcp::phy::Device;
 use smoltcp::time::{Duration, Instant};
 
-use crate::clock::Clock;
-use crate::error::Result;
-use crate::host::{Host, Stop};
+use crate::host::{Clock, Host, Stop};
+use crate::link::Housekeeping;
 
 /// Turn the host's loop until `step` says it is done, waiting on the device between turns for at
 /// most what the host and `step` allow. `step` gets the host after each turn and returns `None`
-/// when done, or the latest time it wants to be called again.
+/// when done, or the latest time it wants to be called again. A failed wait is an error about
+/// `target`.
 pub(crate) fn drive<D, C, T>(
     host: &mut Host<D, C>,
+    target: &str,
     stop: Option<&Stop>,
     mut step: impl FnMut(&mut Host<D, C>, Instant) -> Result<std::ops::ControlFlow<T, Option<Instant>>>,
 ) -> Result<Option<T>>
 where
-    D: Device + std::os::fd::AsFd + crate::device::Housekeeping,
+    D: Device + std::os::fd::AsFd + Housekeeping,
     C: Clock,
 {
     loop {
@@ -47,11 +51,13 @@ where
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if d == Some(Duration::ZERO) {
-            // Poll again at once, but never spin: wait at least a millisecond on the device.
-            host.wait(stop, Some(Duration::from_millis(1)))?;
+        // Poll again at once, but never spin: wait at least a millisecond on the device.
+        let d = if d == Some(Duration::ZERO) {
+            Some(Duration::from_millis(1))
         } else {
-            host.wait(stop, d)?;
-        }
+            d
+        };
+        host.wait(stop, d)
+            .map_err(|e| ClientError::new(target, ClientErrorKind::Host(e)))?;
     }
 }

@@ -12,9 +12,9 @@ use smoltcp::socket::icmp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{Icmpv4Packet, Icmpv4Repr, Icmpv6Packet, Icmpv6Repr, IpAddress};
 
-use crate::clock::Clock;
-use crate::error::{Error, Result};
-use crate::host::{Host, Stop};
+use super::{ClientError, ClientErrorKind, Result};
+use crate::host::{Clock, Host, Stop};
+use crate::link::Housekeeping;
 
 /// What to ping and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,9 +117,11 @@ impl Pinger {
         );
         socket
             .bind(icmp::Endpoint::Ident(config.ident))
-            .map_err(|e| Error::Client {
-                target: config.target.to_string(),
-                msg: format!("cannot bind the ICMP socket: {e}"),
+            .map_err(|e| {
+                ClientError::new(
+                    config.target.to_string(),
+                    ClientErrorKind::Socket(format!("cannot bind the ICMP socket: {e}")),
+                )
             })?;
         Ok(Pinger {
             config,
@@ -276,11 +278,12 @@ pub fn ping<D, C>(
     mut on_reply: impl FnMut(PingReply),
 ) -> Result<PingSummary>
 where
-    D: Device + std::os::fd::AsFd + crate::device::Housekeeping,
+    D: Device + std::os::fd::AsFd + Housekeeping,
     C: Clock,
 {
+    let target = config.target.to_string();
     let mut pinger = Pinger::new(host.sockets_mut(), config)?;
-    super::drive(host, stop, |host, now| {
+    super::drive(host, &target, stop, |host, now| {
         let (iface, sockets) = host.parts_mut();
         let wake = pinger.poll(iface, sockets, now, &mut on_reply);
         Ok(if pinger.finished(now) {
@@ -299,14 +302,14 @@ mod tests {
     use super::*;
     use smoltcp::phy::{Loopback, Medium};
 
-    use crate::{Config, VirtualClock};
+    use crate::host::{Config, VirtualClock};
 
     #[test]
     fn loopback_ping_gets_every_reply() {
         let clock = VirtualClock::new(Instant::ZERO);
         let config = Config {
             addrs: vec!["127.0.0.1/8".parse().unwrap()],
-            services: vec![],
+
             seed: Some(1),
             ..Config::default()
         };

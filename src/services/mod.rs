@@ -5,40 +5,35 @@
 //! That is what lets the same services run live, in replay and under a fuzzer.
 //!
 //! TCP services are written as a [`Protocol`] (what to do with one connection) and run by
-//! [`TcpService`], which owns a [`Listener`] and the connections it accepted.
+//! [`TcpService`], which owns a [`Listener`] and the connections it accepted. [`ServiceSpec`]
+//! and [`add`] build services from a specification (what the CLI and replay do).
+//!
+//! This layer sits on the host layer: it implements the host's [`Service`] trait and reads the
+//! host's [`StatusBoard`](crate::host::StatusBoard); the host never imports it.
 
 mod chargen;
 mod discard;
 mod echo;
+mod error;
 pub mod http;
+pub mod listener;
+mod spec;
 mod udp_echo;
 
 pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
+pub use error::ServiceError;
 pub use http::{Http, HttpConfig};
+pub use listener::{Listener, ListenerConfig, ListenerStats};
+pub use spec::{ServiceSpec, ServicesConfig, add, http as http_protocol};
 pub use udp_echo::{UdpBuffers, UdpEcho};
+
+pub use crate::host::Service;
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
-
-use crate::listener::{Listener, ListenerConfig, ListenerStats};
-
-/// Something the host drives on every turn of its loop.
-pub trait Service {
-    /// A short name for logs and status (`"echo/7"`).
-    fn name(&self) -> String;
-    /// Do whatever the sockets allow now.
-    fn poll(&mut self, sockets: &mut SocketSet<'static>, now: Instant);
-    /// The latest time the service wants to be polled again even if no packet arrives
-    /// (timeouts); `None` when only packets can make it progress.
-    fn poll_at(&self) -> Option<Instant> {
-        None
-    }
-    /// Start closing every connection: the host is shutting down.
-    fn close(&mut self, sockets: &mut SocketSet<'static>);
-}
 
 /// What a protocol wants done with a connection after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

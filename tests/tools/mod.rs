@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use tunhost::capture::{Capture, Packet};
+use tunhost::pcap::{Capture, Packet};
 
 /// `captures/` in the source tree.
 pub fn captures_dir() -> PathBuf {
@@ -175,7 +175,7 @@ pub fn icmp_echo_reply(ip: &[u8]) -> Option<&[u8]> {
 /// The network-layer bytes of a TUN or Ethernet packet.
 pub fn l3(p: &Packet) -> &[u8] {
     match p.link {
-        tunhost::capture::Link::Ethernet => &p.data[14..],
+        tunhost::pcap::Link::Ethernet => &p.data[14..],
         _ => &p.data,
     }
 }

@@ -12,6 +12,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use crate::services::ServiceError;
+
 /// An open file ready to be sent.
 pub struct FileBody {
     /// Its length when opened: what `Content-Length` announces.
@@ -74,9 +76,9 @@ pub struct DirRoot {
 
 impl DirRoot {
     /// Serve the files below `root`, which must be a directory.
-    pub fn new(root: impl AsRef<Path>) -> crate::Result<DirRoot> {
+    pub fn new(root: impl AsRef<Path>) -> Result<DirRoot, ServiceError> {
         let shown = root.as_ref().display().to_string();
-        let err = |op, source| crate::Error::File {
+        let err = |op, source| ServiceError::Root {
             path: shown.clone(),
             op,
             source,

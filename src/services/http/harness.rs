@@ -9,8 +9,9 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpAddress;
 
 use super::{Content, Http};
+use crate::host::{Config, Host, VirtualClock};
+use crate::services::ListenerConfig;
 use crate::services::TcpService;
-use crate::{Config, Host, ListenerConfig, VirtualClock};
 
 /// 1994-11-06 08:49:37 GMT, RFC 9110's example date: the harness's wall clock at `Instant::ZERO`.
 pub const EPOCH: u64 = 784_111_777;
@@ -32,7 +33,6 @@ impl Net {
         let clock = VirtualClock::new(Instant::ZERO);
         let config = Config {
             addrs: vec!["127.0.0.1/8".parse().unwrap()],
-            services: vec![],
             seed: Some(7),
             ..Config::default()
         };

@@ -8,7 +8,7 @@
 //!   (304), `Date` from the host's clock mapped once to wall time;
 //! - files below a root ([`files::DirRoot`]), `index.html` or a generated listing for
 //!   directories, no way out of the root (see [`path`]); or, without a root, a status page of the
-//!   host ([`crate::status`]);
+//!   host ([`crate::host::status`]);
 //! - big files streamed from the file straight into the socket's send buffer as it frees up: a
 //!   connection holds an open file, never the file's contents;
 //! - 400 for malformed requests, 414 / 431 above the limits of [`request`], 408 and close for a
@@ -20,8 +20,8 @@
 
 pub mod date;
 pub mod files;
-#[doc(hidden)]
-pub mod harness;
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) mod harness;
 pub mod path;
 pub mod request;
 
@@ -34,7 +34,7 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 
 use super::{Protocol, Step, peer_done};
-use crate::status::StatusBoard;
+use crate::host::StatusBoard;
 use files::{FileBody, Files, Lookup};
 use path::{PathError, Target};
 use request::{MAX_HEAD, Method, Parsed, Request};

@@ -1,7 +1,7 @@
 //! Open and configure a Linux TUN or TAP device.
 //!
 //! This module talks to the kernel only: `/dev/net/tun`, `TUNSETIFF` and the `SIOC*` interface
-//! ioctls. It knows nothing of smoltcp; [`crate::device`] turns the file descriptor it returns
+//! ioctls. It knows nothing of smoltcp; [`super::device`] turns the file descriptor it returns
 //! into a `phy::Device`.
 //!
 //! Supported:
@@ -16,7 +16,6 @@
 //! Not supported: multi-queue devices, the packet-information header (`IFF_NO_PI` is always set),
 //! setting the owner of persistent devices.
 
-use std::ffi::CStr;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -28,7 +27,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
 use smoltcp::wire::IpCidr;
 
-use crate::error::{Error, Result};
+use super::error::{LinkError, Result};
 
 /// Where the TUN/TAP clone device lives.
 pub const TUN_PATH: &str = "/dev/net/tun";
@@ -59,7 +58,8 @@ impl Kind {
         }
     }
 
-    pub(crate) fn other(self) -> Kind {
+    /// The other kind (TAP for TUN, TUN for TAP).
+    pub fn other(self) -> Kind {
         match self {
             Kind::Tun => Kind::Tap,
             Kind::Tap => Kind::Tun,
@@ -150,27 +150,35 @@ pub struct TunTap {
     kind: Kind,
     mtu: u32,
     offload: Offload,
+    /// The kernel side's address, if this process set it.
+    peer: Option<IpCidr>,
 }
 
-nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, libc::ifreq);
-nix::ioctl_read_bad!(siocgifflags, libc::SIOCGIFFLAGS, libc::ifreq);
-nix::ioctl_write_ptr_bad!(siocsifflags, libc::SIOCSIFFLAGS, libc::ifreq);
-nix::ioctl_read_bad!(siocgifmtu, libc::SIOCGIFMTU, libc::ifreq);
-nix::ioctl_write_ptr_bad!(siocsifmtu, libc::SIOCSIFMTU, libc::ifreq);
-nix::ioctl_read_bad!(siocgiftxqlen, libc::SIOCGIFTXQLEN, libc::ifreq);
-nix::ioctl_write_ptr_bad!(siocsiftxqlen, libc::SIOCSIFTXQLEN, libc::ifreq);
-nix::ioctl_write_ptr_bad!(siocsifaddr, libc::SIOCSIFADDR, libc::ifreq);
-nix::ioctl_write_ptr_bad!(siocsifnetmask, libc::SIOCSIFNETMASK, libc::ifreq);
-nix::ioctl_read_bad!(siocgifindex, libc::SIOCGIFINDEX, libc::ifreq);
-nix::ioctl_write_ptr_bad!(siocsifaddr6, libc::SIOCSIFADDR, libc::in6_ifreq);
-nix::ioctl_write_int_bad!(tun_set_offload, libc::TUNSETOFFLOAD);
-nix::ioctl_write_ptr_bad!(tun_set_vnet_hdr_sz, libc::TUNSETVNETHDRSZ, libc::c_int);
+/// The ioctls this module makes (nix generates them as `pub unsafe fn`).
+mod sys {
+    #![allow(missing_docs, unreachable_pub)]
+    nix::ioctl_write_ptr_bad!(tun_set_iff, libc::TUNSETIFF, libc::ifreq);
+    nix::ioctl_read_bad!(siocgifflags, libc::SIOCGIFFLAGS, libc::ifreq);
+    nix::ioctl_write_ptr_bad!(siocsifflags, libc::SIOCSIFFLAGS, libc::ifreq);
+    nix::ioctl_read_bad!(siocgifmtu, libc::SIOCGIFMTU, libc::ifreq);
+    nix::ioctl_write_ptr_bad!(siocsifmtu, libc::SIOCSIFMTU, libc::ifreq);
+    nix::ioctl_read_bad!(siocgiftxqlen, libc::SIOCGIFTXQLEN, libc::ifreq);
+    nix::ioctl_write_ptr_bad!(siocsiftxqlen, libc::SIOCSIFTXQLEN, libc::ifreq);
+    nix::ioctl_write_ptr_bad!(siocsifaddr, libc::SIOCSIFADDR, libc::ifreq);
+    nix::ioctl_write_ptr_bad!(siocsifnetmask, libc::SIOCSIFNETMASK, libc::ifreq);
+    nix::ioctl_read_bad!(siocgifindex, libc::SIOCGIFINDEX, libc::ifreq);
+    nix::ioctl_write_ptr_bad!(siocsifaddr6, libc::SIOCSIFADDR, libc::in6_ifreq);
+    nix::ioctl_write_int_bad!(tun_set_offload, libc::TUNSETOFFLOAD);
+    nix::ioctl_write_ptr_bad!(tun_set_vnet_hdr_sz, libc::TUNSETVNETHDRSZ, libc::c_int);
+}
+
+use sys::*;
 
 /// Check an interface name the way the kernel will: 1 to 15 bytes, no `/`, no whitespace, not
 /// `.` or `..`.
 pub fn validate_name(name: &str) -> Result<()> {
     let bad = |reason| {
-        Err(Error::InvalidName {
+        Err(LinkError::InvalidName {
             name: name.to_string(),
             reason,
         })
@@ -196,7 +204,7 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// Check an MTU against what the medium allows.
 pub fn validate_mtu(name: &str, kind: Kind, mtu: u32) -> Result<()> {
     if !(MIN_MTU..=kind.max_mtu()).contains(&mtu) {
-        return Err(Error::MtuOutOfRange {
+        return Err(LinkError::MtuOutOfRange {
             device: name.to_string(),
             mtu,
             min: MIN_MTU,
@@ -215,17 +223,25 @@ fn ifreq(name: &str) -> libc::ifreq {
     req
 }
 
+/// The interface name in `req`, up to its NUL (the kernel writes one; a full buffer without it
+/// is taken whole).
+fn name_of(req: &libc::ifreq) -> String {
+    let bytes: Vec<u8> = req.ifr_name.iter().map(|&c| c as u8).collect();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `addr` as the generic `sockaddr` the address ioctls take: the layout of a `sockaddr_in`
+/// (family, then a zero port, then the address in network order).
 fn sockaddr_v4(addr: Ipv4Addr) -> libc::sockaddr {
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(addr).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: sockaddr_in and sockaddr have the same size on Linux; sockaddr is the generic view.
-    unsafe { std::mem::transmute::<libc::sockaddr_in, libc::sockaddr>(sin) }
+    let mut sa_data = [0 as libc::c_char; 14];
+    for (dst, b) in sa_data[2..6].iter_mut().zip(addr.octets()) {
+        *dst = b as libc::c_char;
+    }
+    libc::sockaddr {
+        sa_family: libc::AF_INET as libc::sa_family_t,
+        sa_data,
+    }
 }
 
 impl TunTap {
@@ -244,13 +260,13 @@ impl TunTap {
             .open(TUN_PATH)
             .map_err(
                 |e| match Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)) {
-                    Errno::EACCES | Errno::EPERM => Error::Permission {
+                    Errno::EACCES | Errno::EPERM => LinkError::Permission {
                         device: name.to_string(),
                         op: "open /dev/net/tun",
                     },
-                    errno => Error::TunUnavailable {
+                    errno => LinkError::TunUnavailable {
                         path: TUN_PATH.to_string(),
-                        errno,
+                        source: std::io::Error::from_raw_os_error(errno as i32),
                     },
                 },
             )?;
@@ -278,21 +294,18 @@ impl TunTap {
         }
         if let Err(errno) = result {
             return Err(match errno {
-                Errno::EBUSY => Error::Busy {
+                Errno::EBUSY => LinkError::Busy {
                     device: name.to_string(),
                 },
-                Errno::EINVAL => Error::WrongKind {
+                Errno::EINVAL => LinkError::WrongKind {
                     device: name.to_string(),
                     wanted: config.kind,
                 },
-                e => Error::device(name, "create or attach (TUNSETIFF)", e),
+                e => LinkError::io(name, "create or attach (TUNSETIFF)", e),
             });
         }
         // The kernel may have changed the name (e.g. a `%d` pattern): use the one it returns.
-        // SAFETY: the kernel NUL-terminates ifr_name.
-        let actual = unsafe { CStr::from_ptr(req.ifr_name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned();
+        let actual = name_of(&req);
 
         let offload = if vnet_hdr {
             negotiate_offload(fd.as_raw_fd(), &actual)
@@ -305,6 +318,7 @@ impl TunTap {
             kind: config.kind,
             mtu: 0,
             offload,
+            peer: config.peer,
         };
         dev.configure(config)?;
         dev.mtu = dev.read_mtu()?;
@@ -320,13 +334,13 @@ impl TunTap {
             req.ifr_ifru.ifru_mtu = mtu as libc::c_int;
             // SAFETY: valid socket fd and ifreq.
             unsafe { siocsifmtu(ctl, &req) }
-                .map_err(|e| Error::device(name, "set MTU (SIOCSIFMTU)", e))?;
+                .map_err(|e| LinkError::io(name, "set MTU (SIOCSIFMTU)", e))?;
         }
 
         let mut req = ifreq(name);
         // SAFETY: valid socket fd and ifreq; the kernel writes ifru_metric (the queue length).
         unsafe { siocgiftxqlen(ctl, &mut req) }
-            .map_err(|e| Error::device(name, "read txqueuelen (SIOCGIFTXQLEN)", e))?;
+            .map_err(|e| LinkError::io(name, "read txqueuelen (SIOCGIFTXQLEN)", e))?;
         // SAFETY: SIOCGIFTXQLEN fills the ifru_metric member (ifr_qlen is an alias of it).
         let current = unsafe { req.ifr_ifru.ifru_metric } as u32;
         let wanted = config.txqueuelen.unwrap_or(current.max(DEFAULT_TXQUEUELEN));
@@ -334,7 +348,7 @@ impl TunTap {
             req.ifr_ifru.ifru_metric = wanted as libc::c_int;
             // SAFETY: valid socket fd and ifreq.
             unsafe { siocsiftxqlen(ctl, &req) }
-                .map_err(|e| Error::device(name, "set txqueuelen (SIOCSIFTXQLEN)", e))?;
+                .map_err(|e| LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e))?;
         }
 
         if let Some(peer) = config.peer {
@@ -345,13 +359,13 @@ impl TunTap {
             let mut req = ifreq(name);
             // SAFETY: valid socket fd and ifreq.
             unsafe { siocgifflags(ctl, &mut req) }
-                .map_err(|e| Error::device(name, "read flags (SIOCGIFFLAGS)", e))?;
+                .map_err(|e| LinkError::io(name, "read flags (SIOCGIFFLAGS)", e))?;
             // SAFETY: SIOCGIFFLAGS fills ifru_flags.
             let flags = unsafe { req.ifr_ifru.ifru_flags };
             req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
             // SAFETY: valid socket fd and ifreq.
             unsafe { siocsifflags(ctl, &req) }
-                .map_err(|e| Error::device(name, "bring link up (SIOCSIFFLAGS)", e))?;
+                .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
         }
         Ok(())
     }
@@ -366,7 +380,7 @@ impl TunTap {
                 req.ifr_ifru.ifru_addr = sockaddr_v4(addr);
                 // SAFETY: valid socket fd and ifreq.
                 unsafe { siocsifaddr(ctl.as_raw_fd(), &req) }.map_err(|e| {
-                    Error::device(name, "set the kernel-side IPv4 address (SIOCSIFADDR)", e)
+                    LinkError::io(name, "set the kernel-side IPv4 address (SIOCSIFADDR)", e)
                 })?;
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(cidr.prefix_len()))
@@ -374,7 +388,7 @@ impl TunTap {
                 req.ifr_ifru.ifru_netmask = sockaddr_v4(Ipv4Addr::from(mask));
                 // SAFETY: valid socket fd and ifreq.
                 unsafe { siocsifnetmask(ctl.as_raw_fd(), &req) }.map_err(|e| {
-                    Error::device(name, "set the kernel-side netmask (SIOCSIFNETMASK)", e)
+                    LinkError::io(name, "set the kernel-side netmask (SIOCSIFNETMASK)", e)
                 })?;
             }
             IpAddr::V6(addr) => {
@@ -396,7 +410,7 @@ impl TunTap {
                 };
                 // SAFETY: valid socket fd and in6_ifreq.
                 unsafe { siocsifaddr6(ctl.as_raw_fd(), &req) }.map_err(|e| {
-                    Error::device(name, "set the kernel-side IPv6 address (SIOCSIFADDR)", e)
+                    LinkError::io(name, "set the kernel-side IPv6 address (SIOCSIFADDR)", e)
                 })?;
             }
         }
@@ -408,7 +422,7 @@ impl TunTap {
         let mut req = ifreq(&self.name);
         // SAFETY: valid socket fd and ifreq.
         unsafe { siocgifindex(ctl.as_raw_fd(), &mut req) }
-            .map_err(|e| Error::device(&self.name, "read ifindex (SIOCGIFINDEX)", e))?;
+            .map_err(|e| LinkError::io(&self.name, "read ifindex (SIOCGIFINDEX)", e))?;
         // SAFETY: SIOCGIFINDEX fills ifru_ifindex.
         Ok(unsafe { req.ifr_ifru.ifru_ifindex })
     }
@@ -418,7 +432,7 @@ impl TunTap {
         let mut req = ifreq(&self.name);
         // SAFETY: valid socket fd and ifreq.
         unsafe { siocgifmtu(ctl.as_raw_fd(), &mut req) }
-            .map_err(|e| Error::device(&self.name, "read MTU (SIOCGIFMTU)", e))?;
+            .map_err(|e| LinkError::io(&self.name, "read MTU (SIOCGIFMTU)", e))?;
         // SAFETY: SIOCGIFMTU fills ifru_mtu.
         Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
     }
@@ -441,12 +455,17 @@ impl TunTap {
     pub fn offload(&self) -> Offload {
         self.offload
     }
+
+    /// The kernel side's address as [`TunTapConfig::peer`] set it (`None`: left as it was).
+    pub fn peer(&self) -> Option<IpCidr> {
+        self.peer
+    }
 }
 
 /// With `IFF_VNET_HDR` on: fix the header size at 10 bytes and ask for checksum offload and TSO,
 /// then for checksum offload alone; keep what the kernel grants.
 fn negotiate_offload(fd: std::os::fd::RawFd, name: &str) -> Offload {
-    let size = crate::vnet::HDR_LEN as libc::c_int;
+    let size = super::vnet::HDR_LEN as libc::c_int;
     // SAFETY: fd is a TUN/TAP fd with IFF_VNET_HDR; the argument points at a c_int.
     if let Err(e) = unsafe { tun_set_vnet_hdr_sz(fd, &size) } {
         // 10 is the kernel's default: go on with it.
@@ -481,7 +500,7 @@ impl AsFd for TunTap {
 
 fn control_socket(device: &str, family: AddressFamily) -> Result<OwnedFd> {
     socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
-        .map_err(|e| Error::device(device, "open a control socket", e))
+        .map_err(|e| LinkError::io(device, "open a control socket", e))
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! - `Medium::Ip` for TUN, `Medium::Ethernet` for TAP; the capabilities report the device's MTU.
 //! - One `read(2)` per received packet, one `write(2)` per sent packet, into and out of two
 //!   buffers allocated once: nothing is allocated per packet.
-//! - With offloads ([`crate::tuntap::Offload`]), every packet carries a `virtio_net_hdr`
-//!   ([`crate::vnet`]): the kernel hands over TCP super-packets of up to 64 KiB, smoltcp emits TCP
+//! - With offloads ([`Offload`]), every packet carries a `virtio_net_hdr`
+//!   ([`super::vnet`]): the kernel hands over TCP super-packets of up to 64 KiB, smoltcp emits TCP
 //!   segments of up to 64 KiB that the kernel cuts to the MSS, and TCP checksums are left to the
 //!   kernel where it vouches for them. Packets whose header contradicts them are counted and
 //!   dropped.
@@ -19,8 +19,8 @@ use nix::errno::Errno;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
-use crate::tuntap::{Kind, Offload, TunTap};
-use crate::vnet;
+use super::tuntap::{Kind, Offload, TunTap};
+use super::vnet;
 
 /// Room for the largest packet either kind of device can carry (65535 bytes of IP plus an
 /// Ethernet header with a VLAN tag), so that a packet is never truncated by the buffer even if
@@ -250,7 +250,7 @@ impl phy::Device for TunTapDevice {
 }
 
 /// Work a device does on the host's clock besides moving packets, such as a tracer flushing its
-/// buffer. [`Host::run`](crate::Host::run) calls it on every turn of its loop and wakes up in time
+/// buffer. The host's loop calls it on every turn of its loop and wakes up in time
 /// for the deadline it returns, even when no packet comes.
 pub trait Housekeeping {
     /// Do what is due at `now`; return when the device next needs a call (`None`: no deadline).
@@ -268,14 +268,14 @@ pub struct RxToken<'a> {
 
 impl<'a> RxToken<'a> {
     /// A token over a packet held elsewhere (another device's buffer).
-    pub(crate) fn new(packet: &'a [u8]) -> RxToken<'a> {
+    pub fn new(packet: &'a [u8]) -> RxToken<'a> {
         RxToken { packet }
     }
 }
 
 /// The capabilities of a plain device of `medium` with IP MTU `mtu` (smoltcp counts the
 /// Ethernet header in the MTU of an Ethernet device).
-pub(crate) fn base_capabilities(medium: Medium, mtu: usize) -> DeviceCapabilities {
+pub fn base_capabilities(medium: Medium, mtu: usize) -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
     caps.medium = medium;
     caps.max_transmission_unit = match medium {

@@ -26,12 +26,14 @@ use smoltcp::wire::{
     EthernetAddress, EthernetFrame, IpAddress, IpProtocol, Ipv4Packet, Ipv6Packet,
 };
 
-use crate::capture::{Capture, Link, Packet};
-use crate::clock::{Clock, VirtualClock};
-use crate::device::RxToken;
-use crate::error::{Error, Result};
-use crate::host::{Config, Host};
-use crate::trace::{Direction, Pcap, TraceConfig, TraceStats};
+mod error;
+
+pub use error::{ReplayError, Result};
+
+use crate::host::{Clock, Config, Host, HostError, VirtualClock};
+use crate::link::device::{RxToken, base_capabilities};
+use crate::pcap::{Capture, Direction, Link, Packet, Pcap, TraceConfig, TraceStats};
+use crate::services::{self, ServicesConfig};
 
 /// Packets by protocol, for the summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +249,7 @@ impl Device for ReplayDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        crate::device::base_capabilities(self.medium, self.mtu)
+        base_capabilities(self.medium, self.mtu)
     }
 }
 
@@ -377,9 +379,11 @@ impl Decoded<'_> {
 /// How to replay.
 #[derive(Debug, Clone)]
 pub struct ReplayConfig {
-    /// The host, as live. Its `seed` defaults to 0 here, and HTTP's `epoch` to 0 (the virtual
-    /// clock runs on capture time): replay is always deterministic.
+    /// The host, as live. Its `seed` defaults to 0 here (replay is always deterministic).
     pub host: Config,
+    /// The services, as live. HTTP's `epoch` defaults to 0 here (the virtual clock runs on
+    /// capture time).
+    pub services: ServicesConfig,
     /// The device's IP MTU.
     pub mtu: usize,
     /// How long the host runs (in virtual time) after the last packet, for its timers.
@@ -389,9 +393,11 @@ pub struct ReplayConfig {
 }
 
 impl ReplayConfig {
-    pub fn new(host: Config) -> ReplayConfig {
+    /// Replay through a host configured as `host`, running `services`; MTU 1500, 1 s of linger.
+    pub fn new(host: Config, services: ServicesConfig) -> ReplayConfig {
         ReplayConfig {
             host,
+            services,
             mtu: 1500,
             linger: Duration::from_secs(1),
             keep_output: false,
@@ -534,30 +540,22 @@ pub fn replay<W: Write>(
 ) -> Result<Report> {
     let mut host_config = config.host.clone();
     host_config.seed.get_or_insert(0);
+    let mut services = config.services.clone();
     // HTTP `Date` headers from the virtual clock, which runs on capture (UNIX) time.
-    host_config.http.epoch.get_or_insert(0);
-    host_config.validate()?;
+    services.http.epoch.get_or_insert(0);
+    host_config.validate().map_err(HostError::from)?;
+    services.validate()?;
     let ethernet = capture.packets.first().map(|p| p.link) == Some(Link::Ethernet);
     let (medium, mac) = if ethernet {
         let mac = match host_config.mac {
             Some(m) => m,
-            None => learn_mac(capture, &host_config).ok_or_else(|| {
-                Error::Config(
-                    "cannot tell the host's MAC from this Ethernet capture (no frame from or to \
-                     its address): give it with --mac"
-                        .into(),
-                )
-            })?,
+            None => learn_mac(capture, &host_config).ok_or(ReplayError::UnknownMac)?,
         };
         host_config.mac = Some(mac);
         (Medium::Ethernet, Some(mac))
     } else {
         if host_config.mac.is_some() && !capture.packets.is_empty() {
-            return Err(Error::Config(
-                "--mac is for Ethernet captures; this capture holds IP packets (replayed on an \
-                 IP host)"
-                    .into(),
-            ));
+            return Err(ReplayError::MacOnIpCapture);
         }
         (Medium::Ip, None)
     };
@@ -579,23 +577,21 @@ pub fn replay<W: Write>(
     let trace = match out {
         Some((w, trace_config)) => {
             let label = trace_config.label.clone();
-            let device = Pcap::new(device, w, &trace_config).map_err(|e| Error::File {
-                path: label,
-                op: "write the trace",
-                source: e,
-            })?;
+            let trace_err = |source| ReplayError::Trace {
+                label: label.clone(),
+                source,
+            };
+            let device = Pcap::new(device, w, &trace_config).map_err(trace_err)?;
             let mut host = Host::new(device, clock.clone(), host_config.clone())?;
+            services::add(&mut host, &services)?;
             feed.run(&mut host, &mut summary);
             let (_, result, _, stats) = host.into_device().finish();
-            result.map_err(|e| Error::File {
-                path: trace_config.label.clone(),
-                op: "write the trace",
-                source: e,
-            })?;
+            result.map_err(trace_err)?;
             Some(stats)
         }
         None => {
             let mut host = Host::new(device, clock.clone(), host_config.clone())?;
+            services::add(&mut host, &services)?;
             feed.run(&mut host, &mut summary);
             None
         }
@@ -687,7 +683,6 @@ mod tests {
     fn host() -> Config {
         Config {
             addrs: vec![IpCidr::new(Ipv4Address::new(192, 0, 2, 2).into(), 24)],
-            services: vec![],
             ..Config::default()
         }
     }
@@ -700,7 +695,7 @@ mod tests {
         let mut cut = packet(3, ping(peer, me, 9));
         cut.original_len += 10;
         let capture = Capture {
-            format: crate::capture::Format::Pcap,
+            format: crate::pcap::Format::Pcap,
             packets: vec![
                 packet(0, ping(peer, me, 1)),
                 packet(1, ping(me, peer, 1)),
@@ -712,7 +707,7 @@ mod tests {
         };
         let config = ReplayConfig {
             keep_output: true,
-            ..ReplayConfig::new(host())
+            ..ReplayConfig::new(host(), ServicesConfig::default())
         };
         let report = replay::<Vec<u8>>(&capture, &config, None).unwrap();
         let s = &report.summary;
@@ -765,10 +760,15 @@ mod tests {
         .collect();
         // An Ethernet packet that is not first: the replay is on an IP host.
         let capture = Capture {
-            format: crate::capture::Format::PcapNg,
+            format: crate::pcap::Format::PcapNg,
             packets,
         };
-        let r = replay::<Vec<u8>>(&capture, &ReplayConfig::new(host()), None).unwrap();
+        let r = replay::<Vec<u8>>(
+            &capture,
+            &ReplayConfig::new(host(), ServicesConfig::default()),
+            None,
+        )
+        .unwrap();
         assert_eq!(r.medium, Medium::Ip);
         assert_eq!((r.summary.fed, r.summary.written), (4, 4), "{}", r.summary);
         assert_eq!(r.summary.ignored[&Ignored::NotIp], 1);
@@ -779,17 +779,17 @@ mod tests {
         let me = Ipv4Address::new(192, 0, 2, 2);
         let peer = Ipv4Address::new(192, 0, 2, 1);
         let capture = Capture {
-            format: crate::capture::Format::Pcap,
+            format: crate::pcap::Format::Pcap,
             packets: (0..5)
                 .map(|i| packet(i * 100, ping(peer, me, i as u16)))
                 .collect(),
         };
         let run = |out: &mut Vec<u8>| {
             let trace = TraceConfig {
-                timestamps: crate::trace::Timestamps::Clock,
+                timestamps: crate::pcap::Timestamps::Clock,
                 ..TraceConfig::new("replay", "out")
             };
-            let cfg = ReplayConfig::new(host());
+            let cfg = ReplayConfig::new(host(), ServicesConfig::default());
             let r = replay(&capture, &cfg, Some((out, trace))).unwrap();
             assert_eq!(r.trace.unwrap().outbound, 5);
             r

@@ -1,10 +1,4 @@
-//! Packet tracing: a `phy::Device` wrapper that records every packet read from or written to the
-//! device it wraps, in pcapng (default) or classic pcap, with the `pcap-file` crate.
-//!
-//! [`Pcap`] sits between any `phy::Device` and smoltcp's `Interface`. It records a packet the
-//! moment the interface takes it from the device (before smoltcp looks at it, so packets the stack
-//! then drops are in the trace too) and the moment the interface hands one to the device, in that
-//! order. [`TraceWriter`] is the recorder on its own, for anything that is not a device.
+//! [`TraceWriter`]: packets into a pcapng (default) or classic pcap stream.
 //!
 //! What the trace holds:
 //! - pcapng: a section header naming tunhost, one interface block (link type Raw IP for a TUN
@@ -17,19 +11,17 @@
 //! Cost and durability: records are encoded into one buffer allocated up front (nothing is
 //! allocated per packet, and the only system call is the `write(2)` of a full buffer or a flush).
 //! [`TraceWriter::poll_at`] tells the owner when the oldest buffered record is
-//! [`TraceConfig::flush_interval`] old (200 ms by default); [`Host::run`](crate::Host::run) flushes
-//! then through the [`Housekeeping`] hook. Every `write(2)` ends on a record boundary, so a process
-//! killed with SIGKILL leaves a trace whose records up to the last flush are whole (at most the
-//! record being written when the kill came is cut).
+//! [`TraceConfig::flush_interval`] old (200 ms by default); the host's loop flushes then through
+//! the [`Housekeeping`] hook. Every `write(2)` ends on a record boundary, so a process killed with
+//! SIGKILL leaves a trace whose records up to the last flush are whole (at most the record being
+//! written when the kill came is cut).
 //!
 //! A write error (disk full, closed pipe) is logged once; the trace then stops (what was written
 //! stays a valid trace), packets keep flowing, and [`TraceStats::lost`] counts the records that
 //! could not be written.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::io::{self, Write};
-use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration as StdDuration, SystemTime, UNIX_EPOCH};
 
 use byteorder_slice::LittleEndian;
@@ -40,63 +32,12 @@ use pcap_file::pcapng::blocks::interface_description::{
 };
 use pcap_file::pcapng::blocks::section_header::{SectionHeaderBlock, SectionHeaderOption};
 use pcap_file::pcapng::{Block, PcapNgBlock};
-use pcap_file::{DataLink, Endianness, TsResolution};
-use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use pcap_file::{Endianness, TsResolution};
+use smoltcp::phy::Medium;
 use smoltcp::time::{Duration, Instant};
 
-use crate::device::Housekeeping;
-
-/// The file format of a trace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Format {
-    /// pcapng: direction per packet, nanosecond timestamps, the device's name.
-    #[default]
-    PcapNg,
-    /// Classic pcap (libpcap 2.4, microseconds): for tools that do not read pcapng.
-    Pcap,
-}
-
-impl Format {
-    /// The latest time (since the UNIX epoch) a record of this format can hold: later ones are
-    /// written as this, not wrapped around or dropped. pcapng counts nanoseconds in 64 bits (to
-    /// 2554); classic pcap counts seconds in 32 bits (to 2106).
-    pub fn latest(self) -> StdDuration {
-        match self {
-            Format::PcapNg => StdDuration::from_nanos(u64::MAX),
-            Format::Pcap => StdDuration::new(u64::from(u32::MAX), 999_999_000),
-        }
-    }
-}
-
-/// Where the timestamps of the records come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Timestamps {
-    /// The system's real-time clock, read for each record (a vDSO call, not a system call).
-    #[default]
-    System,
-    /// The `Instant` smoltcp passes to the device, taken as time since the UNIX epoch: for a
-    /// virtual clock (replay), which makes the trace a function of the input only.
-    Clock,
-}
-
-/// Direction of a packet, from the host's side of the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    /// Read from the device: sent by the kernel (or the peer) to the host.
-    Inbound,
-    /// Written to the device by the host.
-    Outbound,
-}
-
-impl Direction {
-    /// The pcapng `epb_flags` word: bits 0-1 are the direction (01 inbound, 10 outbound).
-    pub fn epb_flags(self) -> u32 {
-        match self {
-            Direction::Inbound => 0b01,
-            Direction::Outbound => 0b10,
-        }
-    }
-}
+use super::{Direction, Format, Link, Timestamps};
+use crate::link::{Housekeeping, io_desc};
 
 /// How to write a trace.
 #[derive(Debug, Clone)]
@@ -179,10 +120,7 @@ impl<W: Write> TraceWriter<W> {
     /// Start a trace of a device of `medium` on `out`: the file header is written at once, so a
     /// file or pipe that cannot be written fails here.
     pub fn new(out: W, medium: Medium, config: &TraceConfig) -> io::Result<TraceWriter<W>> {
-        let linktype = match medium {
-            Medium::Ethernet => DataLink::ETHERNET,
-            _ => DataLink::RAW,
-        };
+        let linktype = Link::of_medium(medium).datalink();
         let snaplen = config
             .snaplen
             .map_or(MAX_PACKET, |n| (n as usize).min(MAX_PACKET));
@@ -356,7 +294,7 @@ impl<W: Write> TraceWriter<W> {
                 "trace {}: cannot write: {}; the host goes on without the trace (records \
                  written so far are kept)",
                 self.label,
-                crate::error::io_desc(&e)
+                io_desc(&e)
             );
             self.failed = Some(e.kind());
         }
@@ -420,171 +358,14 @@ impl<W: Write> std::fmt::Debug for TraceWriter<W> {
     }
 }
 
-/// A `phy::Device` that records every packet going through `D` into a [`TraceWriter`].
-///
-/// ```no_run
-/// use smoltcp::phy::{Loopback, Medium};
-/// use tunhost::trace::{Pcap, TraceConfig};
-///
-/// let file = std::fs::File::create("trace.pcapng")?;
-/// let device = Pcap::new(Loopback::new(Medium::Ip), file, &TraceConfig::new("lo", "trace.pcapng"))?;
-/// // ... use `device` as the device of a smoltcp Interface; call `device.finish()` at the end.
-/// # Ok::<(), std::io::Error>(())
-/// ```
-pub struct Pcap<D, W: Write> {
-    inner: D,
-    writer: RefCell<TraceWriter<W>>,
-}
-
-impl<D: Device, W: Write> Pcap<D, W> {
-    /// Wrap `inner`, writing the trace to `out` (the header is written at once).
-    pub fn new(inner: D, out: W, config: &TraceConfig) -> io::Result<Pcap<D, W>> {
-        let medium = inner.capabilities().medium;
-        let writer = TraceWriter::new(out, medium, config)?;
-        Ok(Pcap {
-            inner,
-            writer: RefCell::new(writer),
-        })
-    }
-}
-
-impl<D, W: Write> Pcap<D, W> {
-    pub fn inner(&self) -> &D {
-        &self.inner
-    }
-
-    pub fn inner_mut(&mut self) -> &mut D {
-        &mut self.inner
-    }
-
-    pub fn stats(&self) -> TraceStats {
-        self.writer.borrow().stats()
-    }
-
-    /// Whether a write failed (the trace stopped there).
-    pub fn failed(&self) -> bool {
-        self.writer.borrow().failed()
-    }
-
-    /// Write out everything recorded so far.
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.writer.get_mut().flush()
-    }
-
-    /// Flush, and hand back the device, the writer and the final counters.
-    pub fn finish(self) -> (D, io::Result<()>, Option<W>, TraceStats) {
-        let (result, out, stats) = self.writer.into_inner().finish();
-        (self.inner, result, out, stats)
-    }
-}
-
-impl<D: Housekeeping, W: Write> Housekeeping for Pcap<D, W> {
-    fn housekeeping(&mut self, now: Instant) -> Option<Instant> {
-        let inner = self.inner.housekeeping(now);
-        let own = self.writer.get_mut().housekeeping(now);
-        match (inner, own) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
-impl<D: AsFd, W: Write> AsFd for Pcap<D, W> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.inner.as_fd()
-    }
-}
-
-impl<D: Device, W: Write> Device for Pcap<D, W> {
-    type RxToken<'a>
-        = RxToken<'a, D::RxToken<'a>, W>
-    where
-        Self: 'a;
-    type TxToken<'a>
-        = TxToken<'a, D::TxToken<'a>, W>
-    where
-        Self: 'a;
-
-    fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let (rx, tx) = self.inner.receive(now)?;
-        let writer = &self.writer;
-        Some((
-            RxToken {
-                inner: rx,
-                writer,
-                now,
-            },
-            TxToken {
-                inner: tx,
-                writer,
-                now,
-            },
-        ))
-    }
-
-    fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
-        let tx = self.inner.transmit(now)?;
-        Some(TxToken {
-            inner: tx,
-            writer: &self.writer,
-            now,
-        })
-    }
-
-    fn capabilities(&self) -> DeviceCapabilities {
-        self.inner.capabilities()
-    }
-}
-
-/// A received packet; consuming it records it, then hands it to the stack.
-pub struct RxToken<'a, T, W: Write> {
-    inner: T,
-    writer: &'a RefCell<TraceWriter<W>>,
-    now: Instant,
-}
-
-impl<T: phy::RxToken, W: Write> phy::RxToken for RxToken<'_, T, W> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        let (writer, now) = (self.writer, self.now);
-        self.inner.consume(|packet| {
-            // Recorded before the stack sees it: replies it sends from `f` come after it.
-            writer.borrow_mut().record(now, Direction::Inbound, packet);
-            f(packet)
-        })
-    }
-
-    fn meta(&self) -> phy::PacketMeta {
-        self.inner.meta()
-    }
-}
-
-/// Room for a packet to send; consuming it lets the stack fill it, records it, then sends it.
-pub struct TxToken<'a, T, W: Write> {
-    inner: T,
-    writer: &'a RefCell<TraceWriter<W>>,
-    now: Instant,
-}
-
-impl<T: phy::TxToken, W: Write> phy::TxToken for TxToken<'_, T, W> {
-    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let (writer, now) = (self.writer, self.now);
-        self.inner.consume(len, |packet| {
-            let result = f(packet);
-            writer.borrow_mut().record(now, Direction::Outbound, packet);
-            result
-        })
-    }
-
-    fn set_meta(&mut self, meta: phy::PacketMeta) {
-        self.inner.set_meta(meta)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pcap::Pcap;
+    use pcap_file::DataLink;
     use pcap_file::pcap::PcapParser;
     use pcap_file::pcapng::PcapNgParser;
+    use smoltcp::phy::{Device, RxToken, TxToken};
 
     fn config(format: Format) -> TraceConfig {
         TraceConfig {

@@ -21,32 +21,7 @@ use pcap_file::pcapng::blocks::interface_description::{
 use pcap_file::pcapng::{Block, PcapNgParser};
 use pcap_file::{DataLink, PcapError, TsResolution};
 
-pub use crate::trace::Direction;
-
-/// The link layer of a captured packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Link {
-    /// Ethernet II frames (TAP devices, NICs).
-    Ethernet,
-    /// IP packets with no link header (TUN devices).
-    Raw,
-    /// Linux cooked capture v1: a 16-byte header, then the network-layer packet.
-    LinuxSll,
-    /// Linux cooked capture v2: a 20-byte header, then the network-layer packet.
-    LinuxSll2,
-}
-
-impl Link {
-    fn from_datalink(d: DataLink) -> Option<Link> {
-        match d {
-            DataLink::ETHERNET => Some(Link::Ethernet),
-            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Some(Link::Raw),
-            DataLink::LINUX_SLL => Some(Link::LinuxSll),
-            DataLink::LINUX_SLL2 => Some(Link::LinuxSll2),
-            _ => None,
-        }
-    }
-}
+use super::{Direction, Format, Link};
 
 /// One packet of a capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +42,6 @@ impl Packet {
     pub fn is_cut(&self) -> bool {
         (self.original_len as usize) > self.data.len()
     }
-}
-
-/// The container format of a capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Pcap,
-    PcapNg,
 }
 
 /// A parsed capture, all packets in file order.
@@ -313,7 +281,7 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::{self, TraceConfig, TraceWriter};
+    use crate::pcap::{self as trace, TraceConfig, TraceWriter};
     use smoltcp::phy::Medium;
     use smoltcp::time::Instant;
 

@@ -1,0 +1,161 @@
+//! `tunhost serve`: host an address on a TUN/TAP device and run services until Ctrl-C.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use tunhost::Config;
+use tunhost::live::{Live, LiveHost};
+use tunhost::smoltcp::time::Duration;
+use tunhost::smoltcp::wire::{IpAddress, IpCidr};
+
+use crate::args::{DeviceArgs, LogArgs, ServiceArgs, TraceArgs, colons};
+use crate::{fail, finish_trace, init_logging, usage};
+
+#[derive(Args, Debug)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    device: DeviceArgs,
+
+    #[command(flatten)]
+    services: ServiceArgs,
+
+    #[command(flatten)]
+    trace: TraceArgs,
+
+    /// After a packet, keep checking the device this many microseconds before sleeping, e.g. 0
+    /// to always sleep. Saves a wake-up per exchange (latency, request/response rates) at the
+    /// cost of that much CPU after each burst; an idle host never spins.
+    #[arg(long, value_name = "USEC", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100_000), help_heading = "Tuning")]
+    busy_poll: u32,
+
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+pub(crate) fn serve(args: ServeArgs) -> ExitCode {
+    init_logging(args.log.verbose, args.log.quiet);
+    let (dev, addrs) = match args.device.resolve() {
+        Ok(r) => r,
+        Err(msg) => return usage(msg),
+    };
+    let mut live = Live::new(dev);
+    live.host = Config {
+        addrs,
+        gateway: args.device.gateway,
+        mac: args.device.mac,
+        seed: args.services.seed,
+        busy_poll: Duration::from_micros(u64::from(args.busy_poll)),
+    };
+    live.services = args.services.config();
+    if let Err(e) = live.validate() {
+        return usage(e);
+    }
+    live.trace = match args.trace.spec() {
+        Ok(t) => t,
+        Err(msg) => return fail(msg),
+    };
+    let mut host = match live.open() {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    if !args.log.quiet {
+        eprintln!("{}", banner(&host));
+    }
+    let result = host.run();
+    let st = host.tuntap().stats();
+    finish_trace(host);
+    if let Err(e) = result {
+        return fail(e);
+    }
+    log::info!(
+        "{} packets in, {} out; {} read errors, {} write errors; {} malformed, {} bad checksums dropped",
+        st.rx_packets,
+        st.tx_packets,
+        st.rx_errors,
+        st.tx_errors,
+        st.rx_malformed,
+        st.rx_bad_checksum
+    );
+    ExitCode::SUCCESS
+}
+
+/// The one line that says what the host is and how to reach it.
+fn banner(live: &LiveHost) -> String {
+    let host = live.host();
+    let t = live.tuntap().tuntap();
+    let own = host.iface().ip_addrs();
+    let addrs: Vec<String> = own.iter().map(|a| a.to_string()).collect();
+    let first = own[0].address();
+    let kernel = match t.peer() {
+        Some(p) => format!("kernel side {}", p.address()),
+        None => format!(
+            "kernel side as configured; e.g. ip addr add {} dev {}",
+            example_peer(own[0]),
+            t.name()
+        ),
+    };
+    let mac = host
+        .mac()
+        .map(|m| format!(", MAC {}", colons(m)))
+        .unwrap_or_default();
+    let specs = &live.services().services;
+    let services: Vec<String> = specs
+        .iter()
+        .map(|s| {
+            let (proto, port) = s.port();
+            format!("{} {proto}/{port}", s.name())
+        })
+        .collect();
+    let curl = specs
+        .iter()
+        .find_map(|s| match s {
+            tunhost::services::ServiceSpec::Http(p) => Some(*p),
+            _ => None,
+        })
+        .map(|p| {
+            let port = if p == 80 {
+                String::new()
+            } else {
+                format!(":{p}")
+            };
+            match first {
+                IpAddress::Ipv6(a) => format!(", curl http://[{a}]{port}/"),
+                IpAddress::Ipv4(a) => format!(", curl http://{a}{port}/"),
+            }
+        })
+        .unwrap_or_default();
+    format!(
+        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}); services: {}; try: ping {first}{curl}",
+        addrs.join(", "),
+        t.kind(),
+        t.name(),
+        t.mtu(),
+        t.offload(),
+        services.join(", "),
+    )
+}
+
+/// An address the kernel side could take in the host's subnet, for the hint in the banner.
+fn example_peer(host: IpCidr) -> String {
+    match host {
+        IpCidr::Ipv4(c) => {
+            let a = u32::from(c.address());
+            let net = c.network().address();
+            let cand = if a == u32::from(net) + 1 {
+                a + 1
+            } else {
+                u32::from(net) + 1
+            };
+            format!("{}/{}", std::net::Ipv4Addr::from(cand), c.prefix_len())
+        }
+        IpCidr::Ipv6(c) => {
+            let a = u128::from(c.address());
+            let cand = if a & 0xffff == 1 {
+                a + 1
+            } else {
+                (a & !0xffff) | 1
+            };
+            format!("{}/{}", std::net::Ipv6Addr::from(cand), c.prefix_len())
+        }
+    }
+}

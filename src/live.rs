@@ -1,0 +1,249 @@
+//! A live host in one call: open the TUN/TAP device, trace it if asked, build the host and its
+//! services, wire the status page to the device, and make Ctrl-C stop it.
+//!
+//! ```no_run
+//! use tunhost::live::Live;
+//! use tunhost::link::{Kind, TunTapConfig};
+//! use tunhost::services::ServiceSpec;
+//!
+//! let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
+//! live.device.peer = Some("192.0.2.1/24".parse().unwrap());
+//! live.services.services = vec![ServiceSpec::Echo(7)];
+//! let mut host = live.open()?;
+//! host.run()?;
+//! host.finish();
+//! # Ok::<(), tunhost::Error>(())
+//! ```
+//!
+//! This is the top of the library: it uses every layer below and nothing uses it but programs.
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::host::{Config, Host, Stop};
+use crate::link::{TunTap, TunTapConfig, TunTapDevice};
+use crate::pcap::{Pcap, Timestamps, TraceConfig, TraceStats};
+use crate::services::{self, ServicesConfig};
+
+/// The device of a live host: the TUN/TAP device, behind a tracer that records every packet when
+/// the run is traced (and passes them through untouched when not).
+pub type LiveDevice = Pcap<TunTapDevice, File>;
+
+/// Where a trace goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceTarget {
+    /// A file, created (or truncated) before the device is opened, removed again if the device
+    /// cannot be opened.
+    File(PathBuf),
+    /// This process's standard output, e.g. piped into `tshark -r -`.
+    Stdout,
+}
+
+/// How to trace a live host.
+#[derive(Debug, Clone)]
+pub struct TraceSpec {
+    /// Where the trace goes.
+    pub target: TraceTarget,
+    /// Format, snap length and flush interval; the interface name and label are filled in.
+    pub config: TraceConfig,
+}
+
+impl TraceSpec {
+    /// A pcapng trace of every whole packet to `target`.
+    pub fn new(target: TraceTarget) -> TraceSpec {
+        TraceSpec {
+            target,
+            config: TraceConfig::new("", ""),
+        }
+    }
+
+    /// `stdout`, or the file's path: how messages name the trace.
+    pub fn label(&self) -> String {
+        match &self.target {
+            TraceTarget::Stdout => "stdout".into(),
+            TraceTarget::File(p) => p.display().to_string(),
+        }
+    }
+
+    /// Create the file (or take stdout).
+    pub fn open(&self) -> Result<File> {
+        match &self.target {
+            TraceTarget::Stdout => {
+                let fd = std::io::stdout()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| file_error("stdout", "duplicate", e))?;
+                Ok(File::from(fd))
+            }
+            TraceTarget::File(p) => {
+                File::create(p).map_err(|e| file_error(&self.label(), "create the trace file", e))
+            }
+        }
+    }
+}
+
+fn file_error(path: &str, op: &'static str, source: std::io::Error) -> Error {
+    Error::File {
+        path: path.to_string(),
+        op,
+        source,
+    }
+}
+
+/// Everything a live host is made of.
+#[derive(Debug, Clone)]
+pub struct Live {
+    /// The TUN/TAP device and its kernel side.
+    pub device: TunTapConfig,
+    /// The host's addresses and tuning.
+    pub host: Config,
+    /// The services to run (none by default).
+    pub services: ServicesConfig,
+    /// Trace every packet of the device, if set.
+    pub trace: Option<TraceSpec>,
+    /// Make SIGINT and SIGTERM stop the host (the default).
+    pub signals: bool,
+}
+
+impl Live {
+    /// A host with the default address on `device`, no services, not traced, stopped by Ctrl-C.
+    pub fn new(device: TunTapConfig) -> Live {
+        Live {
+            device,
+            host: Config::default(),
+            services: ServicesConfig::default(),
+            trace: None,
+            signals: true,
+        }
+    }
+
+    /// Check what can be checked without touching the system.
+    pub fn validate(&self) -> Result<()> {
+        self.host.validate()?;
+        self.services.validate()?;
+        Ok(())
+    }
+
+    /// Create the trace file, open the device, build the host and its services. The stop
+    /// handle listens for signals from the moment the device is open.
+    pub fn open(self) -> Result<LiveHost> {
+        self.validate()?;
+        let out = self.trace.as_ref().map(TraceSpec::open).transpose()?;
+        let stop = Stop::new()?;
+        if self.signals {
+            stop.on_signals()?;
+        }
+        let tuntap = match TunTap::open(&self.device) {
+            Ok(t) => t,
+            Err(e) => {
+                // Leave no empty trace behind: the file was created only for this run.
+                if let Some(TraceSpec {
+                    target: TraceTarget::File(p),
+                    ..
+                }) = &self.trace
+                {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e.into());
+            }
+        };
+        let device = TunTapDevice::new(tuntap);
+        let (device, label) = match (out, &self.trace) {
+            (Some(file), Some(spec)) => {
+                let label = spec.label();
+                let config = TraceConfig {
+                    interface: device.tuntap().name().to_string(),
+                    label: label.clone(),
+                    timestamps: Timestamps::System,
+                    ..spec.config.clone()
+                };
+                let device = Pcap::new(device, file, &config)
+                    .map_err(|e| file_error(&label, "write the trace header to", e))?;
+                (device, Some(label))
+            }
+            _ => (Pcap::passthrough(device), None),
+        };
+        let mut host = Host::new(device, crate::host::SystemClock::new(), self.host)?;
+        host.show_device(|d| d.inner(), |d| d.inner().stats());
+        services::add(&mut host, &self.services)?;
+        if let Some(label) = &label {
+            log::info!("tracing every packet of the device to {label}");
+        }
+        Ok(LiveHost {
+            host,
+            stop,
+            trace_label: label,
+            services: self.services,
+        })
+    }
+}
+
+/// A host on a live TUN/TAP device, as [`Live::open`] built it.
+pub struct LiveHost {
+    host: Host<LiveDevice>,
+    stop: Stop,
+    trace_label: Option<String>,
+    services: ServicesConfig,
+}
+
+/// How a trace went, once the host is done.
+#[derive(Debug)]
+pub struct TraceReport {
+    /// Where it went.
+    pub label: String,
+    /// The first write error, if any (later packets were counted as lost).
+    pub result: std::io::Result<()>,
+    /// Packets recorded and lost.
+    pub stats: TraceStats,
+}
+
+impl LiveHost {
+    /// The host.
+    pub fn host(&self) -> &Host<LiveDevice> {
+        &self.host
+    }
+
+    /// The host, to drive by hand (clients) or change.
+    pub fn host_mut(&mut self) -> &mut Host<LiveDevice> {
+        &mut self.host
+    }
+
+    /// The host and its stop handle at once (what the clients take).
+    pub fn parts(&mut self) -> (&mut Host<LiveDevice>, &Stop) {
+        (&mut self.host, &self.stop)
+    }
+
+    /// The handle that stops [`LiveHost::run`] (signals use it too).
+    pub fn stop_handle(&self) -> &Stop {
+        &self.stop
+    }
+
+    /// The TUN/TAP device under the tracer.
+    pub fn tuntap(&self) -> &TunTapDevice {
+        self.host.device().inner()
+    }
+
+    /// The services the host was built with.
+    pub fn services(&self) -> &ServicesConfig {
+        &self.services
+    }
+
+    /// Run until stopped (Ctrl-C, or [`Stop::stop`]), then close connections gracefully.
+    pub fn run(&mut self) -> Result<()> {
+        self.host.run(&self.stop)?;
+        Ok(())
+    }
+
+    /// Flush the trace and say how it went (`None` if the run was not traced).
+    pub fn finish(self) -> Option<TraceReport> {
+        let label = self.trace_label?;
+        let (_, result, _, stats) = self.host.into_device().finish();
+        Some(TraceReport {
+            label,
+            result,
+            stats,
+        })
+    }
+}

@@ -1,0 +1,77 @@
+//! What can go wrong replaying a capture.
+
+use std::fmt;
+use std::io;
+
+use crate::host::HostError;
+use crate::link::io_desc;
+use crate::services::ServiceError;
+
+/// A replay that could not be done.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// An Ethernet capture from which the host's MAC cannot be learned, and none was given.
+    UnknownMac,
+    /// A MAC was given for a capture of IP packets (replayed on an IP host).
+    MacOnIpCapture,
+    /// The host could not be built.
+    Host(HostError),
+    /// The services could not be built.
+    Service(ServiceError),
+    /// The output trace could not be written.
+    Trace {
+        /// Where the trace goes.
+        label: String,
+        /// The system's error.
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReplayError::UnknownMac => write!(
+                f,
+                "cannot tell the host's MAC from this Ethernet capture (no frame from or to its \
+                 address)"
+            ),
+            ReplayError::MacOnIpCapture => write!(
+                f,
+                "a MAC is for Ethernet captures; this capture holds IP packets (replayed on an IP \
+                 host)"
+            ),
+            ReplayError::Host(e) => e.fmt(f),
+            ReplayError::Service(e) => e.fmt(f),
+            ReplayError::Trace { label, source } => {
+                write!(f, "cannot write the trace {label}: {}", io_desc(source))
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReplayError::Host(e) => e.source(),
+            ReplayError::Service(e) => e.source(),
+            ReplayError::Trace { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<HostError> for ReplayError {
+    fn from(e: HostError) -> Self {
+        ReplayError::Host(e)
+    }
+}
+
+impl From<ServiceError> for ReplayError {
+    fn from(e: ServiceError) -> Self {
+        ReplayError::Service(e)
+    }
+}
+
+/// The replay layer's result type.
+pub type Result<T, E = ReplayError> = std::result::Result<T, E>;
