@@ -32,7 +32,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use tunhost::smoltcp::wire::IpCidr;
+use smoltcp::wire::IpCidr;
 
 #[derive(Parser, Debug)]
 #[command(

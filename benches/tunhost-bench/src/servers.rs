@@ -8,16 +8,15 @@
 //! Both stop by themselves after `MAX_LIFETIME` even if nobody kills them.
 
 use std::io::{BufRead, Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::TcpListener;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use tunhost::services::chargen_pattern;
-use tunhost::smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
-use tunhost::smoltcp::phy::{Medium, TunTapInterface, wait};
-use tunhost::smoltcp::socket::tcp;
-use tunhost::smoltcp::time::Instant;
-use tunhost::smoltcp::wire::{HardwareAddress, IpCidr};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{Medium, TunTapInterface, wait};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpCidr};
 
 /// A server child never outlives this, killed or not.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
@@ -25,6 +24,27 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(900);
 /// Sockets per port of the stock server (like a small backlog).
 const STOCK_SOCKETS: usize = 8;
 const STOCK_BUF: usize = 64 * 1024;
+
+/// The 95 printable ASCII characters the character generator (RFC 864) cycles through.
+const PRINTABLE: std::ops::RangeInclusive<u8> = b' '..=b'~';
+/// Characters of a chargen line before its CRLF.
+const LINE: usize = 72;
+/// One period of the chargen output: 95 lines (one per starting character) of 72 + 2 bytes.
+const CHARGEN_PERIOD: usize = 95 * (LINE + 2);
+
+/// Chargen output from its start, whole periods of it, at least `len` bytes: line `i` holds the
+/// 72 printable characters from the `i`-th on (wrapping past `~` to the space), then CRLF. A
+/// server sends slices of it that start at an offset below [`CHARGEN_PERIOD`].
+fn chargen_output(len: usize) -> Vec<u8> {
+    let printable: Vec<u8> = PRINTABLE.collect();
+    let period: Vec<u8> = (0..printable.len())
+        .flat_map(|first| {
+            let line = printable.iter().cycle().skip(first).take(LINE);
+            line.copied().chain(*b"\r\n")
+        })
+        .collect();
+    period.repeat(len.div_ceil(CHARGEN_PERIOD).max(1))
+}
 
 /// Stock smoltcp on the existing TUN device `dev`, host address `addr`.
 pub fn stock(dev: &str, addr: IpCidr) -> ! {
@@ -48,7 +68,8 @@ pub fn stock(dev: &str, addr: IpCidr) -> ! {
             socks.push((port, sockets.add(s), 0));
         }
     }
-    let cycle = chargen_pattern();
+    // Each chargen connection sends from its offset in the period, up to a full send buffer.
+    let chargen = chargen_output(CHARGEN_PERIOD + STOCK_BUF);
     let mut tmp = vec![0u8; STOCK_BUF];
     println!("ready");
     let _ = std::io::stdout().flush();
@@ -71,21 +92,9 @@ pub fn stock(dev: &str, addr: IpCidr) -> ! {
                     while s.can_recv() {
                         let _ = s.recv(|b| (b.len(), ()));
                     }
-                    while s.can_send() {
-                        let sent = s.send(|b| {
-                            let mut n = 0;
-                            while n < b.len() {
-                                let c = (cycle.len() - *pos).min(b.len() - n);
-                                b[n..n + c].copy_from_slice(&cycle[*pos..*pos + c]);
-                                n += c;
-                                *pos = (*pos + c) % cycle.len();
-                            }
-                            (n, n)
-                        });
-                        if !matches!(sent, Ok(n) if n > 0) {
-                            break;
-                        }
-                    }
+                    // As much as the send buffer takes (its free space may wrap around).
+                    let sent = s.send_slice(&chargen[*pos..*pos + STOCK_BUF]).unwrap_or(0);
+                    *pos = (*pos + sent) % CHARGEN_PERIOD;
                 }
                 _ => {
                     while s.can_recv() && s.can_send() {
@@ -122,9 +131,8 @@ pub fn kernel(dev: &str, addr: IpCidr, mtu: u32) -> ! {
     std::io::stdin().lock().read_line(&mut line).expect("stdin");
     crate::sh(&["ip", "addr", "add", &addr.to_string(), "dev", dev]);
     crate::sh(&["ip", "link", "set", dev, "mtu", &mtu.to_string(), "up"]);
-    let ip: Ipv4Addr = match addr.address() {
-        tunhost::smoltcp::wire::IpAddress::Ipv4(a) => a,
-        _ => panic!("IPv4 only"),
+    let std::net::IpAddr::V4(ip) = addr.address().into() else {
+        panic!("IPv4 only")
     };
     let discard = TcpListener::bind((ip, 9)).expect("bind 9");
     let chargen = TcpListener::bind((ip, 19)).expect("bind 19");
@@ -137,11 +145,7 @@ pub fn kernel(dev: &str, addr: IpCidr, mtu: u32) -> ! {
         }
     });
     std::thread::spawn(move || {
-        let cycle = chargen_pattern();
-        let mut buf = Vec::new();
-        while buf.len() < 256 * 1024 {
-            buf.extend_from_slice(&cycle);
-        }
+        let buf = chargen_output(256 * 1024);
         for c in chargen.incoming().flatten() {
             let mut c = c;
             while c.write_all(&buf).is_ok() {}
@@ -168,4 +172,34 @@ pub fn kernel(dev: &str, addr: IpCidr, mtu: u32) -> ! {
     let _ = std::io::stdout().flush();
     std::thread::sleep(MAX_LIFETIME);
     std::process::exit(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chargen_output_is_rfc864() {
+        let out = chargen_output(1);
+        assert_eq!(out.len(), CHARGEN_PERIOD);
+        let lines: Vec<&[u8]> = out.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 95);
+        assert_eq!(
+            lines[0],
+            b" !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefg\r\n"
+        );
+        assert!(lines[1].starts_with(b"!\"#"));
+        // The last line starts with '~' and wraps to the space.
+        assert!(lines[94].starts_with(b"~ !\"#"));
+        assert!(
+            lines
+                .iter()
+                .all(|l| l.len() == LINE + 2 && l.ends_with(b"\r\n"))
+        );
+        assert_eq!(chargen_output(CHARGEN_PERIOD + 1).len(), 2 * CHARGEN_PERIOD);
+        assert_eq!(
+            &out[..],
+            &chargen_output(3 * CHARGEN_PERIOD)[2 * CHARGEN_PERIOD..]
+        );
+    }
 }
