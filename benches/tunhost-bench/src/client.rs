@@ -89,36 +89,20 @@ pub fn connect_close(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
 }
 
 /// ICMP echo, one in flight at a time, for `secs`: the median round-trip time in µs.
+///
+/// An ICMP datagram socket (`ping_group_range` allows it): the kernel fills in the identifier
+/// and checksum. It is driven as a `UdpSocket`, whose calls are the same; port 0.
 pub fn icmp_rtt(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
-    // SAFETY: plain socket(2); the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_ICMP) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fd is a new socket we own.
-    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let tv = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    // SAFETY: valid fd and option value.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
-    let sa = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(addr).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
+    use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::Icmp,
+    )?;
+    let sock = std::net::UdpSocket::from(fd);
+    sock.set_read_timeout(Some(Duration::from_secs(1)))?;
+    let to = SocketAddr::from((addr, 0));
     let mut rtts = Vec::new();
     let start = Instant::now();
     let mut seq = 0u16;
@@ -128,37 +112,20 @@ pub fn icmp_rtt(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
         if start.elapsed() > Duration::from_secs(30) {
             break;
         }
-        // Echo request: type 8, code 0, checksum and id filled in by the kernel, seq, payload.
+        // Echo request: type 8, code 0, checksum and id (kernel's), seq, zero payload.
         let mut req = [0u8; 64];
         req[0] = 8;
         req[6..8].copy_from_slice(&seq.to_be_bytes());
         let t = Instant::now();
-        // SAFETY: valid fd, buffer and address.
-        let r = unsafe {
-            libc::sendto(
-                fd,
-                req.as_ptr().cast(),
-                req.len(),
-                0,
-                (&sa as *const libc::sockaddr_in).cast(),
-                std::mem::size_of::<libc::sockaddr_in>() as u32,
-            )
-        };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        sock.send_to(&req, to)?;
+        // Echo reply (type 0) with our sequence number; a late reply to an earlier one is skipped.
         loop {
-            // SAFETY: valid fd and buffer.
-            let n = unsafe { libc::recv(fd, reply.as_mut_ptr().cast(), reply.len(), 0) };
-            if n < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            let n = sock.recv(&mut reply)?;
             if n >= 8 && reply[0] == 0 && reply[6..8] == seq.to_be_bytes() {
                 break;
             }
         }
         rtts.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    drop(sock);
     Ok(crate::median(&mut rtts))
 }

@@ -24,7 +24,7 @@
 mod client;
 mod servers;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
@@ -523,7 +523,7 @@ impl Server {
             .stderr(Stdio::piped());
             let mut child = spawn(cmd)?;
             let err = child.stderr.take().expect("piped");
-            wait_line(BufReader::new(err), "serving ", &mut child)?;
+            wait_line(err, "serving ", &mut child)?;
             return Ok(Server {
                 target,
                 child,
@@ -557,7 +557,7 @@ impl Server {
                     persistent: Some(dev.to_string()),
                 };
                 let mut server = server;
-                wait_line(BufReader::new(out), "ready", &mut server.child)?;
+                wait_line(out, "ready", &mut server.child)?;
                 Ok(server)
             }
             Target::Kernel => {
@@ -578,15 +578,7 @@ impl Server {
                 .stderr(Stdio::inherit());
                 let mut child = spawn(cmd)?;
                 let mut stdin = child.stdin.take().expect("piped");
-                let out = child.stdout.take().expect("piped");
-                let (tx, rx) = mpsc::channel();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(out).lines().map_while(Result::ok) {
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                });
+                let rx = lines(child.stdout.take().expect("piped"));
                 let mut server = Server {
                     target,
                     child,
@@ -648,10 +640,8 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        // SIGKILL, then reap.
+        let _ = self.child.kill();
         let _ = self.child.wait();
         if let Some(dev) = &self.persistent {
             let _ = run(&["ip", "tuntap", "del", "dev", dev, "mode", "tun"]);
@@ -670,9 +660,7 @@ fn spawn(mut cmd: Command) -> Res<Child> {
                 return Err(std::io::Error::last_os_error());
             }
             if pin_it {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(1, &mut set);
-                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                pin(1);
             }
             Ok(())
         });
@@ -680,28 +668,25 @@ fn spawn(mut cmd: Command) -> Res<Child> {
     cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))
 }
 
-/// Wait (10 s at most) for a line starting with `ready` on `r`, then keep draining it.
-fn wait_line<R: BufRead + Send + 'static>(r: R, ready: &str, child: &mut Child) -> Res<()> {
+/// The lines a child writes to a pipe, read by a thread of their own until the pipe closes.
+/// Lines nobody receives any more are dropped: the child never blocks on a full pipe.
+fn lines(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in r.lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                // Nobody listens any more: keep reading so the child never blocks on a full pipe.
-                continue;
-            }
-        }
+        BufReader::new(pipe)
+            .lines()
+            .map_while(Result::ok)
+            .for_each(|line| drop(tx.send(line)));
     });
-    match expect_line(&rx, ready) {
-        Ok(()) => {
-            // Keep the receiver alive in a thread that discards what comes.
-            std::thread::spawn(move || while rx.recv().is_ok() {});
-            Ok(())
-        }
-        Err(e) => {
-            let status = child.try_wait().ok().flatten();
-            Err(format!("{e} (child exit: {status:?})"))
-        }
-    }
+    rx
+}
+
+/// Wait (10 s at most) for a line containing `ready` on the child's pipe `r`.
+fn wait_line(r: impl Read + Send + 'static, ready: &str, child: &mut Child) -> Res<()> {
+    expect_line(&lines(r), ready).map_err(|e| {
+        let status = child.try_wait().ok().flatten();
+        format!("{e} (child exit: {status:?})")
+    })
 }
 
 fn expect_line(rx: &mpsc::Receiver<String>, prefix: &str) -> Res<()> {
