@@ -8,7 +8,7 @@ use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use common::{HOST, TUN_ARGS, Tunhost, echo, in_netns, pattern, run, sh};
+use common::{HOST, TUN_ARGS, Tunhost, echo, in_netns, kernel_device, pattern, run, sh};
 use nix::sys::signal::Signal;
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
@@ -295,9 +295,7 @@ fn offload_is_negotiated_and_shown_in_the_banner() {
 fn attaches_to_an_existing_persistent_device() {
     require_root!();
     in_netns(|| {
-        sh(&["ip", "tuntap", "add", "dev", "tunp", "mode", "tun"]);
-        sh(&["ip", "addr", "add", "203.0.113.1/24", "dev", "tunp"]);
-        sh(&["ip", "link", "set", "tunp", "up"]);
+        kernel_device("tunp", "tun", "203.0.113.1/24");
         let mut h = Tunhost::serve(&["--tun", "tunp", "--addr", "203.0.113.2/24", "--echo", "7"]);
         assert!(
             h.banner.contains("kernel side as configured"),
