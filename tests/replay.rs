@@ -8,7 +8,7 @@ mod common;
 mod tools;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use common::{Tunhost, in_netns, sh, tunhost};
@@ -238,9 +238,7 @@ fn regenerate_captures() {
         assert_eq!(back, text);
     });
     record("udp-echo.pcapng", &with(&["--udp-echo", "7"]), || {
-        let u = UdpSocket::bind("192.0.2.1:0").unwrap();
-        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        u.connect("192.0.2.2:7").unwrap();
+        let u = common::udp_to_host(7, Duration::from_secs(5));
         for i in 0..3 {
             let msg = format!("datagram {i}");
             u.send(msg.as_bytes()).unwrap();
@@ -252,9 +250,7 @@ fn regenerate_captures() {
     record("closed-port.pcapng", &with(&["--echo", "7"]), || {
         let e = TcpStream::connect(("192.0.2.2", 8)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-        let u = UdpSocket::bind("192.0.2.1:0").unwrap();
-        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        u.connect("192.0.2.2:9").unwrap();
+        let u = common::udp_to_host(9, Duration::from_secs(5));
         u.send(b"anyone there?").unwrap();
         let e = u.recv(&mut [0; 16]).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);

@@ -6,13 +6,12 @@ mod tools;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
-use std::net::UdpSocket;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{TUNHOST, Tunhost, in_netns, pattern, sh};
+use common::{TUNHOST, Tunhost, assert_echoes, in_netns, sh};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tools::{Scratch, Tcpdump, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
@@ -24,15 +23,8 @@ fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     [base, more].concat()
 }
 
-fn tcp_echo(len: usize) {
-    let data = pattern(len, 7);
-    assert!(common::echo((HOST, 7), &data) == data, "TCP echo differs");
-}
-
 fn udp_echo(n: usize) {
-    let u = UdpSocket::bind("192.0.2.1:0").unwrap();
-    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    u.connect((HOST, 7)).unwrap();
+    let u = common::udp_to_host(7, Duration::from_secs(5));
     for i in 0..n {
         let msg = format!("udp {i}");
         u.send(msg.as_bytes()).unwrap();
@@ -72,7 +64,7 @@ fn tun_trace_holds_every_packet_tcpdump_saw_and_replays() {
         ));
         let dump = Tcpdump::start("tun0", &k);
         sh(&["ping", "-c", "5", "-i", "0.05", "-W", "1", HOST]);
-        tcp_echo(200 * 1024);
+        assert_echoes((HOST, 7), 200 * 1024, 7);
         udp_echo(5);
         // A last ping of a size of its own: once tcpdump has written its reply, it has written
         // everything before it.
@@ -362,7 +354,7 @@ fn a_closed_pipe_is_reported_once_and_the_host_keeps_serving() {
         wait_for(&err, "the banner", |l| l.starts_with("serving "));
         drop(trace);
         sh(&["ping", "-c", "3", "-i", "0.3", "-W", "1", HOST]);
-        tcp_echo(10_000);
+        assert_echoes((HOST, 7), 10_000, 7);
         kill(Pid::from_raw(host.0.id() as i32), Signal::SIGINT).unwrap();
         assert!(host.0.wait().unwrap().success());
         // The child has exited: its stderr ends, and so does the channel.

@@ -78,6 +78,25 @@ pub fn echo(addr: impl std::net::ToSocketAddrs, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Echo `len` bytes of [`pattern`] `seed` through the echo service at `addr` (see [`echo`]):
+/// they must all come back, exactly.
+pub fn assert_echoes(addr: impl std::net::ToSocketAddrs + std::fmt::Debug, len: usize, seed: u64) {
+    let data = pattern(len, seed);
+    let what = format!("echo of {len} bytes at {addr:?}");
+    let back = echo(addr, &data);
+    assert_eq!(back.len(), data.len(), "{what}: length");
+    assert!(back == data, "{what}: echoed bytes differ");
+}
+
+/// A UDP socket on the kernel side of the TUN test device (192.0.2.1), connected to the host's
+/// `port`, that waits `timeout` at most for a datagram.
+pub fn udp_to_host(port: u16, timeout: Duration) -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind("192.0.2.1:0").expect("bind on the kernel side");
+    s.connect((HOST, port)).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s
+}
+
 /// The path of the `tunhost` binary cargo built for these tests.
 pub const TUNHOST: &str = env!("CARGO_BIN_EXE_tunhost");
 
