@@ -23,16 +23,6 @@ fn capture(name: &str) -> Capture {
     read_capture(&captures_dir().join(name).to_string_lossy())
 }
 
-/// The host each capture was recorded with (see captures/README.md).
-fn host(addr: &str, services: Vec<ServiceSpec>) -> Config {
-    Config {
-        addrs: vec![addr.parse::<IpCidr>().unwrap()],
-        services,
-        seed: Some(0),
-        ..Config::default()
-    }
-}
-
 fn run(cap: &Capture, config: Config) -> Report {
     let cfg = ReplayConfig {
         keep_output: true,
@@ -54,10 +44,28 @@ fn replay_output(r: &Report) -> Vec<Vec<u8>> {
     r.output.iter().map(|(_, p)| p.clone()).collect()
 }
 
+/// `captures/NAME` and its replay through the host it was recorded with (see
+/// captures/README.md): at `addr`, with one `service`.
+fn replayed(name: &str, addr: &str, service: ServiceSpec) -> (Capture, Report) {
+    let cap = capture(name);
+    let host = Config {
+        addrs: vec![addr.parse::<IpCidr>().unwrap()],
+        services: vec![service],
+        seed: Some(0),
+        ..Config::default()
+    };
+    let r = run(&cap, host);
+    (cap, r)
+}
+
+/// The replay wrote exactly the packets the live host wrote, in order.
+fn assert_same_output(cap: &Capture, r: &Report) {
+    assert_eq!(replay_output(r), live_output(cap), "{}", r.summary);
+}
+
 #[test]
 fn ping_capture_replays_to_the_same_replies() {
-    let cap = capture("ping.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed("ping.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     let live = live_output(&cap);
     assert_eq!(live.len(), 3, "the capture holds 3 echo replies");
     assert!(live.iter().all(|p| icmp_echo_reply(p).is_some()));
@@ -68,16 +76,14 @@ fn ping_capture_replays_to_the_same_replies() {
 
 #[test]
 fn udp_echo_capture_replays_to_the_same_datagrams() {
-    let cap = capture("udp-echo.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::UdpEcho(7)]));
+    let (cap, r) = replayed("udp-echo.pcapng", "192.0.2.2/24", ServiceSpec::UdpEcho(7));
     assert_eq!(r.summary.written_by_protocol.udp, 3, "{}", r.summary);
-    assert_eq!(replay_output(&r), live_output(&cap), "{}", r.summary);
+    assert_same_output(&cap, &r);
 }
 
 #[test]
 fn closed_port_capture_replays_to_the_same_refusals() {
-    let cap = capture("closed-port.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed("closed-port.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     let out = replay_output(&r);
     assert_eq!(out, live_output(&cap), "{}", r.summary);
     // A TCP RST (flags byte has RST) and an ICMP port unreachable (type 3, code 3).
@@ -87,20 +93,22 @@ fn closed_port_capture_replays_to_the_same_refusals() {
 
 #[test]
 fn tap_capture_replays_arp_and_ping_on_an_ethernet_host() {
-    let cap = capture("tap-arp-ping.pcapng");
-    assert!(cap.packets.iter().all(|p| p.link == Link::Ethernet));
     // No --mac: the host's MAC is learned from the capture.
-    let r = run(&cap, host("198.51.100.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed(
+        "tap-arp-ping.pcapng",
+        "198.51.100.2/24",
+        ServiceSpec::Echo(7),
+    );
+    assert!(cap.packets.iter().all(|p| p.link == Link::Ethernet));
     assert_eq!(r.mac, Some("02:00:00:00:00:02".parse().unwrap()));
     assert!(r.summary.written_by_protocol.arp >= 1, "{}", r.summary);
     assert_eq!(r.summary.written_by_protocol.icmp, 2, "{}", r.summary);
-    assert_eq!(replay_output(&r), live_output(&cap), "{}", r.summary);
+    assert_same_output(&cap, &r);
 }
 
 #[test]
 fn tcp_echo_capture_replays_the_same_stream() {
-    let cap = capture("tcp-echo.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed("tcp-echo.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     // The byte stream the host sent: TCP payloads from port 7, in sequence order.
     let stream = |packets: Vec<Vec<u8>>| {
         let mut segs: Vec<(u32, Vec<u8>)> = packets
@@ -155,10 +163,7 @@ fn replay_cli_is_deterministic_and_summarises() {
             .filter(|p| p.direction == Some(d))
             .count()
     };
-    let r = run(
-        &capture("tcp-echo.pcapng"),
-        host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]),
-    );
+    let (_, r) = replayed("tcp-echo.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     assert_eq!(count(Direction::Inbound) as u64, r.summary.fed);
     assert_eq!(count(Direction::Outbound) as u64, r.summary.written);
     assert_eq!(out.packets.len() as u64, r.summary.fed + r.summary.written);
@@ -277,9 +282,8 @@ fn regenerate_captures() {
 
 #[test]
 fn tcpdump_capture_replays_to_the_same_echo_replies() {
-    let cap = capture("ping-tcpdump.pcap");
+    let (cap, r) = replayed("ping-tcpdump.pcap", "192.0.2.2/24", ServiceSpec::Echo(7));
     assert!(cap.packets.iter().all(|p| p.link == Link::Raw));
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
     let live: Vec<Vec<u8>> = cap
         .packets
         .iter()
