@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use common::{Tunhost, in_netns, sh, tunhost};
 use nix::sys::signal::Signal;
-use tools::{Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture};
+use tools::{
+    Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture, replay_cli, traced,
+};
 use tunhost::capture::{Capture, Direction, Link};
 use tunhost::replay::{ReplayConfig, Report, replay};
 use tunhost::smoltcp::wire::IpCidr;
@@ -141,13 +143,18 @@ fn replay_cli_is_deterministic_and_summarises() {
     let (a, b) = (dir.path("a.pcapng"), dir.path("b.pcapng"));
     let mut outputs = Vec::new();
     for out in [&a, &b] {
-        let o = std::process::Command::new(common::TUNHOST)
-            .args(["replay", input, "--addr", "192.0.2.2/24", "--echo", "7"])
-            .args(["--seed", "0", "--pcap", out])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        outputs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        let args = [
+            input,
+            "--addr",
+            "192.0.2.2/24",
+            "--echo",
+            "7",
+            "--seed",
+            "0",
+            "--pcap",
+            out,
+        ];
+        outputs.push(replay_cli(&args));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert_eq!(outputs[0].replace(&a, "OUT"), outputs[1].replace(&b, "OUT"));
@@ -202,23 +209,16 @@ fn replay_cli_rejects_bad_input_in_one_line() {
 
 use common::TUN_ARGS as TUN;
 
-/// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
-/// `traffic`, then stop the host with SIGINT (a complete trace).
+/// The TUN test device's arguments, then `extra`.
 fn with(extra: &[&'static str]) -> Vec<&'static str> {
     [TUN, extra].concat()
 }
 
-fn record(name: &str, args: &[&str], traffic: impl FnOnce() + Send + 'static) {
+/// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
+/// `traffic`, then stop the host with SIGINT (a complete trace).
+fn record(name: &str, args: &[&str], traffic: impl FnOnce() + Send) {
     let path = captures_dir().join(name).to_string_lossy().into_owned();
-    let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    argv.extend(["--seed", "0", "--pcap", &path].map(String::from));
-    in_netns(move || {
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut h = Tunhost::serve(&argv);
-        traffic();
-        let (status, _) = h.signal(Signal::SIGINT);
-        assert!(status.success());
-    });
+    traced(&[args, &["--seed", "0", "--pcap", &path]].concat(), traffic);
     let cap = read_capture(&path);
     eprintln!("{name}: {} packets", cap.packets.len());
 }

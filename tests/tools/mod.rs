@@ -9,7 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use tunhost::capture::{Capture, Packet};
 
-use crate::common::{Guard, lines, spawn};
+use crate::common::{Guard, TUNHOST, Tunhost, in_netns, lines, spawn};
 
 /// `captures/` in the source tree.
 pub fn captures_dir() -> PathBuf {
@@ -103,6 +103,22 @@ impl Tcpdump {
         let _ = kill(self.child.pid(), Signal::SIGINT);
         let _ = self.child.0.wait();
     }
+}
+
+/// `tunhost serve ARGS` (with a `--pcap` among them) in a namespace of its own: `traffic` runs
+/// against it, then SIGINT, on which it must exit 0, its trace complete.
+pub fn traced(args: &[&str], traffic: impl FnOnce() + Send) {
+    in_netns(|| {
+        let mut h = Tunhost::serve(args);
+        traffic();
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success(), "exit status {status}");
+    });
+}
+
+/// `tunhost replay ARGS`, which must succeed: its stdout (the summary).
+pub fn replay_cli(args: &[&str]) -> String {
+    tool(&[&[TUNHOST, "replay"], args].concat())
 }
 
 /// Run a tool and return its stdout (panics with stderr if it fails).
