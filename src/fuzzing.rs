@@ -27,6 +27,7 @@ use smoltcp::wire::{
 };
 
 use crate::host::{Clock, Config, Host, VirtualClock};
+use crate::link::vnet::{checksum, sum_be};
 use crate::replay::{ReplayDevice, ReplayHandle};
 use crate::services::http::HttpConfig;
 use crate::services::{ListenerConfig, ServiceSpec, ServicesConfig};
@@ -235,7 +236,7 @@ fn fix_ip(ip: &mut [u8]) {
         IpProtocol::Icmp => 0,
         _ => pseudo_header(proto, src, dst, l4.len()),
     };
-    let sum = inet_checksum(start, l4);
+    let sum = checksum(start, l4);
     l4[at..at + 2].copy_from_slice(&sum.to_be_bytes());
 }
 
@@ -550,7 +551,7 @@ pub fn check_emitted(
     match ip.first().map(|b| b >> 4) {
         Some(4) => {
             let p = Ipv4Packet::new_checked(ip).map_err(|e| format!("ipv4: {e}"))?;
-            if inet_checksum(0, &ip[..p.header_len() as usize]) != 0 {
+            if checksum(0, &ip[..p.header_len() as usize]) != 0 {
                 return Err("bad IPv4 header checksum".into());
             }
             let (src, dst) = (IpAddress::Ipv4(p.src_addr()), IpAddress::Ipv4(p.dst_addr()));
@@ -575,37 +576,16 @@ pub fn check_emitted(
     }
 }
 
-/// One's-complement sum of `data` folded onto `start` (RFC 1071), complemented: 0 when a
-/// checksum over the data is right. Written here rather than taken from smoltcp, whose
-/// `verify_checksum` always says yes when built for fuzzing (`cfg(fuzzing)`).
-fn inet_checksum(start: u32, data: &[u8]) -> u16 {
-    let mut sum = start;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// The sum of the pseudo-header of a transport checksum (RFC 793, RFC 8200 8.1).
-fn pseudo_header(proto: IpProtocol, src: IpAddress, dst: IpAddress, len: usize) -> u32 {
-    let words = |b: &[u8]| {
-        b.chunks(2)
-            .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-            .sum::<u32>()
-    };
+/// The sum of the pseudo-header of a transport checksum (RFC 793, RFC 8200 8.1), unfolded,
+/// for [`checksum`]. Checksums here are `vnet`'s rather than smoltcp's, whose `verify_checksum`
+/// always says yes when built for fuzzing (`cfg(fuzzing)`).
+fn pseudo_header(proto: IpProtocol, src: IpAddress, dst: IpAddress, len: usize) -> u64 {
     let addrs = match (src, dst) {
-        (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => words(&s.octets()) + words(&d.octets()),
-        (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => words(&s.octets()) + words(&d.octets()),
+        (IpAddress::Ipv4(s), IpAddress::Ipv4(d)) => sum_be(sum_be(0, &s.octets()), &d.octets()),
+        (IpAddress::Ipv6(s), IpAddress::Ipv6(d)) => sum_be(sum_be(0, &s.octets()), &d.octets()),
         _ => 0,
     };
-    addrs + u32::from(u8::from(proto)) + (len as u32 & 0xffff) + (len as u32 >> 16)
+    addrs + u64::from(u8::from(proto)) + len as u64
 }
 
 fn check_l4(
@@ -618,23 +598,23 @@ fn check_l4(
     let ok = match proto {
         IpProtocol::Tcp => {
             TcpPacket::new_checked(payload).map_err(|e| format!("tcp: {e}"))?;
-            inet_checksum(pseudo, payload) == 0
+            checksum(pseudo, payload) == 0
         }
         IpProtocol::Udp => {
             let u = UdpPacket::new_checked(payload).map_err(|e| format!("udp: {e}"))?;
             // Over IPv4 a zero checksum means "none" (RFC 768); over IPv6 it is mandatory.
             (u.checksum() == 0 && matches!(src, IpAddress::Ipv4(_)))
-                || inet_checksum(pseudo, payload) == 0
+                || checksum(pseudo, payload) == 0
         }
         IpProtocol::Icmp => {
             smoltcp::wire::Icmpv4Packet::new_checked(payload)
                 .map_err(|e| format!("icmpv4: {e}"))?;
-            inet_checksum(0, payload) == 0
+            checksum(0, payload) == 0
         }
         IpProtocol::Icmpv6 => {
             smoltcp::wire::Icmpv6Packet::new_checked(payload)
                 .map_err(|e| format!("icmpv6: {e}"))?;
-            inet_checksum(pseudo, payload) == 0
+            checksum(pseudo, payload) == 0
         }
         other => return Err(format!("unexpected protocol {other}")),
     };

@@ -5,7 +5,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 
 use common::{TUNHOST, Tunhost, in_netns, sh, tunhost};
 
@@ -30,6 +30,13 @@ fn check(args: &[&str], got: i32, err: &str, code: i32, needle: &str) {
     );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!err.contains("os error"), "bare os error: {err}");
+}
+
+/// [`check`] a run's output; its stderr.
+fn check_output(what: &str, out: &Output, code: i32, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    check(&[what], out.status.code().unwrap_or(-1), &err, code, needle);
+    err
 }
 
 #[test]
@@ -131,14 +138,7 @@ fn no_permission() {
             .unwrap()
     });
     std::fs::remove_dir_all(&dir).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    check(
-        &["serve (as nobody)"],
-        out.status.code().unwrap_or(-1),
-        &err,
-        1,
-        "CAP_NET_ADMIN",
-    );
+    let err = check_output("serve (as nobody)", &out, 1, "CAP_NET_ADMIN");
     assert!(err.contains("tun0"), "{err}");
 }
 
@@ -213,14 +213,7 @@ fn tun_device_node_missing() {
         }
         cmd.output().unwrap()
     });
-    let err = String::from_utf8_lossy(&out.stderr);
-    check(
-        &["serve without /dev/net/tun"],
-        out.status.code().unwrap_or(-1),
-        &err,
-        1,
-        "/dev/net/tun",
-    );
+    let err = check_output("serve without /dev/net/tun", &out, 1, "/dev/net/tun");
     assert!(err.contains("modprobe tun"), "{err}");
 }
 

@@ -5,26 +5,31 @@ mod common;
 mod tools;
 
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{TUNHOST, in_netns, pattern, run, sh};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use common::{Guard, TUNHOST, in_netns, kernel_device, pattern, run, spawn};
+use tools::{Scratch, tshark_fields};
 
-const DEV: &[&str] = &["--tun", "tun9", "--addr", "198.51.100.2/24"];
+/// `tunhost CMD` on tun9 (host 198.51.100.2/24), then `more`.
+fn tun9<'a>(cmd: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    [&[cmd, "--tun", "tun9", "--addr", "198.51.100.2/24"], more].concat()
+}
 
 /// Create tun9 with kernel side 198.51.100.1/24, as a user would with ip(8).
 fn kernel_side_device() {
-    sh(&["ip", "tuntap", "add", "dev", "tun9", "mode", "tun"]);
-    sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "tun9"]);
-    sh(&["ip", "link", "set", "tun9", "up"]);
+    kernel_device("tun9", "tun", "198.51.100.1/24");
 }
 
+/// Run `argv` to completion, 60 s at most.
+fn timed(argv: &[&str]) -> Output {
+    run(&[&["timeout", "60"], argv].concat())
+}
+
+/// `tunhost ARGS`: exit code, stdout, stderr.
 fn tunhost(args: &[&str]) -> (i32, String, String) {
-    let mut argv = vec!["timeout", "60", TUNHOST];
-    argv.extend_from_slice(args);
-    let out = run(&argv);
+    let out = timed(&[&[TUNHOST], args].concat());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -32,16 +37,79 @@ fn tunhost(args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `tunhost ARGS`, which must succeed: its stdout.
+fn tunhost_ok(args: &[&str]) -> String {
+    let (code, out, err) = tunhost(args);
+    assert_eq!(code, 0, "tunhost {args:?}: {out}{err}");
+    out
+}
+
+/// `tunhost ARGS`, which must exit with `code`: its stderr.
+fn tunhost_fails(args: &[&str], code: i32) -> String {
+    let (got, _, err) = tunhost(args);
+    assert_eq!(got, code, "tunhost {args:?}: {err}");
+    err
+}
+
+/// The stdout of `argv` (a GET: the body), which must succeed.
+fn fetched(argv: &[&str]) -> Vec<u8> {
+    let out = timed(argv);
+    assert!(
+        out.status.success(),
+        "{argv:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A scratch directory for `test` holding one file, `name`, of `data`: a web root.
+fn web_root_with(test: &str, name: &str, data: &[u8]) -> Scratch {
+    let dir = Scratch::new(test);
+    std::fs::write(dir.0.join(name), data).unwrap();
+    dir
+}
+
+/// A kernel-side `python3 -m http.server` serving `dir` on 198.51.100.1:8000, killed on drop.
+fn py_server(dir: &Path) -> Guard {
+    let d = dir.to_str().unwrap();
+    let argv = [
+        "python3",
+        "-m",
+        "http.server",
+        "--bind",
+        "198.51.100.1",
+        "--directory",
+        d,
+        "8000",
+    ];
+    let s = Guard(spawn(&argv, Stdio::null(), Stdio::null()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("198.51.100.1", 8000)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "python3 http.server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s
+}
+
+/// Run `f` in a namespace of its own, where the kernel side has tun9 and serves `dir` over HTTP
+/// (see [`py_server`]).
+fn with_kernel_server(dir: &Scratch, f: impl FnOnce() + Send) {
+    in_netns(|| {
+        kernel_side_device();
+        let _py = py_server(&dir.0);
+        f();
+    });
+}
+
 #[test]
 fn ping_three_replies_from_the_kernel_side() {
     require_root!();
     in_netns(|| {
         kernel_side_device();
-        let mut args = vec!["ping"];
-        args.extend_from_slice(DEV);
-        args.extend_from_slice(&["-c", "3", "-i", "0.2", "198.51.100.1"]);
-        let (code, out, err) = tunhost(&args);
-        assert_eq!(code, 0, "{out}{err}");
+        let out = tunhost_ok(&tun9("ping", &["-c", "3", "-i", "0.2", "198.51.100.1"]));
         assert_eq!(
             out.matches("bytes from 198.51.100.1: icmp_seq=").count(),
             3,
@@ -54,10 +122,7 @@ fn ping_three_replies_from_the_kernel_side() {
         assert!(out.contains("rtt min/avg/max/mdev = "), "{out}");
 
         // Nobody there: no reply, exit 1.
-        let mut args = vec!["ping"];
-        args.extend_from_slice(DEV);
-        args.extend_from_slice(&["-c", "1", "-W", "0.5", "198.51.100.77"]);
-        let (code, out, _) = tunhost(&args);
+        let (code, out, _) = tunhost(&tun9("ping", &["-c", "1", "-W", "0.5", "198.51.100.77"]));
         assert_eq!(code, 1, "{out}");
         assert!(
             out.contains("1 packets transmitted, 0 received, 100% packet loss"),
@@ -66,133 +131,65 @@ fn ping_three_replies_from_the_kernel_side() {
     });
 }
 
-/// A kernel-side `python3 -m http.server`, killed (by PID) on drop.
-struct PyServer(Child);
-
-impl PyServer {
-    fn start(dir: &std::path::Path) -> PyServer {
-        let child = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "198.51.100.1", "8000"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run python3 -m http.server (is python3 installed?)");
-        let s = PyServer(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("198.51.100.1", 8000)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "python3 http.server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        s
-    }
-}
-
-impl Drop for PyServer {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn get_500_kb_from_a_kernel_server_byte_exact() {
     require_root!();
-    let dir = std::env::temp_dir().join(format!("tunhost-get-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let data = pattern(500 * 1024, 7);
-    std::fs::write(dir.join("f.bin"), &data).unwrap();
-    let d = dir.clone();
-    in_netns(move || {
-        kernel_side_device();
-        let _py = PyServer::start(&d);
-        let out_file = d.join("got.bin");
-        let mut args = vec!["get"];
-        args.extend_from_slice(DEV);
-        let o = out_file.to_str().unwrap().to_string();
-        args.extend_from_slice(&["-o", &o, "http://198.51.100.1:8000/f.bin"]);
-        let (code, out, err) = tunhost(&args);
-        assert_eq!(code, 0, "{out}{err}");
-        let got = std::fs::read(&out_file).unwrap();
+    let dir = web_root_with("client-get", "f.bin", &data);
+    with_kernel_server(&dir, || {
+        let o = dir.path("got.bin");
+        tunhost_ok(&tun9("get", &["-o", &o, "http://198.51.100.1:8000/f.bin"]));
+        let got = std::fs::read(&o).unwrap();
         assert_eq!(got.len(), data.len());
         assert!(got == data, "body differs");
 
         // To stdout, with -v: headers on stderr, body on stdout.
-        let mut args = vec!["get", "-v"];
-        args.extend_from_slice(DEV);
-        args.push("http://198.51.100.1:8000/f.bin");
-        let out = run(&args_with_timeout(&args));
+        let args = tun9("get", &["-v", "http://198.51.100.1:8000/f.bin"]);
+        let out = timed(&[&[TUNHOST], &args[..]].concat());
         assert!(out.status.success());
         assert!(out.stdout == data, "stdout body differs");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("< HTTP/1.0 200 OK"), "{err}");
 
         // A 404 is a failure with one clear line, and no output file.
-        let missing = d.join("missing.out");
-        let m = missing.to_str().unwrap().to_string();
-        let mut args = vec!["get"];
-        args.extend_from_slice(DEV);
-        args.extend_from_slice(&["-o", &m, "http://198.51.100.1:8000/nope"]);
-        let (code, _, err) = tunhost(&args);
-        assert_eq!(code, 1, "{err}");
+        let m = dir.path("missing.out");
+        let err = tunhost_fails(
+            &tun9("get", &["-o", &m, "http://198.51.100.1:8000/nope"]),
+            1,
+        );
         assert!(
             err.contains("http://198.51.100.1:8000/nope") && err.contains("404"),
             "{err}"
         );
-        assert!(!missing.exists());
+        assert!(!Path::new(&m).exists());
 
         // Nothing listening: refused, non-zero, one line naming the URL.
-        let mut args = vec!["get"];
-        args.extend_from_slice(DEV);
-        args.push("http://198.51.100.1:8001/");
-        let (code, _, err) = tunhost(&args);
-        assert_eq!(code, 1, "{err}");
+        let err = tunhost_fails(&tun9("get", &["http://198.51.100.1:8001/"]), 1);
         assert!(
             err.contains("http://198.51.100.1:8001/: connection refused"),
             "{err}"
         );
     });
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn args_with_timeout<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec!["timeout", "60", TUNHOST];
-    v.extend_from_slice(args);
-    v
 }
 
 #[test]
 fn http_get_example_fetches_from_a_kernel_server() {
     require_root!();
     let bin = common::example("http_get");
-    let dir = std::env::temp_dir().join(format!("tunhost-get-ex-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let data = pattern(100_000, 9);
-    std::fs::write(dir.join("g.bin"), &data).unwrap();
-    let d = dir.clone();
-    in_netns(move || {
-        kernel_side_device();
-        let _py = PyServer::start(&d);
-        let out = run(&[
-            "timeout",
-            "60",
-            bin.as_str(),
-            "http://198.51.100.1:8000/g.bin",
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.stdout == data, "http_get example: body differs");
+    let dir = web_root_with("client-get-example", "g.bin", &data);
+    with_kernel_server(&dir, || {
+        let body = fetched(&[&bin, "http://198.51.100.1:8000/g.bin"]);
+        assert!(body == data, "http_get example: body differs");
     });
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tunhost ping -c 2 -i 0.1 TARGET` on device `dev` (`kind`: `--tun` or `--tap`) with host
+/// address `addr`, which must succeed: its stdout.
+fn ping_twice(kind: &str, dev: &str, addr: &str, target: &str) -> String {
+    tunhost_ok(&[
+        "ping", kind, dev, "--addr", addr, "-c", "2", "-i", "0.1", target,
+    ])
 }
 
 #[test]
@@ -200,50 +197,13 @@ fn ping_over_tap_and_ipv6() {
     require_root!();
     in_netns(|| {
         // TAP: the host resolves the kernel side's MAC by ARP before the first request goes out.
-        sh(&["ip", "tuntap", "add", "dev", "tap9", "mode", "tap"]);
-        sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "tap9"]);
-        sh(&["ip", "link", "set", "tap9", "up"]);
-        let (code, out, err) = tunhost(&[
-            "ping",
-            "--tap",
-            "tap9",
-            "--addr",
-            "198.51.100.2/24",
-            "-c",
-            "2",
-            "-i",
-            "0.1",
-            "198.51.100.1",
-        ]);
-        assert_eq!(code, 0, "{out}{err}");
+        kernel_device("tap9", "tap", "198.51.100.1/24");
+        let out = ping_twice("--tap", "tap9", "198.51.100.2/24", "198.51.100.1");
         assert!(out.contains("2 packets transmitted, 2 received"), "{out}");
 
         // IPv6 on a TUN device.
-        sh(&["ip", "tuntap", "add", "dev", "tun9", "mode", "tun"]);
-        sh(&[
-            "ip",
-            "-6",
-            "addr",
-            "add",
-            "2001:db8:9::1/64",
-            "dev",
-            "tun9",
-            "nodad",
-        ]);
-        sh(&["ip", "link", "set", "tun9", "up"]);
-        let (code, out, err) = tunhost(&[
-            "ping",
-            "--tun",
-            "tun9",
-            "--addr",
-            "2001:db8:9::2/64",
-            "-c",
-            "2",
-            "-i",
-            "0.1",
-            "2001:db8:9::1",
-        ]);
-        assert_eq!(code, 0, "{out}{err}");
+        kernel_device("tun9", "tun", "2001:db8:9::1/64");
+        let out = ping_twice("--tun", "tun9", "2001:db8:9::2/64", "2001:db8:9::1");
         assert!(
             out.contains("bytes from 2001:db8:9::1: icmp_seq=2"),
             "{out}"
@@ -254,23 +214,16 @@ fn ping_over_tap_and_ipv6() {
 #[test]
 fn get_from_tunhost_serve_through_the_kernel_router() {
     require_root!();
-    let dir = std::env::temp_dir().join(format!("tunhost-get-routed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let data = pattern(3_000_000, 11);
-    std::fs::write(dir.join("big.bin"), &data).unwrap();
-    let d = dir.clone();
-    in_netns(move || {
+    let dir = web_root_with("client-get-routed", "big.bin", &data);
+    in_netns(|| {
         // Two userspace hosts on two TUN devices; the kernel forwards between their subnets.
         // This thread's namespace's /proc/sys/net: the host's forwarding setting is not touched.
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").expect("enable forwarding");
-        let root = d.to_str().unwrap().to_string();
-        let _server = common::Tunhost::serve(
-            &[common::TUN_ARGS, &["--http", "80", "--root", &root]].concat(),
-        );
-        let out = run(&[
-            "timeout",
-            "60",
+        let root = dir.0.to_str().unwrap();
+        let _server =
+            common::Tunhost::serve(&[common::TUN_ARGS, &["--http", "80", "--root", root]].concat());
+        let body = fetched(&[
             TUNHOST,
             "get",
             "--tun",
@@ -283,29 +236,17 @@ fn get_from_tunhost_serve_through_the_kernel_router() {
             "198.51.100.1",
             "http://192.0.2.2/big.bin",
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.stdout == data, "routed get: body differs");
+        assert!(body == data, "routed get: body differs");
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn ping_and_get_trace_every_packet_with_pcap() {
     require_root!();
-    let scratch = tools::Scratch::new("client-pcap");
-    let (ping_trace, get_trace) = (scratch.path("ping.pcapng"), scratch.path("get.pcap"));
-    let www = scratch.0.join("www");
-    std::fs::create_dir_all(&www).unwrap();
-    std::fs::write(www.join("f.txt"), b"traced body\n").unwrap();
-    in_netns(move || {
-        kernel_side_device();
-        let mut args = vec!["ping"];
-        args.extend_from_slice(DEV);
-        args.extend_from_slice(&[
+    let dir = web_root_with("client-pcap", "f.txt", b"traced body\n");
+    let (ping_trace, get_trace) = (dir.path("ping.pcapng"), dir.path("get.pcap"));
+    with_kernel_server(&dir, || {
+        let more = [
             "-c",
             "2",
             "-i",
@@ -313,29 +254,26 @@ fn ping_and_get_trace_every_packet_with_pcap() {
             "--pcap",
             &ping_trace,
             "198.51.100.1",
-        ]);
-        let (code, out, err) = tunhost(&args);
-        assert_eq!(code, 0, "{out}{err}");
-        let icmp = tools::tshark_fields(&ping_trace, "icmp", &["icmp.type", "ip.src", "ip.dst"]);
+        ];
+        tunhost_ok(&tun9("ping", &more));
+        let icmp = tshark_fields(&ping_trace, "icmp", &["icmp.type", "ip.src", "ip.dst"]);
         let count = |t: &str, src: &str| icmp.iter().filter(|f| f[0] == t && f[1] == src).count();
         assert_eq!(count("8", "198.51.100.2"), 2, "echo requests in {icmp:?}");
         assert_eq!(count("0", "198.51.100.1"), 2, "echo replies in {icmp:?}");
 
-        let _py = PyServer::start(&www);
-        let mut args = vec!["get"];
-        args.extend_from_slice(DEV);
-        args.extend_from_slice(&["--pcap", &get_trace, "--pcap-format", "pcap"]);
-        args.push("http://198.51.100.1:8000/f.txt");
-        let (code, out, err) = tunhost(&args);
-        assert_eq!(code, 0, "{out}{err}");
+        let more = ["--pcap", &get_trace, "--pcap-format", "pcap"];
+        let out = tunhost_ok(&tun9(
+            "get",
+            &[&more[..], &["http://198.51.100.1:8000/f.txt"]].concat(),
+        ));
         assert_eq!(out, "traced body\n");
-        let uris = tools::tshark_fields(&get_trace, "http.request", &["http.request.uri"]);
+        let uris = tshark_fields(&get_trace, "http.request", &["http.request.uri"]);
         assert_eq!(
             uris,
             vec![vec!["/f.txt".to_string()]],
             "requests in the trace"
         );
-        let codes = tools::tshark_fields(&get_trace, "http.response", &["http.response.code"]);
+        let codes = tshark_fields(&get_trace, "http.response", &["http.response.code"]);
         assert_eq!(
             codes,
             vec![vec!["200".to_string()]],
@@ -343,11 +281,10 @@ fn ping_and_get_trace_every_packet_with_pcap() {
         );
 
         // stdout carries ping's lines and get's body: a trace there would mix with them.
-        let mut args = vec!["ping"];
-        args.extend_from_slice(DEV);
-        args.extend_from_slice(&["-c", "1", "--pcap", "-", "198.51.100.1"]);
-        let (code, _, err) = tunhost(&args);
-        assert_eq!(code, 2, "{err}");
+        let err = tunhost_fails(
+            &tun9("ping", &["-c", "1", "--pcap", "-", "198.51.100.1"]),
+            2,
+        );
         assert!(err.contains("--pcap -"), "{err}");
     });
 }

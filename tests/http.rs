@@ -2,33 +2,15 @@
 //! own network namespace and TUN device, and a web root of its own in a temporary directory.
 
 mod common;
+mod tools;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Tunhost, in_netns, pattern, run};
-
-use common::{HOST, TUN_ARGS};
-
-/// A temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("tunhost-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use common::{HOST, TUN_ARGS, Tunhost, in_netns, pattern, run};
+use tools::Scratch;
 
 /// `base/www` with an index-less root, a subdirectory, a 3 MB random file, and a secret outside
 /// (`base/secret.txt`) that a symbolic link inside points to.
@@ -41,6 +23,23 @@ fn web_root(base: &Path) -> PathBuf {
     std::fs::write(base.join("secret.txt"), b"TOP SECRET\n").unwrap();
     std::os::unix::fs::symlink(base.join("secret.txt"), www.join("escape")).unwrap();
     www
+}
+
+/// Run `f` in a namespace of its own with the path of a fresh [`web_root`] in a scratch
+/// directory for `test`.
+fn with_web_root(test: &str, f: impl FnOnce(&str) + Send) {
+    let dir = Scratch::new(test);
+    let www = web_root(&dir.0);
+    in_netns(|| f(www.to_str().unwrap()));
+}
+
+/// Run `f` in a namespace of its own against `tunhost serve --http PORT` over a fresh
+/// [`web_root`]; `f` gets the base URL, `http://HOST:PORT`.
+fn serving_web_root(test: &str, port: &str, f: impl FnOnce(&str) + Send) {
+    with_web_root(test, |root| {
+        let _h = serve_http(&["--http", port, "--root", root]);
+        f(&format!("http://{HOST}:{port}"));
+    });
 }
 
 fn serve_http(extra: &[&str]) -> Tunhost {
@@ -61,6 +60,18 @@ fn curl(args: &[&str]) -> (i32, Vec<u8>, String) {
     )
 }
 
+/// curl ARGS, which must succeed: what it wrote to stdout.
+fn curl_ok(args: &[&str]) -> Vec<u8> {
+    let (code, out, err) = curl(args);
+    assert_eq!(code, 0, "curl {args:?}: {err}");
+    out
+}
+
+/// curl ARGS, which must succeed: what it wrote to stdout, as text.
+fn curl_text(args: &[&str]) -> String {
+    String::from_utf8(curl_ok(args)).expect("curl's output is UTF-8")
+}
+
 /// The HTTP status curl got for URL (with extra flags).
 fn status_of(flags: &[&str], url: &str) -> String {
     let mut args = vec!["-o", "/dev/null", "-w", "%{http_code}"];
@@ -78,9 +89,7 @@ fn default_serve_shows_the_status_page_on_port_80() {
         // No flags at all: tunhost0, 192.0.2.2/24, the default services and HTTP on 80.
         let h = Tunhost::serve(&[]);
         assert!(h.banner.contains("http tcp/80"), "{}", h.banner);
-        let (code, body, err) = curl(&[&format!("http://{HOST}/")]);
-        assert_eq!(code, 0, "{err}");
-        let body = String::from_utf8(body).unwrap();
+        let body = curl_text(&[&format!("http://{HOST}/")]);
         for want in [
             "192.0.2.2/24",
             "tun tunhost0",
@@ -103,40 +112,27 @@ fn default_serve_shows_the_status_page_on_port_80() {
 #[test]
 fn curl_files_head_404_keep_alive_and_no_way_out() {
     require_root!();
-    let tmp = TempDir::new("http-curl");
-    let www = web_root(&tmp.0);
-    in_netns(move || {
-        let root = www.to_str().unwrap();
-        let _h = serve_http(&["--http", "8080", "--root", root]);
-        let base = format!("http://{HOST}:8080");
-
+    serving_web_root("http-curl", "8080", |base| {
         // GET / is a generated listing of the root.
-        let (code, body, err) = curl(&["-i", &format!("{base}/")]);
-        assert_eq!(code, 0, "{err}");
-        let text = String::from_utf8_lossy(&body);
+        let text = curl_text(&["-i", &format!("{base}/")]);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("href=\"big.bin\""), "{text}");
         assert!(text.contains("Date: "), "{text}");
 
         // A 3 MB random file, byte-exact.
-        let (code, body, err) = curl(&[&format!("{base}/big.bin")]);
-        assert_eq!(code, 0, "{err}");
+        let body = curl_ok(&[&format!("{base}/big.bin")]);
         assert_eq!(body.len(), 3_000_000);
         assert!(body == pattern(3_000_000, 42), "big.bin differs");
 
         // A file in a subdirectory, with its type.
-        let (code, body, err) = curl(&["-i", &format!("{base}/sub/page.html")]);
-        assert_eq!(code, 0, "{err}");
-        let text = String::from_utf8_lossy(&body);
+        let text = curl_text(&["-i", &format!("{base}/sub/page.html")]);
         assert!(text.contains("Content-Type: text/html"), "{text}");
         assert!(text.ends_with("\r\n\r\n<p>sub page</p>\n"), "{text}");
 
         assert_eq!(status_of(&[], &format!("{base}/missing.txt")), "404");
 
         // HEAD: the headers of a GET, no body.
-        let (code, body, err) = curl(&["-I", &format!("{base}/big.bin")]);
-        assert_eq!(code, 0, "{err}");
-        let text = String::from_utf8_lossy(&body);
+        let text = curl_text(&["-I", &format!("{base}/big.bin")]);
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("Content-Length: 3000000\r\n"), "{text}");
         assert!(text.contains("Last-Modified: "), "{text}");
@@ -168,9 +164,7 @@ fn curl_files_head_404_keep_alive_and_no_way_out() {
             let mut args = flags.to_vec();
             let url = format!("{base}{path}");
             args.push(&url);
-            let (code, body, err) = curl(&args);
-            assert_eq!(code, 0, "{err}");
-            let text = String::from_utf8_lossy(&body);
+            let text = curl_text(&args);
             assert!(!text.contains("TOP SECRET"), "{path} escaped the root");
             let status = status_of(flags, &url);
             assert!(status == "403" || status == "404", "{path}: {status}");
@@ -203,11 +197,8 @@ fn ab(args: &[&str]) -> (u64, u64) {
 #[test]
 fn ab_64_concurrent_with_and_without_keep_alive_has_no_failures() {
     require_root!();
-    let tmp = TempDir::new("http-ab");
-    let www = web_root(&tmp.0);
-    in_netns(move || {
-        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
-        let url = format!("http://{HOST}/hello.txt");
+    serving_web_root("http-ab", "80", |base| {
+        let url = format!("{base}/hello.txt");
         assert_eq!(ab(&["-n", "4000", "-c", "64", "-k", &url]), (4000, 0));
         assert_eq!(ab(&["-n", "2000", "-c", "64", &url]), (2000, 0));
     });
@@ -264,12 +255,9 @@ fn malformed_oversized_and_stalled_requests() {
 fn http_server_example_serves_files() {
     require_root!();
     let bin = common::example("http_server");
-    let tmp = TempDir::new("http-example");
-    let www = web_root(&tmp.0);
-    in_netns(move || {
-        let _h = Tunhost::start_program(&bin, &[www.to_str().unwrap()], "http on ");
-        let (code, body, err) = curl(&[&format!("http://{HOST}/big.bin")]);
-        assert_eq!(code, 0, "{err}");
+    with_web_root("http-example", |root| {
+        let _h = Tunhost::start_program(&bin, &[root], "http on ");
+        let body = curl_ok(&[&format!("http://{HOST}/big.bin")]);
         assert!(body == pattern(3_000_000, 42), "big.bin differs");
     });
 }
@@ -288,25 +276,24 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn big_files_stream_without_growing_memory() {
     require_root!();
-    let tmp = TempDir::new("http-stream");
-    let www = tmp.0.join("www");
+    let dir = Scratch::new("http-stream");
+    let www = dir.0.join("www");
     std::fs::create_dir_all(&www).unwrap();
     // 128 MiB, sparse: no disk needed, and reads are cheap.
     let f = std::fs::File::create(www.join("huge.bin")).unwrap();
     f.set_len(128 << 20).unwrap();
     drop(f);
-    in_netns(move || {
+    in_netns(|| {
         let h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
         let pid = h.pid().as_raw() as u32;
         let before = rss_kib(pid);
-        let (code, body, err) = curl(&[
+        let body = curl_ok(&[
             "-o",
             "/dev/null",
             "-w",
             "%{size_download}",
             &format!("http://{HOST}/huge.bin"),
         ]);
-        assert_eq!(code, 0, "{err}");
         assert_eq!(String::from_utf8_lossy(&body), (128u64 << 20).to_string());
         let after = rss_kib(pid);
         // A copy of the file would be 131072 KiB; allow socket buffers and allocator slack.

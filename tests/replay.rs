@@ -8,12 +8,14 @@ mod common;
 mod tools;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, UdpSocket};
+use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use common::{Tunhost, in_netns, sh, tunhost};
 use nix::sys::signal::Signal;
-use tools::{Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture};
+use tools::{
+    Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture, replay_cli, traced,
+};
 use tunhost::Config;
 use tunhost::pcap::{Capture, Direction, Link};
 use tunhost::replay::{ReplayConfig, Report, replay};
@@ -22,20 +24,6 @@ use tunhost::smoltcp::wire::IpCidr;
 
 fn capture(name: &str) -> Capture {
     read_capture(&captures_dir().join(name).to_string_lossy())
-}
-
-/// The host each capture was recorded with (see captures/README.md).
-fn host(addr: &str, services: Vec<ServiceSpec>) -> ReplayConfig {
-    let host = Config {
-        addrs: vec![addr.parse::<IpCidr>().unwrap()],
-        seed: Some(0),
-        ..Config::default()
-    };
-    let services = ServicesConfig {
-        services,
-        ..ServicesConfig::default()
-    };
-    ReplayConfig::new(host, services)
 }
 
 fn run(cap: &Capture, config: ReplayConfig) -> Report {
@@ -59,10 +47,31 @@ fn replay_output(r: &Report) -> Vec<Vec<u8>> {
     r.output.iter().map(|(_, p)| p.clone()).collect()
 }
 
+/// `captures/NAME` and its replay through the host it was recorded with (see
+/// captures/README.md): at `addr`, with one `service`.
+fn replayed(name: &str, addr: &str, service: ServiceSpec) -> (Capture, Report) {
+    let cap = capture(name);
+    let host = Config {
+        addrs: vec![addr.parse::<IpCidr>().unwrap()],
+        seed: Some(0),
+        ..Config::default()
+    };
+    let services = ServicesConfig {
+        services: vec![service],
+        ..ServicesConfig::default()
+    };
+    let r = run(&cap, ReplayConfig::new(host, services));
+    (cap, r)
+}
+
+/// The replay wrote exactly the packets the live host wrote, in order.
+fn assert_same_output(cap: &Capture, r: &Report) {
+    assert_eq!(replay_output(r), live_output(cap), "{}", r.summary);
+}
+
 #[test]
 fn ping_capture_replays_to_the_same_replies() {
-    let cap = capture("ping.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed("ping.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     let live = live_output(&cap);
     assert_eq!(live.len(), 3, "the capture holds 3 echo replies");
     assert!(live.iter().all(|p| icmp_echo_reply(p).is_some()));
@@ -73,16 +82,14 @@ fn ping_capture_replays_to_the_same_replies() {
 
 #[test]
 fn udp_echo_capture_replays_to_the_same_datagrams() {
-    let cap = capture("udp-echo.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::UdpEcho(7)]));
+    let (cap, r) = replayed("udp-echo.pcapng", "192.0.2.2/24", ServiceSpec::UdpEcho(7));
     assert_eq!(r.summary.written_by_protocol.udp, 3, "{}", r.summary);
-    assert_eq!(replay_output(&r), live_output(&cap), "{}", r.summary);
+    assert_same_output(&cap, &r);
 }
 
 #[test]
 fn closed_port_capture_replays_to_the_same_refusals() {
-    let cap = capture("closed-port.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed("closed-port.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     let out = replay_output(&r);
     assert_eq!(out, live_output(&cap), "{}", r.summary);
     // A TCP RST (flags byte has RST) and an ICMP port unreachable (type 3, code 3).
@@ -92,20 +99,22 @@ fn closed_port_capture_replays_to_the_same_refusals() {
 
 #[test]
 fn tap_capture_replays_arp_and_ping_on_an_ethernet_host() {
-    let cap = capture("tap-arp-ping.pcapng");
-    assert!(cap.packets.iter().all(|p| p.link == Link::Ethernet));
     // No --mac: the host's MAC is learned from the capture.
-    let r = run(&cap, host("198.51.100.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed(
+        "tap-arp-ping.pcapng",
+        "198.51.100.2/24",
+        ServiceSpec::Echo(7),
+    );
+    assert!(cap.packets.iter().all(|p| p.link == Link::Ethernet));
     assert_eq!(r.mac, Some("02:00:00:00:00:02".parse().unwrap()));
     assert!(r.summary.written_by_protocol.arp >= 1, "{}", r.summary);
     assert_eq!(r.summary.written_by_protocol.icmp, 2, "{}", r.summary);
-    assert_eq!(replay_output(&r), live_output(&cap), "{}", r.summary);
+    assert_same_output(&cap, &r);
 }
 
 #[test]
 fn tcp_echo_capture_replays_the_same_stream() {
-    let cap = capture("tcp-echo.pcapng");
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
+    let (cap, r) = replayed("tcp-echo.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     // The byte stream the host sent: TCP payloads from port 7, in sequence order.
     let stream = |packets: Vec<Vec<u8>>| {
         let mut segs: Vec<(u32, Vec<u8>)> = packets
@@ -138,13 +147,18 @@ fn replay_cli_is_deterministic_and_summarises() {
     let (a, b) = (dir.path("a.pcapng"), dir.path("b.pcapng"));
     let mut outputs = Vec::new();
     for out in [&a, &b] {
-        let o = std::process::Command::new(common::TUNHOST)
-            .args(["replay", input, "--addr", "192.0.2.2/24", "--echo", "7"])
-            .args(["--seed", "0", "--pcap", out])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        outputs.push(String::from_utf8_lossy(&o.stdout).into_owned());
+        let args = [
+            input,
+            "--addr",
+            "192.0.2.2/24",
+            "--echo",
+            "7",
+            "--seed",
+            "0",
+            "--pcap",
+            out,
+        ];
+        outputs.push(replay_cli(&args));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     assert_eq!(outputs[0].replace(&a, "OUT"), outputs[1].replace(&b, "OUT"));
@@ -160,10 +174,7 @@ fn replay_cli_is_deterministic_and_summarises() {
             .filter(|p| p.direction == Some(d))
             .count()
     };
-    let r = run(
-        &capture("tcp-echo.pcapng"),
-        host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]),
-    );
+    let (_, r) = replayed("tcp-echo.pcapng", "192.0.2.2/24", ServiceSpec::Echo(7));
     assert_eq!(count(Direction::Inbound) as u64, r.summary.fed);
     assert_eq!(count(Direction::Outbound) as u64, r.summary.written);
     assert_eq!(out.packets.len() as u64, r.summary.fed + r.summary.written);
@@ -202,23 +213,16 @@ fn replay_cli_rejects_bad_input_in_one_line() {
 
 use common::TUN_ARGS as TUN;
 
-/// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
-/// `traffic`, then stop the host with SIGINT (a complete trace).
+/// The TUN test device's arguments, then `extra`.
 fn with(extra: &[&'static str]) -> Vec<&'static str> {
     [TUN, extra].concat()
 }
 
-fn record(name: &str, args: &[&str], traffic: impl FnOnce() + Send + 'static) {
+/// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
+/// `traffic`, then stop the host with SIGINT (a complete trace).
+fn record(name: &str, args: &[&str], traffic: impl FnOnce() + Send) {
     let path = captures_dir().join(name).to_string_lossy().into_owned();
-    let mut argv: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    argv.extend(["--seed", "0", "--pcap", &path].map(String::from));
-    in_netns(move || {
-        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let mut h = Tunhost::serve(&argv);
-        traffic();
-        let (status, _) = h.signal(Signal::SIGINT);
-        assert!(status.success());
-    });
+    traced(&[args, &["--seed", "0", "--pcap", &path]].concat(), traffic);
     let cap = read_capture(&path);
     eprintln!("{name}: {} packets", cap.packets.len());
 }
@@ -243,9 +247,7 @@ fn regenerate_captures() {
         assert_eq!(back, text);
     });
     record("udp-echo.pcapng", &with(&["--udp-echo", "7"]), || {
-        let u = UdpSocket::bind("192.0.2.1:0").unwrap();
-        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        u.connect("192.0.2.2:7").unwrap();
+        let u = common::udp_to_host(7, Duration::from_secs(5));
         for i in 0..3 {
             let msg = format!("datagram {i}");
             u.send(msg.as_bytes()).unwrap();
@@ -257,9 +259,7 @@ fn regenerate_captures() {
     record("closed-port.pcapng", &with(&["--echo", "7"]), || {
         let e = TcpStream::connect(("192.0.2.2", 8)).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-        let u = UdpSocket::bind("192.0.2.1:0").unwrap();
-        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        u.connect("192.0.2.2:9").unwrap();
+        let u = common::udp_to_host(9, Duration::from_secs(5));
         u.send(b"anyone there?").unwrap();
         let e = u.recv(&mut [0; 16]).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -286,9 +286,8 @@ fn regenerate_captures() {
 
 #[test]
 fn tcpdump_capture_replays_to_the_same_echo_replies() {
-    let cap = capture("ping-tcpdump.pcap");
+    let (cap, r) = replayed("ping-tcpdump.pcap", "192.0.2.2/24", ServiceSpec::Echo(7));
     assert!(cap.packets.iter().all(|p| p.link == Link::Raw));
-    let r = run(&cap, host("192.0.2.2/24", vec![ServiceSpec::Echo(7)]));
     let live: Vec<Vec<u8>> = cap
         .packets
         .iter()

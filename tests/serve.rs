@@ -8,7 +8,9 @@ use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::thread;
 use std::time::Duration;
 
-use common::{HOST, TUN_ARGS, Tunhost, echo, in_netns, pattern, run, sh};
+use common::{
+    HOST, TUN_ARGS, Tunhost, assert_echoes, in_netns, kernel_device, pattern, run, sh, udp_to_host,
+};
 use nix::sys::signal::Signal;
 
 const TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
@@ -19,16 +21,17 @@ fn serve_tun(services: &[&str]) -> Tunhost {
     Tunhost::serve(&args)
 }
 
+/// Run `f` in a namespace of its own, against `tunhost serve` with `services` on the TUN test
+/// device.
+fn on_tun(services: &[&str], f: impl FnOnce(&mut Tunhost) + Send) {
+    in_netns(|| f(&mut serve_tun(services)));
+}
+
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect((HOST, port)).expect("connect to the host");
     s.set_read_timeout(TIMEOUT).unwrap();
     s.set_write_timeout(TIMEOUT).unwrap();
     s
-}
-
-/// Send `data` on a new connection to the echo port and return what came back.
-fn echo_roundtrip(port: u16, data: Vec<u8>) -> Vec<u8> {
-    echo((HOST, port), &data)
 }
 
 fn ping_ok(args: &[&str]) -> String {
@@ -40,11 +43,30 @@ fn ping_ok(args: &[&str]) -> String {
     text
 }
 
+/// `ping -c COUNT` the host at `addr`, 50 ms apart: every request must be answered.
+fn ping_all(addr: &str, count: u32) {
+    let count = count.to_string();
+    let family = if addr.contains(':') { "-6" } else { "-4" };
+    let text = ping_ok(&[family, "-c", &count, "-i", "0.05", "-W", "1", addr]);
+    let want = format!("{count} packets transmitted, {count} received");
+    assert!(text.contains(&want), "{text}");
+}
+
+/// The kernel's neighbour table on tap0 has `mac` for the host's `addr` (learned by ARP or by
+/// neighbour discovery).
+fn assert_neighbour(addr: &str, mac: &str) {
+    let family = if addr.contains(':') { "-6" } else { "-4" };
+    let neigh = sh(&["ip", family, "neigh", "show", addr, "dev", "tap0"]);
+    assert!(
+        neigh.contains(&format!("lladdr {mac}")),
+        "neighbour: {neigh}"
+    );
+}
+
 #[test]
 fn ping_twenty_of_twenty() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--echo", "7"]);
+    on_tun(&["--echo", "7"], |_| {
         let text = ping_ok(&["-c", "20", "-i", "0.01", "-W", "1", HOST]);
         assert!(
             text.contains("20 packets transmitted, 20 received, 0% packet loss"),
@@ -56,23 +78,16 @@ fn ping_twenty_of_twenty() {
 #[test]
 fn tcp_echo_one_mib_byte_exact() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--echo", "7"]);
-        let data = pattern(1 << 20, 1);
-        let back = echo_roundtrip(7, data.clone());
-        assert_eq!(back.len(), data.len());
-        assert!(back == data, "echoed bytes differ");
+    on_tun(&["--echo", "7"], |_| {
+        assert_echoes((HOST, 7), 1 << 20, 1);
     });
 }
 
 #[test]
 fn udp_echo_1_to_1400_bytes() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--udp-echo", "7"]);
-        let s = UdpSocket::bind("192.0.2.1:0").unwrap();
-        s.connect((HOST, 7)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    on_tun(&["--udp-echo", "7"], |_| {
+        let s = udp_to_host(7, Duration::from_secs(2));
         let mut buf = [0u8; 2048];
         for len in 1..=1400usize {
             let data = pattern(len, len as u64);
@@ -88,16 +103,9 @@ fn udp_echo_1_to_1400_bytes() {
 #[test]
 fn sixty_four_concurrent_echo_connections() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--echo", "7"]);
+    on_tun(&["--echo", "7"], |_| {
         let workers: Vec<_> = (0..64u64)
-            .map(|i| {
-                thread::spawn(move || {
-                    let data = pattern(64 * 1024, 100 + i);
-                    let back = echo_roundtrip(7, data.clone());
-                    assert!(back == data, "connection {i}: echoed bytes differ");
-                })
-            })
+            .map(|i| thread::spawn(move || assert_echoes((HOST, 7), 64 * 1024, 100 + i)))
             .collect();
         for w in workers {
             w.join().expect("an echo connection failed");
@@ -108,14 +116,12 @@ fn sixty_four_concurrent_echo_connections() {
 #[test]
 fn listener_recycles_sockets() {
     require_root!();
-    in_netns(|| {
-        // 300 connections one after another through a port capped at 70 sockets: a socket that
-        // leaked per connection would make the 71st connection fail.
-        let _h = serve_tun(&["--echo", "7", "--backlog", "64", "--max-connections", "70"]);
+    // 300 connections one after another through a port capped at 70 sockets: a socket that
+    // leaked per connection would make the 71st connection fail.
+    let services = ["--echo", "7", "--backlog", "64", "--max-connections", "70"];
+    on_tun(&services, |_| {
         for i in 0..300u64 {
-            let data = pattern(1000, i);
-            let back = echo_roundtrip(7, data.clone());
-            assert!(back == data, "connection {i}: echoed bytes differ");
+            assert_echoes((HOST, 7), 1000, i);
         }
     });
 }
@@ -123,8 +129,7 @@ fn listener_recycles_sockets() {
 #[test]
 fn discard_reads_until_fin_then_closes() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--discard", "9"]);
+    on_tun(&["--discard", "9"], |_| {
         let mut s = connect(9);
         s.write_all(&pattern(1 << 20, 9)).unwrap();
         s.shutdown(Shutdown::Write).unwrap();
@@ -138,8 +143,7 @@ fn discard_reads_until_fin_then_closes() {
 #[test]
 fn chargen_sends_the_rfc864_pattern() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--chargen", "19"]);
+    on_tun(&["--chargen", "19"], |_| {
         let mut s = connect(19);
         let mut got = vec![0u8; 20_000];
         s.read_exact(&mut got).unwrap();
@@ -158,8 +162,7 @@ fn chargen_sends_the_rfc864_pattern() {
 #[test]
 fn closed_tcp_port_is_refused() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--echo", "7"]);
+    on_tun(&["--echo", "7"], |_| {
         let err = TcpStream::connect_timeout(&(HOST, 8).into_addr(), Duration::from_secs(5))
             .expect_err("port 8 has no service");
         assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "{err}");
@@ -169,11 +172,8 @@ fn closed_tcp_port_is_refused() {
 #[test]
 fn closed_udp_port_gets_icmp_port_unreachable() {
     require_root!();
-    in_netns(|| {
-        let _h = serve_tun(&["--udp-echo", "7"]);
-        let s = UdpSocket::bind("192.0.2.1:0").unwrap();
-        s.connect((HOST, 8)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    on_tun(&["--udp-echo", "7"], |_| {
+        let s = udp_to_host(8, Duration::from_secs(5));
         s.send(b"anyone?").unwrap();
         let err = s.recv(&mut [0u8; 64]).expect_err("port 8 has no service");
         // Linux reports an ICMP port unreachable on a connected UDP socket as ECONNREFUSED.
@@ -186,16 +186,10 @@ fn tap_answers_arp_ping_and_echo() {
     require_root!();
     in_netns(|| {
         let _h = Tunhost::serve(&[common::TAP_ARGS, &["--echo", "7"]].concat());
-        let text = ping_ok(&["-c", "3", "-i", "0.05", "-W", "1", "198.51.100.2"]);
-        assert!(text.contains("3 received"), "{text}");
+        ping_all("198.51.100.2", 3);
         // The kernel learned the host's MAC by ARP.
-        let neigh = sh(&["ip", "neigh", "show", "198.51.100.2", "dev", "tap0"]);
-        assert!(
-            neigh.contains("lladdr 02:00:00:00:00:02"),
-            "neighbour: {neigh}"
-        );
-        let data = pattern(200_000, 7);
-        assert!(echo(("198.51.100.2", 7), &data) == data, "TAP echo differs");
+        assert_neighbour("198.51.100.2", "02:00:00:00:00:02");
+        assert_echoes(("198.51.100.2", 7), 200_000, 7);
     });
 }
 
@@ -215,13 +209,8 @@ fn ipv6_ping_and_echo_on_tun() {
             "--udp-echo",
             "7",
         ]);
-        let text = ping_ok(&["-6", "-c", "3", "-i", "0.05", "-W", "1", "2001:db8::2"]);
-        assert!(text.contains("3 received"), "{text}");
-        let data = pattern(1 << 20, 6);
-        assert!(
-            echo(("2001:db8::2", 7), &data) == data,
-            "IPv6 echo of 1 MiB differs"
-        );
+        ping_all("2001:db8::2", 3);
+        assert_echoes(("2001:db8::2", 7), 1 << 20, 6);
         let u = UdpSocket::bind("[2001:db8::1]:0").unwrap();
         u.set_read_timeout(TIMEOUT).unwrap();
         u.send_to(b"v6 datagram", "[2001:db8::2]:7").unwrap();
@@ -249,31 +238,19 @@ fn ipv6_neighbour_discovery_and_echo_on_tap() {
             "7",
         ]);
         assert!(h.banner.contains("MAC 02:00:00:00:00:66"), "{}", h.banner);
-        let text = ping_ok(&["-6", "-c", "2", "-i", "0.05", "-W", "1", "2001:db8:1::2"]);
-        assert!(text.contains("2 received"), "{text}");
+        ping_all("2001:db8:1::2", 2);
         // The kernel learned the host's MAC by neighbour discovery.
-        let neigh = sh(&["ip", "-6", "neigh", "show", "2001:db8:1::2", "dev", "tap0"]);
-        assert!(
-            neigh.contains("lladdr 02:00:00:00:00:66"),
-            "neighbour: {neigh}"
-        );
-        let data = pattern(100_000, 66);
-        assert!(
-            echo(("2001:db8:1::2", 7), &data) == data,
-            "IPv6 TAP echo differs"
-        );
+        assert_neighbour("2001:db8:1::2", "02:00:00:00:00:66");
+        assert_echoes(("2001:db8:1::2", 7), 100_000, 66);
     });
 }
 
 #[test]
 fn no_offload_flag_opens_the_plain_device_and_echoes_exactly() {
     require_root!();
-    in_netns(|| {
-        let h = serve_tun(&["--echo", "7", "--no-offload"]);
+    on_tun(&["--echo", "7", "--no-offload"], |h| {
         assert!(h.banner.contains("offload off"), "{}", h.banner);
-        let data = pattern(1 << 20, 3);
-        let back = echo_roundtrip(7, data.clone());
-        assert!(back == data, "echoed bytes differ");
+        assert_echoes((HOST, 7), 1 << 20, 3);
     });
 }
 
@@ -283,8 +260,7 @@ fn offload_is_negotiated_and_shown_in_the_banner() {
     if common::no_offload() {
         return;
     }
-    in_netns(|| {
-        let h = serve_tun(&["--echo", "7"]);
+    on_tun(&["--echo", "7"], |h| {
         // What the kernel grants depends on it; the banner says which, and never "off" on a
         // kernel with IFF_VNET_HDR (every supported one).
         assert!(h.banner.contains("offload vnet-hdr"), "{}", h.banner);
@@ -295,17 +271,14 @@ fn offload_is_negotiated_and_shown_in_the_banner() {
 fn attaches_to_an_existing_persistent_device() {
     require_root!();
     in_netns(|| {
-        sh(&["ip", "tuntap", "add", "dev", "tunp", "mode", "tun"]);
-        sh(&["ip", "addr", "add", "203.0.113.1/24", "dev", "tunp"]);
-        sh(&["ip", "link", "set", "tunp", "up"]);
+        kernel_device("tunp", "tun", "203.0.113.1/24");
         let mut h = Tunhost::serve(&["--tun", "tunp", "--addr", "203.0.113.2/24", "--echo", "7"]);
         assert!(
             h.banner.contains("kernel side as configured"),
             "{}",
             h.banner
         );
-        let text = ping_ok(&["-c", "3", "-i", "0.05", "-W", "1", "203.0.113.2"]);
-        assert!(text.contains("3 received"), "{text}");
+        ping_all("203.0.113.2", 3);
         let (status, _) = h.signal(Signal::SIGINT);
         assert!(status.success());
         // A persistent device outlives the process that attached to it.
@@ -317,8 +290,7 @@ fn attaches_to_an_existing_persistent_device() {
 #[test]
 fn sigint_exits_zero_within_one_second() {
     require_root!();
-    in_netns(|| {
-        let mut h = serve_tun(&["--echo", "7"]);
+    on_tun(&["--echo", "7"], |h| {
         // With a connection open, so that shutdown has something to close.
         let mut s = connect(7);
         s.write_all(b"ping").unwrap();
@@ -342,8 +314,7 @@ fn sigint_exits_zero_within_one_second() {
 #[test]
 fn sigterm_exits_zero() {
     require_root!();
-    in_netns(|| {
-        let mut h = serve_tun(&[]);
+    on_tun(&[], |h| {
         let (status, _) = h.signal(Signal::SIGTERM);
         assert!(status.success(), "exit status {status}");
     });
@@ -352,8 +323,7 @@ fn sigterm_exits_zero() {
 #[test]
 fn idle_host_uses_no_cpu() {
     require_root!();
-    in_netns(|| {
-        let h = serve_tun(&[]);
+    on_tun(&[], |h| {
         // Let start-up settle, then measure two idle seconds.
         thread::sleep(Duration::from_millis(200));
         let before = h.cpu_ticks();

@@ -5,34 +5,26 @@ mod common;
 mod tools;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::net::UdpSocket;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use common::{TUNHOST, Tunhost, in_netns, pattern, sh};
+use common::{Guard, TUNHOST, Tunhost, assert_echoes, in_netns, lines, sh, spawn};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use tools::{Scratch, Tcpdump, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
+use tools::{
+    Scratch, Tcpdump, icmp_echo_reply, l3, read_capture, replay_cli, tool, traced, tshark_fields,
+};
 use tunhost::pcap::{Direction, Link};
 
-use common::{HOST, TUN_ARGS as TUN};
+use common::{HOST, TAP_ARGS, TUN_ARGS as TUN};
 
 fn args<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     [base, more].concat()
 }
 
-fn tcp_echo(len: usize) {
-    let data = pattern(len, 7);
-    assert!(common::echo((HOST, 7), &data) == data, "TCP echo differs");
-}
-
 fn udp_echo(n: usize) {
-    let u = UdpSocket::bind("192.0.2.1:0").unwrap();
-    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    u.connect((HOST, 7)).unwrap();
+    let u = common::udp_to_host(7, Duration::from_secs(5));
     for i in 0..n {
         let msg = format!("udp {i}");
         u.send(msg.as_bytes()).unwrap();
@@ -51,8 +43,7 @@ fn tun_trace_holds_every_packet_tcpdump_saw_and_replays() {
     require_root!();
     let dir = Scratch::new("trace-tun");
     let (trace, kernel) = (dir.path("host.pcapng"), dir.path("kernel.pcap"));
-    let (t, k) = (trace.clone(), kernel.clone());
-    in_netns(move || {
+    in_netns(|| {
         // Without offloads, so that the packets compare byte for byte: with them, the device
         // finishes the checksum field of the TCP packets the host sends after the tracer has
         // recorded them (see README, Tracing and replay), and TCP moves in 64 KiB segments.
@@ -67,17 +58,17 @@ fn tun_trace_holds_every_packet_tcpdump_saw_and_replays() {
                 "--seed",
                 "0",
                 "--pcap",
-                &t,
+                &trace,
             ],
         ));
-        let dump = Tcpdump::start("tun0", &k);
+        let dump = Tcpdump::start("tun0", &kernel);
         sh(&["ping", "-c", "5", "-i", "0.05", "-W", "1", HOST]);
-        tcp_echo(200 * 1024);
+        assert_echoes((HOST, 7), 200 * 1024, 7);
         udp_echo(5);
         // A last ping of a size of its own: once tcpdump has written its reply, it has written
         // everything before it.
         sh(&["ping", "-c", "1", "-W", "1", "-s", "333", HOST]);
-        dump.wait_for(&k, |p| p.len() == 361 && icmp_echo_reply(p).is_some());
+        dump.wait_for(&kernel, |p| p.len() == 361 && icmp_echo_reply(p).is_some());
         dump.stop();
         let (status, _) = h.signal(Signal::SIGINT);
         assert!(status.success());
@@ -134,12 +125,8 @@ fn tun_trace_holds_every_packet_tcpdump_saw_and_replays() {
     // The kernel's capture, replayed offline: the same echo replies, the same file twice.
     let (a, b) = (dir.path("replay-a.pcapng"), dir.path("replay-b.pcapng"));
     for out in [&a, &b] {
-        let o = Command::new(TUNHOST)
-            .args(["replay", &kernel, "--addr", "192.0.2.2/24"])
-            .args(["--echo", "7", "--udp-echo", "7", "--pcap", out])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let more = ["--echo", "7", "--udp-echo", "7", "--pcap", out];
+        replay_cli(&args(&[&kernel, "--addr", "192.0.2.2/24"], &more));
     }
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
     let replies = |c: &tunhost::pcap::Capture, only_out: bool| -> Vec<Vec<u8>> {
@@ -159,11 +146,8 @@ fn tap_trace_is_ethernet_with_arp() {
     require_root!();
     let dir = Scratch::new("trace-tap");
     let trace = dir.path("tap.pcapng");
-    let t = trace.clone();
-    in_netns(move || {
-        let mut h = Tunhost::serve(&[common::TAP_ARGS, &["--echo", "7", "--pcap", &t]].concat());
+    traced(&args(TAP_ARGS, &["--echo", "7", "--pcap", &trace]), || {
         sh(&["ping", "-c", "2", "-i", "0.05", "-W", "1", "198.51.100.2"]);
-        h.signal(Signal::SIGINT);
     });
     let info = capinfos(&trace);
     assert!(info.contains("Ethernet"), "{info}");
@@ -192,27 +176,22 @@ fn trace_is_complete_after_sigint_and_readable_after_kill_9() {
     require_root!();
     let dir = Scratch::new("trace-signals");
     let (clean, killed) = (dir.path("sigint.pcapng"), dir.path("kill9.pcapng"));
-    let (c, k) = (clean.clone(), killed.clone());
-    in_netns(move || {
-        // SIGINT: everything up to the stop is in the trace.
-        let mut h = Tunhost::serve(&args(TUN, &["--echo", "7", "--pcap", &c]));
+    // SIGINT: everything up to the stop is in the trace.
+    traced(&args(TUN, &["--echo", "7", "--pcap", &clean]), || {
         sh(&["ping", "-c", "3", "-i", "0.05", "-W", "1", HOST]);
-        let (status, _) = h.signal(Signal::SIGINT);
-        assert!(status.success());
-
+    });
+    in_netns(|| {
         // SIGKILL: echo replies sent well before the kill are on disk; traffic is still going
         // (records in the buffer) when the kill comes.
-        let mut h = Tunhost::serve(&args(TUN, &["--echo", "7", "--pcap", &k]));
+        let mut h = Tunhost::serve(&args(TUN, &["--echo", "7", "--pcap", &killed]));
         sh(&[
             "ping", "-c", "5", "-i", "0.05", "-W", "1", "-s", "111", HOST,
         ]);
         thread::sleep(Duration::from_millis(1500));
-        let mut busy = Command::new("ping")
-            .args(["-c", "200", "-i", "0.005", "-W", "1", "-s", "222", HOST])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let busy = [
+            "ping", "-c", "200", "-i", "0.005", "-W", "1", "-s", "222", HOST,
+        ];
+        let mut busy = spawn(&busy, Stdio::null(), Stdio::null());
         thread::sleep(Duration::from_millis(100));
         let (status, _) = h.signal(Signal::SIGKILL);
         assert!(!status.success());
@@ -241,31 +220,6 @@ fn trace_is_complete_after_sigint_and_readable_after_kill_9() {
     );
 }
 
-/// A child process killed (SIGKILL) if the test fails before it ends.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = kill(Pid::from_raw(self.0.id() as i32), Signal::SIGKILL);
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Lines of a reader, on a channel.
-fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
 fn wait_for(rx: &mpsc::Receiver<String>, what: &str, mut done: impl FnMut(&str) -> bool) {
     loop {
         match rx.recv_timeout(Duration::from_secs(10)) {
@@ -279,15 +233,8 @@ fn wait_for(rx: &mpsc::Receiver<String>, what: &str, mut done: impl FnMut(&str) 
 /// `tunhost serve --echo 7 --pcap -` on the TUN test device: the process (killed on drop), its
 /// stdout (the trace) and its stderr lines.
 fn serve_to_stdout() -> (Guard, std::process::ChildStdout, mpsc::Receiver<String>) {
-    let mut host = Command::new(TUNHOST)
-        .arg("serve")
-        .args(TUN)
-        .args(["--echo", "7", "--pcap", "-"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let argv = [&[TUNHOST, "serve"], TUN, &["--echo", "7", "--pcap", "-"]].concat();
+    let mut host = spawn(&argv, Stdio::piped(), Stdio::piped());
     let trace = host.stdout.take().unwrap();
     let err = lines(host.stderr.take().unwrap());
     (Guard(host), trace, err)
@@ -315,7 +262,7 @@ fn pcap_to_stdout_streams_live_into_tshark() {
             replies += usize::from(l == "0");
             replies == 3
         });
-        kill(Pid::from_raw(host.0.id() as i32), Signal::SIGINT).unwrap();
+        kill(host.pid(), Signal::SIGINT).unwrap();
     });
 }
 
@@ -324,25 +271,20 @@ fn classic_pcap_with_a_snap_length() {
     require_root!();
     let dir = Scratch::new("trace-classic");
     let trace = dir.path("snap.pcap");
-    let t = trace.clone();
-    in_netns(move || {
-        let mut h = Tunhost::serve(&args(
-            TUN,
-            &[
-                "--echo",
-                "7",
-                "--pcap",
-                &t,
-                "--pcap-format",
-                "pcap",
-                "--snaplen",
-                "64",
-            ],
-        ));
+    let more = [
+        "--echo",
+        "7",
+        "--pcap",
+        &trace,
+        "--pcap-format",
+        "pcap",
+        "--snaplen",
+        "64",
+    ];
+    traced(&args(TUN, &more), || {
         sh(&[
             "ping", "-c", "2", "-i", "0.05", "-W", "1", "-s", "500", HOST,
         ]);
-        h.signal(Signal::SIGINT);
     });
     let info = capinfos(&trace);
     assert!(info.contains("- pcap"), "{info}");
@@ -362,8 +304,8 @@ fn a_closed_pipe_is_reported_once_and_the_host_keeps_serving() {
         wait_for(&err, "the banner", |l| l.starts_with("serving "));
         drop(trace);
         sh(&["ping", "-c", "3", "-i", "0.3", "-W", "1", HOST]);
-        tcp_echo(10_000);
-        kill(Pid::from_raw(host.0.id() as i32), Signal::SIGINT).unwrap();
+        assert_echoes((HOST, 7), 10_000, 7);
+        kill(host.pid(), Signal::SIGINT).unwrap();
         assert!(host.0.wait().unwrap().success());
         // The child has exited: its stderr ends, and so does the channel.
         let text: Vec<String> = err.iter().collect();
@@ -379,9 +321,8 @@ fn pcap_trace_example_traces() {
     let dir = Scratch::new("trace-example");
     let trace = dir.path("example.pcapng");
     let bin = common::example("pcap_trace");
-    let t = trace.clone();
-    in_netns(move || {
-        let mut h = Tunhost::start_program(&bin, &[&t], "ready: ");
+    in_netns(|| {
+        let mut h = Tunhost::start_program(&bin, &[&trace], "ready: ");
         sh(&["ping", "-c", "2", "-i", "0.05", "-W", "1", HOST]);
         let (status, _) = h.signal(Signal::SIGINT);
         assert!(status.success(), "{:?}", h.stderr);

@@ -211,30 +211,28 @@ impl Pinger {
         let seq = self.sent_at.len() as u16;
         let data: Vec<u8> = (0..self.config.size).map(|i| i as u8).collect();
         let caps = ChecksumCapabilities::default();
-        let ident = self.config.ident;
-        let sent = match self.config.target {
-            IpAddress::Ipv4(_) => {
-                let repr = Icmpv4Repr::EchoRequest {
-                    ident,
-                    seq_no: seq,
-                    data: &data,
-                };
-                socket
-                    .send(repr.buffer_len(), self.config.target)
-                    .map(|buf| repr.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps))
-            }
+        let (ident, seq_no, target) = (self.config.ident, seq, self.config.target);
+        let v4 = Icmpv4Repr::EchoRequest {
+            ident,
+            seq_no,
+            data: &data,
+        };
+        let v6 = Icmpv6Repr::EchoRequest {
+            ident,
+            seq_no,
+            data: &data,
+        };
+        let len = match target {
+            IpAddress::Ipv4(_) => v4.buffer_len(),
+            IpAddress::Ipv6(_) => v6.buffer_len(),
+        };
+        let sent = socket.send(len, target).map(|buf| match target {
+            IpAddress::Ipv4(_) => v4.emit(&mut Icmpv4Packet::new_unchecked(buf), &caps),
             IpAddress::Ipv6(dst) => {
                 let src = iface.get_source_address_ipv6(&dst);
-                let repr = Icmpv6Repr::EchoRequest {
-                    ident,
-                    seq_no: seq,
-                    data: &data,
-                };
-                socket
-                    .send(repr.buffer_len(), self.config.target)
-                    .map(|buf| repr.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(buf), &caps))
+                v6.emit(&src, &dst, &mut Icmpv6Packet::new_unchecked(buf), &caps)
             }
-        };
+        });
         if sent.is_err() {
             return; // the socket's queue is full: try again on the next turn
         }

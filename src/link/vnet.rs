@@ -172,6 +172,13 @@ pub fn fold(mut sum: u64) -> u16 {
     sum as u16
 }
 
+/// The Internet checksum (RFC 1071) of `data` on top of the unfolded sum `start` (a
+/// pseudo-header's, or 0): the complement of the folded sum. Over data that holds its right
+/// checksum it is 0.
+pub fn checksum(start: u64, data: &[u8]) -> u16 {
+    !fold(sum_be(start, data))
+}
+
 /// Link-layer offset of the IP header: 0 on TUN; on TAP 14 for an IPv4/IPv6 frame, `None` for
 /// anything else (ARP, VLAN-tagged frames).
 pub fn l3_offset(frame: &[u8], ethernet: bool) -> Option<usize> {
@@ -248,8 +255,7 @@ fn complete(hdr: &Header, pkt: &mut [u8], end: usize) -> Result<(), RxDrop> {
     if start >= end || field + 2 > end || end > pkt.len() {
         return Err(RxDrop::Malformed);
     }
-    let sum = sum_be(0, &pkt[start..end]);
-    let mut c = !fold(sum);
+    let mut c = checksum(0, &pkt[start..end]);
     if c == 0 {
         // UDP's "no checksum" is 0; a computed 0 is sent as 0xffff (same value in ones'
         // complement), which every protocol accepts.
@@ -378,6 +384,7 @@ mod tests {
         // RFC 1071 section 3: 00 01 f2 03 f4 f5 f6 f7 sums to ddf2.
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
         assert_eq!(fold(sum_be(0, &d)), 0xddf2);
+        assert_eq!(checksum(0, &d), !0xddf2);
         // The same with an odd tail, word by word.
         let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7, 0x12];
         assert_eq!(fold(sum_be(0, &d)), fold(0xddf2 + 0x1200));

@@ -281,9 +281,9 @@ fn parse_pcapng(bytes: &[u8]) -> Result<Capture, CaptureError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pcap::{self as trace, TraceConfig, TraceWriter};
+    use crate::pcap::writer::{self as trace_writer};
+    use crate::pcap::{self as trace, TraceConfig};
     use smoltcp::phy::Medium;
-    use smoltcp::time::Instant;
 
     fn written(format: trace::Format, medium: Medium) -> Vec<u8> {
         let cfg = TraceConfig {
@@ -292,18 +292,11 @@ mod tests {
             snaplen: Some(30),
             ..TraceConfig::new("tun0", "test")
         };
-        let mut w = TraceWriter::new(Vec::new(), medium, &cfg).unwrap();
-        w.record(
-            Instant::from_micros(1_000_001),
-            Direction::Inbound,
-            &[7; 20],
-        );
-        w.record(
-            Instant::from_micros(1_000_002),
-            Direction::Outbound,
-            &[8; 40],
-        );
-        w.finish().1.unwrap()
+        let packets: [(i64, Direction, &[u8]); 2] = [
+            (1_000_001, Direction::Inbound, &[7; 20]),
+            (1_000_002, Direction::Outbound, &[8; 40]),
+        ];
+        trace_writer::written(&cfg, medium, &packets).0
     }
 
     #[test]

@@ -358,6 +358,24 @@ impl<W: Write> std::fmt::Debug for TraceWriter<W> {
     }
 }
 
+/// What a [`TraceWriter`] with `config` on `medium` writes for `packets` (time in microseconds,
+/// direction, bytes), and its final counters: where the tests of the tracer and of its reader
+/// ([`super::reader`]) start.
+#[cfg(test)]
+pub(crate) fn written(
+    config: &TraceConfig,
+    medium: Medium,
+    packets: &[(i64, Direction, &[u8])],
+) -> (Vec<u8>, TraceStats) {
+    let mut w = TraceWriter::new(Vec::new(), medium, config).unwrap();
+    for &(micros, direction, packet) in packets {
+        w.record(Instant::from_micros(micros), direction, packet);
+    }
+    let (result, out, stats) = w.finish();
+    result.unwrap();
+    (out.unwrap(), stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,7 +383,7 @@ mod tests {
     use pcap_file::DataLink;
     use pcap_file::pcap::PcapParser;
     use pcap_file::pcapng::PcapNgParser;
-    use smoltcp::phy::{Device, RxToken, TxToken};
+    use smoltcp::phy::Device;
 
     fn config(format: Format) -> TraceConfig {
         TraceConfig {
@@ -390,21 +408,16 @@ mod tests {
 
     #[test]
     fn pcapng_holds_direction_timestamps_and_interface() {
-        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::PcapNg)).unwrap();
-        w.record(
-            Instant::from_micros(1_500_000),
-            Direction::Inbound,
-            &[0x45; 28],
+        let (out, stats) = written(
+            &config(Format::PcapNg),
+            Medium::Ip,
+            &[
+                (1_500_000, Direction::Inbound, &[0x45; 28]),
+                (1_500_001, Direction::Outbound, &[0x45; 29]),
+            ],
         );
-        w.record(
-            Instant::from_micros(1_500_001),
-            Direction::Outbound,
-            &[0x45; 29],
-        );
-        let (r, out, stats) = w.finish();
-        r.unwrap();
         assert_eq!((stats.inbound, stats.outbound, stats.lost), (1, 1, 0));
-        let blocks = blocks(&out.unwrap());
+        let blocks = blocks(&out);
         let Block::InterfaceDescription(idb) = &blocks[0] else {
             panic!("{:?}", blocks[0])
         };
@@ -436,11 +449,9 @@ mod tests {
             snaplen: Some(20),
             ..config(Format::PcapNg)
         };
-        let mut w = TraceWriter::new(Vec::new(), Medium::Ethernet, &cfg).unwrap();
         let packet: Vec<u8> = (0..100).collect();
-        w.record(Instant::ZERO, Direction::Outbound, &packet);
-        let (_, out, _) = w.finish();
-        let blocks = blocks(&out.unwrap());
+        let (out, _) = written(&cfg, Medium::Ethernet, &[(0, Direction::Outbound, &packet)]);
+        let blocks = blocks(&out);
         let Block::InterfaceDescription(idb) = &blocks[0] else {
             panic!()
         };
@@ -456,14 +467,8 @@ mod tests {
             snaplen: Some(8),
             ..config(Format::Pcap)
         };
-        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &cfg).unwrap();
-        w.record(
-            Instant::from_micros(2_000_003),
-            Direction::Inbound,
-            &[1; 10],
-        );
-        let (_, out, _) = w.finish();
-        let out = out.unwrap();
+        let packet = (2_000_003, Direction::Inbound, &[1; 10][..]);
+        let (out, _) = written(&cfg, Medium::Ip, &[packet]);
         let (rest, parser) = PcapParser::new(&out).unwrap();
         assert_eq!(parser.header().datalink, DataLink::RAW);
         assert_eq!(parser.header().ts_resolution, TsResolution::MicroSecond);
@@ -477,19 +482,14 @@ mod tests {
     #[test]
     fn times_past_the_format_are_written_as_its_latest() {
         // Year ~2128: past classic pcap's 32-bit seconds, within pcapng's 64-bit nanoseconds.
-        let t = Instant::from_micros(5_000_000_000 * 1_000_000i64);
-        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::Pcap)).unwrap();
-        w.record(t, Direction::Inbound, &[1; 10]);
-        let (_, out, stats) = w.finish();
+        let packet = (5_000_000_000 * 1_000_000, Direction::Inbound, &[1; 10][..]);
+        let (out, stats) = written(&config(Format::Pcap), Medium::Ip, &[packet]);
         assert_eq!(stats.lost, 0, "the packet is kept");
-        let out = out.unwrap();
         let (rest, parser) = PcapParser::new(&out).unwrap();
         let (_, p) = parser.next_raw_packet(rest).unwrap();
         assert_eq!((p.ts_sec, p.ts_frac), (u32::MAX, 999_999));
-        let mut w = TraceWriter::new(Vec::new(), Medium::Ip, &config(Format::PcapNg)).unwrap();
-        w.record(t, Direction::Inbound, &[1; 10]);
-        let (_, out, _) = w.finish();
-        let epb = blocks(&out.unwrap())
+        let (out, _) = written(&config(Format::PcapNg), Medium::Ip, &[packet]);
+        let epb = blocks(&out)
             .into_iter()
             .find_map(|b| b.into_enhanced_packet())
             .unwrap();

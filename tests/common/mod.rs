@@ -8,7 +8,7 @@
 //! - [`Tunhost`] runs `tunhost` with arguments, waits for its banner, and kills it on drop.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -78,6 +78,25 @@ pub fn echo(addr: impl std::net::ToSocketAddrs, data: &[u8]) -> Vec<u8> {
     back
 }
 
+/// Echo `len` bytes of [`pattern`] `seed` through the echo service at `addr` (see [`echo`]):
+/// they must all come back, exactly.
+pub fn assert_echoes(addr: impl std::net::ToSocketAddrs + std::fmt::Debug, len: usize, seed: u64) {
+    let data = pattern(len, seed);
+    let what = format!("echo of {len} bytes at {addr:?}");
+    let back = echo(addr, &data);
+    assert_eq!(back.len(), data.len(), "{what}: length");
+    assert!(back == data, "{what}: echoed bytes differ");
+}
+
+/// A UDP socket on the kernel side of the TUN test device (192.0.2.1), connected to the host's
+/// `port`, that waits `timeout` at most for a datagram.
+pub fn udp_to_host(port: u16, timeout: Duration) -> std::net::UdpSocket {
+    let s = std::net::UdpSocket::bind("192.0.2.1:0").expect("bind on the kernel side");
+    s.connect((HOST, port)).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s
+}
+
 /// The path of the `tunhost` binary cargo built for these tests.
 pub const TUNHOST: &str = env!("CARGO_BIN_EXE_tunhost");
 
@@ -109,17 +128,31 @@ macro_rules! require_root {
 }
 
 /// Run `f` on a new thread in a new network namespace whose loopback is up; return its result
-/// (a panic in `f` fails the calling test).
-pub fn in_netns<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    let t = std::thread::spawn(move || {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
-        sh(&["ip", "link", "set", "lo", "up"]);
-        f()
-    });
-    match t.join() {
-        Ok(r) => r,
-        Err(e) => std::panic::resume_unwind(e),
+/// (a panic in `f` fails the calling test). `f` may borrow from the caller: the thread is scoped.
+pub fn in_netns<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|scope| {
+        let t = scope.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            sh(&["ip", "link", "set", "lo", "up"]);
+            f()
+        });
+        match t.join() {
+            Ok(r) => r,
+            Err(e) => std::panic::resume_unwind(e),
+        }
+    })
+}
+
+/// Create a TUN or TAP device (`mode`) on the kernel side, as a user would with ip(8): the
+/// kernel's address on it (IPv6 without duplicate address detection), link up.
+pub fn kernel_device(name: &str, mode: &str, addr: &str) {
+    sh(&["ip", "tuntap", "add", "dev", name, "mode", mode]);
+    if addr.contains(':') {
+        sh(&["ip", "-6", "addr", "add", addr, "dev", name, "nodad"]);
+    } else {
+        sh(&["ip", "addr", "add", addr, "dev", name]);
     }
+    sh(&["ip", "link", "set", name, "up"]);
 }
 
 /// Run a command to completion; panic with its output if it fails.
@@ -144,9 +177,52 @@ pub fn run(argv: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e} (is it installed? see .ci/run)"))
 }
 
+/// Start a command with stdin from `/dev/null` and stdout and stderr as given.
+pub fn spawn(argv: &[&str], stdout: Stdio, stderr: Stdio) -> Child {
+    Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e} (is it installed? see .ci/run)"))
+}
+
+/// A child process, killed (SIGKILL) and reaped on drop if it is still running: a failing test
+/// leaves nothing behind.
+pub struct Guard(pub Child);
+
+impl Guard {
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.0.id() as i32)
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = kill(self.pid(), Signal::SIGKILL);
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// The lines of a reader (a child's stdout or stderr), on a channel, from a thread of their own.
+pub fn lines(r: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
 /// A `tunhost` process of this test.
 pub struct Tunhost {
-    child: Child,
+    child: Guard,
     /// The banner line ("serving ...").
     pub banner: String,
     lines: mpsc::Receiver<String>,
@@ -174,26 +250,13 @@ impl Tunhost {
 
     /// `PROGRAM ARGS` (an example, say), once a stderr line starts with `ready`.
     pub fn start_program(program: &str, args: &[&str], ready: &str) -> Tunhost {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn tunhost");
-        let (tx, rx) = mpsc::channel();
-        let err = child.stderr.take().expect("piped stderr");
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let argv = [&[program], args].concat();
+        let mut child = spawn(&argv, Stdio::null(), Stdio::piped());
+        let err = lines(child.stderr.take().expect("piped stderr"));
         let mut t = Tunhost {
-            child,
+            child: Guard(child),
             banner: String::new(),
-            lines: rx,
+            lines: err,
             stderr: Vec::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -209,7 +272,7 @@ impl Tunhost {
                     }
                 }
                 Err(_) => {
-                    let status = t.child.try_wait().ok().flatten();
+                    let status = t.child.0.try_wait().ok().flatten();
                     panic!(
                         "tunhost {args:?} did not become ready (exit: {status:?}); stderr:\n{}",
                         t.stderr.join("\n")
@@ -220,7 +283,7 @@ impl Tunhost {
     }
 
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(self.child.id() as i32)
+        self.child.pid()
     }
 
     /// Send `sig` and wait (5 s at most) for the process to exit; returns the status and how
@@ -229,7 +292,7 @@ impl Tunhost {
         let start = Instant::now();
         kill(self.pid(), sig).expect("kill");
         loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
+            if let Some(status) = self.child.0.try_wait().expect("wait") {
                 self.drain_stderr();
                 return (status, start.elapsed());
             }
@@ -250,22 +313,13 @@ impl Tunhost {
 
     /// CPU time (user + system) the process has used so far, in clock ticks.
     pub fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
             .expect("read /proc/PID/stat");
         // Fields after the command name (which is in parentheses and may hold spaces).
         let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         // utime and stime are fields 14 and 15 of stat, 12 and 13 after the name and state.
         f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-    }
-}
-
-impl Drop for Tunhost {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(self.pid(), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
     }
 }
 

@@ -2,15 +2,14 @@
 //! capinfos, and reading captures with the library.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 use tunhost::pcap::{Capture, Packet};
+
+use crate::common::{Guard, TUNHOST, Tunhost, in_netns, lines, spawn};
 
 /// `captures/` in the source tree.
 pub fn captures_dir() -> PathBuf {
@@ -42,37 +41,28 @@ impl Drop for Scratch {
     }
 }
 
-/// The kernel's tcpdump writing `dev`'s packets to `path`, once it is listening.
+/// The kernel's tcpdump writing `dev`'s packets to `path`, once it is listening (killed on drop).
 pub struct Tcpdump {
-    child: Child,
+    child: Guard,
 }
 
 impl Tcpdump {
     pub fn start(dev: &str, path: &str) -> Tcpdump {
-        let mut child = Command::new("tcpdump")
-            .args([
-                "-i",
-                dev,
-                "--immediate-mode",
-                "-B",
-                "32768",
-                "-U",
-                "-n",
-                "-w",
-                path,
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run tcpdump (is it installed? see .ci/run)");
-        let err = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let argv = [
+            "tcpdump",
+            "-i",
+            dev,
+            "--immediate-mode",
+            "-B",
+            "32768",
+            "-U",
+            "-n",
+            "-w",
+            path,
+        ];
+        let mut child = spawn(&argv, Stdio::null(), Stdio::piped());
+        let rx = lines(child.stderr.take().unwrap());
+        let child = Guard(child);
         loop {
             match rx.recv_timeout(Duration::from_secs(10)) {
                 Ok(line) if line.contains("listening on") => break,
@@ -110,18 +100,25 @@ impl Tcpdump {
 
     /// Stop it (SIGINT: it writes out what it has) and wait.
     pub fn stop(mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGINT);
-        let _ = self.child.wait();
+        let _ = kill(self.child.pid(), Signal::SIGINT);
+        let _ = self.child.0.wait();
     }
 }
 
-impl Drop for Tcpdump {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-            let _ = self.child.wait();
-        }
-    }
+/// `tunhost serve ARGS` (with a `--pcap` among them) in a namespace of its own: `traffic` runs
+/// against it, then SIGINT, on which it must exit 0, its trace complete.
+pub fn traced(args: &[&str], traffic: impl FnOnce() + Send) {
+    in_netns(|| {
+        let mut h = Tunhost::serve(args);
+        traffic();
+        let (status, _) = h.signal(Signal::SIGINT);
+        assert!(status.success(), "exit status {status}");
+    });
+}
+
+/// `tunhost replay ARGS`, which must succeed: its stdout (the summary).
+pub fn replay_cli(args: &[&str]) -> String {
+    tool(&[&[TUNHOST, "replay"], args].concat())
 }
 
 /// Run a tool and return its stdout (panics with stderr if it fails).

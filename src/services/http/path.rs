@@ -12,6 +12,8 @@
 //! Symbolic links that point outside the root are the file system's business: see
 //! [`super::files::DirRoot`].
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
+
 /// Why a target does not name a path below the root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathError {
@@ -48,47 +50,31 @@ impl Target {
     }
 }
 
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
+/// What [`encode`] escapes: all but the unreserved characters of RFC 3986 (alphanumerics and
+/// `-._~`).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
-/// Percent-decode one segment.
+/// Percent-decode one segment; a `%` not followed by two hex digits makes it malformed.
 fn decode(seg: &[u8]) -> Result<Vec<u8>, PathError> {
-    let mut out = Vec::with_capacity(seg.len());
-    let mut i = 0;
-    while i < seg.len() {
-        if seg[i] == b'%' {
-            let h = seg.get(i + 1).copied().and_then(hex);
-            let l = seg.get(i + 2).copied().and_then(hex);
-            match (h, l) {
-                (Some(h), Some(l)) => out.push(h << 4 | l),
-                _ => return Err(PathError::Malformed),
-            }
-            i += 3;
-        } else {
-            out.push(seg[i]);
-            i += 1;
-        }
+    let broken = seg.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !seg
+                .get(i + 1..i + 3)
+                .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if broken {
+        return Err(PathError::Malformed);
     }
-    Ok(out)
+    Ok(percent_decode(seg).collect())
 }
 
 /// Percent-encode a segment for use in a URL: unreserved characters stay, all else is `%XX`.
 pub fn encode(seg: &[u8]) -> String {
-    let mut s = String::with_capacity(seg.len());
-    for &b in seg {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            s.push(b as char);
-        } else {
-            s.push_str(&format!("%{b:02X}"));
-        }
-    }
-    s
+    percent_encode(seg, SEGMENT).to_string()
 }
 
 /// Resolve a request-target. See the module documentation for the rules.
@@ -195,5 +181,17 @@ mod tests {
         assert_eq!(t.url_path(true), "/a%20b/c%3F/");
         assert_eq!(resolve("/").unwrap().url_path(true), "/");
         assert_eq!(resolve(&t.url_path(false)).unwrap(), t);
+    }
+
+    #[test]
+    fn encode_escapes_all_but_unreserved() {
+        for b in 0..=255u8 {
+            let want = if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            };
+            assert_eq!(encode(&[b]), want);
+        }
     }
 }
