@@ -78,17 +78,8 @@ impl std::error::Error for Error {
     }
 }
 
-macro_rules! from_layer {
-    ($($variant:ident($ty:ty)),* $(,)?) => {
-        $(impl From<$ty> for Error {
-            fn from(e: $ty) -> Self {
-                Error::$variant(e)
-            }
-        })*
-    };
-}
-
-from_layer!(
+wrap_errors!(
+    Error:
     Link(LinkError),
     Host(HostError),
     Service(ServiceError),

@@ -41,6 +41,18 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+/// `impl From<Inner> for Outer` for each `Variant(Inner)`: how a layer's error wraps the errors
+/// of the layers below it.
+macro_rules! wrap_errors {
+    ($outer:ty: $($variant:ident($inner:ty)),* $(,)?) => {
+        $(impl From<$inner> for $outer {
+            fn from(e: $inner) -> Self {
+                <$outer>::$variant(e)
+            }
+        })*
+    };
+}
+
 pub mod link;
 pub mod pcap;
 

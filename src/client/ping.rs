@@ -298,20 +298,10 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use smoltcp::phy::{Loopback, Medium};
-
-    use crate::host::{Config, VirtualClock};
 
     #[test]
     fn loopback_ping_gets_every_reply() {
-        let clock = VirtualClock::new(Instant::ZERO);
-        let config = Config {
-            addrs: vec!["127.0.0.1/8".parse().unwrap()],
-
-            seed: Some(1),
-            ..Config::default()
-        };
-        let mut host = Host::new(Loopback::new(Medium::Ip), clock.clone(), config).unwrap();
+        let (mut host, clock) = crate::host::loopback_host(1);
         let mut cfg = PingConfig::new(IpAddress::v4(127, 0, 0, 1));
         cfg.count = Some(3);
         let mut p = Pinger::new(host.sockets_mut(), cfg).unwrap();

@@ -44,17 +44,7 @@ impl std::error::Error for HostError {
     }
 }
 
-impl From<ConfigError> for HostError {
-    fn from(e: ConfigError) -> Self {
-        HostError::Config(e)
-    }
-}
-
-impl From<LinkError> for HostError {
-    fn from(e: LinkError) -> Self {
-        HostError::Link(e)
-    }
-}
+wrap_errors!(HostError: Config(ConfigError), Link(LinkError));
 
 /// The host layer's result type.
 pub type Result<T, E = HostError> = std::result::Result<T, E>;

@@ -468,3 +468,20 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
         Ok(())
     }
 }
+
+/// A host on smoltcp's loopback device at 127.0.0.1/8 on a virtual clock at zero, with no
+/// services: for unit tests and fuzz harnesses that play both ends in one process.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn loopback_host(
+    seed: u64,
+) -> (Host<smoltcp::phy::Loopback, VirtualClock>, VirtualClock) {
+    let clock = VirtualClock::new(Instant::ZERO);
+    let config = Config {
+        addrs: vec!["127.0.0.1/8".parse().expect("valid CIDR")],
+        seed: Some(seed),
+        ..Config::default()
+    };
+    let device = smoltcp::phy::Loopback::new(Medium::Ip);
+    let host = Host::new(device, clock.clone(), config).expect("a valid configuration");
+    (host, clock)
+}

@@ -61,17 +61,7 @@ impl std::error::Error for ReplayError {
     }
 }
 
-impl From<HostError> for ReplayError {
-    fn from(e: HostError) -> Self {
-        ReplayError::Host(e)
-    }
-}
-
-impl From<ServiceError> for ReplayError {
-    fn from(e: ServiceError) -> Self {
-        ReplayError::Service(e)
-    }
-}
+wrap_errors!(ReplayError: Host(HostError), Service(ServiceError));
 
 /// The replay layer's result type.
 pub type Result<T, E = ReplayError> = std::result::Result<T, E>;

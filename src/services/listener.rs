@@ -314,15 +314,20 @@ mod tests {
         SocketSet::new(Vec::new())
     }
 
+    /// Tiny buffers, the given backlog and socket bound.
+    fn limits(backlog: usize, max_sockets: usize) -> ListenerConfig {
+        ListenerConfig {
+            backlog,
+            max_sockets,
+            rx_buffer: 64,
+            tx_buffer: 64,
+        }
+    }
+
     #[test]
     fn keeps_backlog_listening() {
         let mut sockets = set();
-        let cfg = ListenerConfig {
-            backlog: 4,
-            max_sockets: 8,
-            rx_buffer: 64,
-            tx_buffer: 64,
-        };
+        let cfg = limits(4, 8);
         let mut l = Listener::new(&mut sockets, 7, cfg);
         assert_eq!(l.stats().sockets, 4);
         assert_eq!(sockets.iter().count(), 4);
@@ -338,12 +343,7 @@ mod tests {
     #[test]
     fn bounded_by_max_sockets() {
         let mut sockets = set();
-        let cfg = ListenerConfig {
-            backlog: 10,
-            max_sockets: 3,
-            rx_buffer: 64,
-            tx_buffer: 64,
-        };
+        let cfg = limits(10, 3);
         let l = Listener::new(&mut sockets, 7, cfg);
         // max_sockets is raised to the backlog, never below it.
         assert_eq!(l.stats().sockets, 10);
@@ -352,12 +352,7 @@ mod tests {
     #[test]
     fn released_closed_socket_is_reused() {
         let mut sockets = set();
-        let cfg = ListenerConfig {
-            backlog: 1,
-            max_sockets: 1,
-            rx_buffer: 64,
-            tx_buffer: 64,
-        };
+        let cfg = limits(1, 1);
         let mut l = Listener::new(&mut sockets, 7, cfg);
         let h = l.pending[0];
         // Pretend the pending socket was accepted (as accept() does for an established one).

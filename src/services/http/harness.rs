@@ -3,13 +3,13 @@
 //! target. Not part of the public API.
 
 use smoltcp::iface::SocketHandle;
-use smoltcp::phy::{Loopback, Medium};
+use smoltcp::phy::Loopback;
 use smoltcp::socket::tcp;
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Duration;
 use smoltcp::wire::IpAddress;
 
 use super::{Content, Http};
-use crate::host::{Config, Host, VirtualClock};
+use crate::host::{Host, VirtualClock};
 use crate::services::ListenerConfig;
 use crate::services::TcpService;
 
@@ -24,19 +24,14 @@ pub struct Net {
 }
 
 impl Net {
+    #[cfg(test)]
     pub fn new(content: Content) -> Net {
         Net::with_idle_timeout(content, Duration::from_secs(10))
     }
 
     /// The same with another idle timeout (short ones keep a fuzz input's run short).
     pub fn with_idle_timeout(content: Content, idle: Duration) -> Net {
-        let clock = VirtualClock::new(Instant::ZERO);
-        let config = Config {
-            addrs: vec!["127.0.0.1/8".parse().unwrap()],
-            seed: Some(7),
-            ..Config::default()
-        };
-        let mut host = Host::new(Loopback::new(Medium::Ip), clock.clone(), config).unwrap();
+        let (mut host, clock) = crate::host::loopback_host(7);
         let content = match content {
             Content::Status(_) => Content::Status(host.status().clone()),
             c => c,
