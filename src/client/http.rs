@@ -25,7 +25,9 @@ pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// An `http://` URL with an IP address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// The server's address.
     pub addr: IpAddress,
+    /// The server's port (80 unless the URL says).
     pub port: u16,
     /// The `Host` header: the authority as written.
     pub authority: String,
@@ -101,10 +103,13 @@ impl Url {
 /// A response's status line and headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
+    /// The status code, e.g. 200.
     pub status: u16,
+    /// The reason phrase, e.g. `OK`.
     pub reason: String,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
+    /// The header fields, in order, as (name, value).
     pub headers: Vec<(String, String)>,
 }
 
@@ -117,6 +122,7 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -148,7 +154,7 @@ enum State {
     Done,
 }
 
-/// What [`ResponseReader::feed`] found.
+/// What [`ResponseReader::next_event`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event<'a> {
     /// Need more bytes.
@@ -179,6 +185,7 @@ impl Default for ResponseReader {
 }
 
 impl ResponseReader {
+    /// A reader waiting for a response's head.
     pub fn new() -> ResponseReader {
         ResponseReader {
             state: State::Head,
@@ -345,6 +352,7 @@ impl ResponseReader {
         }
     }
 
+    /// Whether the whole response (head and body) has been read.
     pub fn is_done(&self) -> bool {
         matches!(self.state, State::Done)
     }

@@ -1,4 +1,4 @@
-//! The host as a client: ICMP echo ([`ping`]) and an HTTP/1.1 GET ([`http`]).
+//! The host as a client: ICMP echo ([`ping`](mod@ping)) and an HTTP/1.1 GET ([`http`]).
 //!
 //! Each client is a small state machine over a smoltcp socket in the host's socket set, like the
 //! services, plus a function that drives it with the host's loop until it is done.

@@ -19,6 +19,7 @@ use crate::link::Housekeeping;
 /// What to ping and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PingConfig {
+    /// The address to ping (IPv4 or IPv6).
     pub target: IpAddress,
     /// Requests to send; `None`: until stopped.
     pub count: Option<u32>,
@@ -33,6 +34,7 @@ pub struct PingConfig {
 }
 
 impl PingConfig {
+    /// Ping `target` until stopped, once a second, 56 bytes of payload, like ping(8).
     pub fn new(target: IpAddress) -> PingConfig {
         PingConfig {
             target,
@@ -48,18 +50,22 @@ impl PingConfig {
 /// One echo reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PingReply {
+    /// The address the reply came from (always the target).
     pub from: IpAddress,
     /// Sequence number, from 1 as ping(8) shows it.
     pub seq: u16,
     /// ICMP bytes (header and payload), as ping(8) counts them.
     pub bytes: usize,
+    /// Round-trip time, from sending the request to reading the reply.
     pub rtt: Duration,
 }
 
 /// Counts and round-trip times, as ping(8) prints them at the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PingSummary {
+    /// Requests sent.
     pub transmitted: u32,
+    /// Replies received.
     pub received: u32,
     /// Minimum, average, maximum and mean deviation of the RTTs, in microseconds.
     pub rtt_us: Option<(u64, u64, u64, u64)>,

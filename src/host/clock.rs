@@ -11,6 +11,7 @@ use smoltcp::time::{Duration, Instant};
 
 /// A source of `smoltcp` instants that never go backwards.
 pub trait Clock {
+    /// The current time.
     fn now(&self) -> Instant;
 }
 
@@ -21,6 +22,7 @@ pub struct SystemClock {
 }
 
 impl SystemClock {
+    /// A clock that reads zero now.
     pub fn new() -> SystemClock {
         SystemClock {
             start: std::time::Instant::now(),
@@ -48,6 +50,7 @@ pub struct VirtualClock {
 }
 
 impl VirtualClock {
+    /// A clock standing at `start`.
     pub fn new(start: Instant) -> VirtualClock {
         VirtualClock {
             now: Rc::new(Cell::new(start)),
@@ -61,6 +64,7 @@ impl VirtualClock {
         }
     }
 
+    /// Move forward by `d`.
     pub fn advance(&self, d: Duration) {
         self.now.set(self.now.get() + d);
     }

@@ -1,6 +1,6 @@
 //! An ingress filter in front of smoltcp, for what smoltcp 0.14 gets wrong.
 //!
-//! [`Guard`] wraps the host's device; every packet read goes through [`Guard::admits`] before
+//! [`Guard`] wraps the host's device; every packet read goes through [`admits`] before
 //! smoltcp sees it. A packet it refuses is handed to smoltcp as an empty buffer, which smoltcp
 //! drops as malformed (a `phy::RxToken` must call its consumer, so this is how a wrapper drops),
 //! and is counted in [`GuardStats`].
@@ -36,7 +36,9 @@ pub struct GuardStats {
 /// Why the guard refused a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
+    /// An IPv6 packet whose destination is not the host's.
     Ipv6NotForHost,
+    /// A TCP segment to a broadcast or multicast IPv4 address.
     TcpNotUnicast,
 }
 
@@ -50,6 +52,7 @@ pub struct Guard<D> {
 }
 
 impl<D: Device> Guard<D> {
+    /// Put `inner` behind the filter, with no host addresses yet (see [`Guard::set_addrs`]).
     pub fn new(inner: D) -> Guard<D> {
         let medium = inner.capabilities().medium;
         Guard {
@@ -68,18 +71,22 @@ impl<D: Device> Guard<D> {
         }
     }
 
+    /// The wrapped device.
     pub fn inner(&self) -> &D {
         &self.inner
     }
 
+    /// The wrapped device, mutably.
     pub fn inner_mut(&mut self) -> &mut D {
         &mut self.inner
     }
 
+    /// Unwrap the device.
     pub fn into_inner(self) -> D {
         self.inner
     }
 
+    /// Packets refused so far.
     pub fn stats(&self) -> GuardStats {
         self.stats
     }
@@ -179,6 +186,7 @@ impl<D: Device> Device for Guard<D> {
     }
 }
 
+/// The inner device's receive token, checked by the filter when consumed.
 pub struct RxToken<'a, T> {
     inner: T,
     medium: Medium,

@@ -330,10 +330,12 @@ impl<D: Device, C: Clock> Host<D, C> {
             .poll(self.clock.now(), &mut self.device, &mut self.sockets);
     }
 
+    /// The device (without the ingress filter).
     pub fn device(&self) -> &D {
         self.device.inner()
     }
 
+    /// The device, mutably (without the ingress filter).
     pub fn device_mut(&mut self) -> &mut D {
         self.device.inner_mut()
     }
@@ -348,30 +350,37 @@ impl<D: Device, C: Clock> Host<D, C> {
         self.device.into_inner()
     }
 
+    /// The smoltcp interface.
     pub fn iface(&self) -> &Interface {
         &self.iface
     }
 
+    /// The smoltcp interface, mutably (to change addresses or routes, say).
     pub fn iface_mut(&mut self) -> &mut Interface {
         &mut self.iface
     }
 
+    /// The socket set: the services' sockets and any a client added.
     pub fn sockets(&self) -> &SocketSet<'static> {
         &self.sockets
     }
 
+    /// The socket set, mutably (to add a client's socket, say).
     pub fn sockets_mut(&mut self) -> &mut SocketSet<'static> {
         &mut self.sockets
     }
 
+    /// The host's clock.
     pub fn clock(&self) -> &C {
         &self.clock
     }
 
+    /// The configuration the host was built with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The host's counters (turns of the loop so far).
     pub fn stats(&self) -> HostStats {
         self.stats
     }

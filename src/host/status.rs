@@ -18,11 +18,13 @@ pub struct HostStatus {
     pub addrs: Vec<IpCidr>,
     /// The host's clock at the last turn of the loop (it starts at zero: this is the uptime).
     pub uptime: Duration,
-    /// Packets and bytes read from the device (sent by the peer).
+    /// Packets read from the device (sent by the peer).
     pub rx_packets: u64,
+    /// Bytes read from the device (sent by the peer).
     pub rx_bytes: u64,
-    /// Packets and bytes written to the device (sent by the host).
+    /// Packets written to the device (sent by the host).
     pub tx_packets: u64,
+    /// Bytes written to the device (sent by the host).
     pub tx_bytes: u64,
     /// TCP connections in an active state (being served or closing).
     pub connections: usize,
@@ -35,6 +37,7 @@ pub struct HostStatus {
 pub struct StatusBoard(Arc<Mutex<HostStatus>>);
 
 impl StatusBoard {
+    /// A board with an empty status.
     pub fn new() -> StatusBoard {
         StatusBoard::default()
     }

@@ -35,9 +35,13 @@ const MAX_DROPS_PER_RECEIVE: usize = 64;
 /// device, that is sent by the kernel).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
+    /// Packets read from the device, including those then dropped as malformed.
     pub rx_packets: u64,
+    /// Bytes of the packets handed to smoltcp (without the virtio header).
     pub rx_bytes: u64,
+    /// Packets written to the device in full.
     pub tx_packets: u64,
+    /// Bytes of those packets (without the virtio header).
     pub tx_bytes: u64,
     /// Reads that failed with something other than `EAGAIN`/`EINTR`.
     pub rx_errors: u64,
@@ -93,6 +97,7 @@ pub struct TunTapDevice {
 }
 
 impl TunTapDevice {
+    /// The device over the open `dev`: medium from its kind, MTU and offloads from its setup.
     pub fn new(dev: TunTap) -> TunTapDevice {
         let medium = match dev.kind() {
             Kind::Tun => Medium::Ip,
@@ -122,6 +127,7 @@ impl TunTapDevice {
         &self.dev
     }
 
+    /// The packet and error counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
     }

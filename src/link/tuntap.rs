@@ -45,7 +45,9 @@ pub const DEFAULT_TXQUEUELEN: u32 = 1000;
 /// TUN carries IP packets; TAP carries Ethernet frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A TUN device: IP packets, no link header (`IFF_TUN`).
     Tun,
+    /// A TAP device: Ethernet frames (`IFF_TAP`).
     Tap,
 }
 
@@ -81,6 +83,7 @@ impl fmt::Display for Kind {
 pub struct TunTapConfig {
     /// Interface name, 1 to 15 bytes.
     pub name: String,
+    /// TUN or TAP.
     pub kind: Kind,
     /// Set the device's MTU (`SIOCSIFMTU`); `None` keeps what the device has (1500 for a new one).
     pub mtu: Option<u32>,
@@ -442,6 +445,7 @@ impl TunTap {
         &self.name
     }
 
+    /// Whether the device is TUN or TAP.
     pub fn kind(&self) -> Kind {
         self.kind
     }

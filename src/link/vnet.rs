@@ -27,10 +27,15 @@ pub const F_NEEDS_CSUM: u8 = 1;
 /// `VIRTIO_NET_HDR_F_DATA_VALID`: the checksum was verified already.
 pub const F_DATA_VALID: u8 = 2;
 
+/// `VIRTIO_NET_HDR_GSO_NONE`: a packet of at most the MTU, not to be segmented.
 pub const GSO_NONE: u8 = 0;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`: an IPv4 TCP super-packet, cut at `gso_size`.
 pub const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_UDP`: UDP fragmentation offload (refused: never asked for).
 pub const GSO_UDP: u8 = 3;
+/// `VIRTIO_NET_HDR_GSO_TCPV6`: an IPv6 TCP super-packet, cut at `gso_size`.
 pub const GSO_TCPV6: u8 = 4;
+/// `VIRTIO_NET_HDR_GSO_ECN`: the super-packet carries ECN (a flag bit on `gso_type`).
 pub const GSO_ECN: u8 = 0x80;
 
 const PROTO_TCP: u8 = 6;
@@ -40,11 +45,17 @@ const TCP_CSUM_OFFSET: u16 = 16;
 /// `struct virtio_net_hdr`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Header {
+    /// [`F_NEEDS_CSUM`] and [`F_DATA_VALID`].
     pub flags: u8,
+    /// One of the `GSO_*` types, maybe with [`GSO_ECN`].
     pub gso_type: u8,
+    /// Length of the headers (link, IP, transport) of a super-packet.
     pub hdr_len: u16,
+    /// Payload bytes per segment of a super-packet (the MSS).
     pub gso_size: u16,
+    /// Where checksumming starts (the transport header), with [`F_NEEDS_CSUM`].
     pub csum_start: u16,
+    /// Where the checksum goes, from `csum_start`.
     pub csum_offset: u16,
 }
 
@@ -86,6 +97,7 @@ pub enum RxDrop {
 /// Where the transport header of an IP packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L4 {
+    /// Whether the packet is IPv6 (else IPv4).
     pub v6: bool,
     /// Offset of the transport header in the buffer.
     pub start: usize,

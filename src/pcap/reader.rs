@@ -28,6 +28,7 @@ use super::{Direction, Format, Link};
 pub struct Packet {
     /// Time since the UNIX epoch.
     pub timestamp: Duration,
+    /// The link layer of `data` (the interface's link type).
     pub link: Link,
     /// The bytes the capture holds (maybe fewer than the packet had: see `original_len`).
     pub data: Vec<u8>,
@@ -47,7 +48,9 @@ impl Packet {
 /// A parsed capture, all packets in file order.
 #[derive(Debug, Clone)]
 pub struct Capture {
+    /// Whether the file was pcap or pcapng.
     pub format: Format,
+    /// The packets, in file order.
     pub packets: Vec<Packet>,
 }
 
@@ -57,11 +60,22 @@ pub enum CaptureError {
     /// The file does not start like a pcap or pcapng file.
     NotACapture,
     /// The file ends in the middle of the header or of record `record` (1-based).
-    Truncated { record: usize },
+    Truncated {
+        /// The record cut short (1-based; 0 for the file header).
+        record: usize,
+    },
     /// Record `record` (1-based; 0 for the file header) contradicts itself.
-    Malformed { record: usize, reason: String },
+    Malformed {
+        /// The faulty record (1-based; 0 for the file header).
+        record: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A link type replay cannot decode.
-    UnsupportedLinkType { linktype: u32 },
+    UnsupportedLinkType {
+        /// The pcap `LINKTYPE_*` number.
+        linktype: u32,
+    },
 }
 
 impl fmt::Display for CaptureError {

@@ -42,6 +42,7 @@ use crate::link::{Housekeeping, io_desc};
 /// How to write a trace.
 #[derive(Debug, Clone)]
 pub struct TraceConfig {
+    /// pcapng or classic pcap.
     pub format: Format,
     /// Keep at most this many bytes of each packet (the original length is recorded); `None`
     /// keeps whole packets.
@@ -50,6 +51,7 @@ pub struct TraceConfig {
     pub interface: String,
     /// Where the trace goes, for messages (`trace.pcapng`, `stdout`).
     pub label: String,
+    /// Where the records' timestamps come from: the system clock or the host's.
     pub timestamps: Timestamps,
     /// Longest time a record stays in the buffer before [`TraceWriter::housekeeping`] flushes it.
     pub flush_interval: Duration,
@@ -309,6 +311,7 @@ impl<W: Write> TraceWriter<W> {
         self.oldest.map(|t| t + self.flush_interval)
     }
 
+    /// Packets recorded and lost, bytes and writes so far.
     pub fn stats(&self) -> TraceStats {
         self.stats
     }

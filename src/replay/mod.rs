@@ -38,11 +38,17 @@ use crate::services::{self, ServicesConfig};
 /// Packets by protocol, for the summary.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ByProtocol {
+    /// ARP packets.
     pub arp: u64,
+    /// ICMP (IPv4) packets.
     pub icmp: u64,
+    /// ICMPv6 packets.
     pub icmpv6: u64,
+    /// TCP segments.
     pub tcp: u64,
+    /// UDP datagrams.
     pub udp: u64,
+    /// Anything else: other IP protocols and ethertypes, packets that do not decode.
     pub other: u64,
 }
 
@@ -84,11 +90,17 @@ impl fmt::Display for ByProtocol {
 /// The protocol of a packet, as far as the summary cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
+    /// ARP.
     Arp,
+    /// ICMP over IPv4.
     Icmp,
+    /// ICMPv6.
     Icmpv6,
+    /// TCP, over IPv4 or IPv6.
     Tcp,
+    /// UDP, over IPv4 or IPv6.
     Udp,
+    /// Anything else, or a packet that does not decode.
     Other,
 }
 
@@ -125,11 +137,17 @@ impl fmt::Display for Ignored {
 /// What a replay did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
+    /// Packets read from the capture.
     pub read: u64,
+    /// Packets of the capture fed to the host.
     pub fed: u64,
+    /// Packets of the capture not fed to the host, by reason.
     pub ignored: BTreeMap<Ignored, u64>,
+    /// Packets the host sent.
     pub written: u64,
+    /// The packets fed to the host, by protocol.
     pub fed_by_protocol: ByProtocol,
+    /// The packets the host sent, by protocol.
     pub written_by_protocol: ByProtocol,
 }
 
@@ -215,6 +233,7 @@ impl ReplayHandle {
         std::mem::take(&mut self.shared.borrow_mut().sent)
     }
 
+    /// How many packets the host sent so far, in all and by protocol.
     pub fn written(&self) -> (u64, ByProtocol) {
         let s = self.shared.borrow();
         (s.written, s.by_protocol)
@@ -253,6 +272,7 @@ impl Device for ReplayDevice {
     }
 }
 
+/// The transmit token of a [`ReplayDevice`]: counts the host's packet (and keeps it if asked).
 pub struct TxToken<'a> {
     medium: Medium,
     buf: &'a mut Vec<u8>,
@@ -408,6 +428,7 @@ impl ReplayConfig {
 /// What a replay produced.
 #[derive(Debug, Clone)]
 pub struct Report {
+    /// What was read, fed to the host, ignored and sent.
     pub summary: Summary,
     /// The host's packets with their virtual times (empty unless `keep_output`).
     pub output: Vec<(Instant, Vec<u8>)>,

@@ -10,7 +10,7 @@ use super::{Protocol, Step, drain, peer_done};
 const PRINTABLE: usize = 95;
 const LINE: usize = 72;
 /// One full cycle of the pattern: 95 lines of 72 characters and CRLF.
-pub const CYCLE_LEN: usize = PRINTABLE * (LINE + 2);
+pub(crate) const CYCLE_LEN: usize = PRINTABLE * (LINE + 2);
 
 /// The RFC 864 pattern, one cycle, as it goes on the wire.
 pub fn pattern() -> Vec<u8> {
@@ -30,6 +30,7 @@ pub struct Chargen {
 }
 
 impl Chargen {
+    /// The protocol, with the pattern's cycle computed once for every connection.
     pub fn new() -> Chargen {
         Chargen { cycle: pattern() }
     }

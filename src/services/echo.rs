@@ -13,6 +13,7 @@ pub struct Echo {
 }
 
 impl Echo {
+    /// The protocol, with a 16 KiB scratch buffer.
     pub fn new() -> Echo {
         Echo {
             scratch: vec![0; 16 * 1024].into_boxed_slice(),

@@ -138,6 +138,7 @@ impl Listener {
         listener
     }
 
+    /// The address and port the listener accepts on.
     pub fn endpoint(&self) -> IpListenEndpoint {
         self.endpoint
     }
@@ -146,6 +147,7 @@ impl Listener {
         self.pending.len() + self.active + self.closing.len() + self.free.len()
     }
 
+    /// Connections accepted and active, sockets owned, closes and handshakes cut short.
     pub fn stats(&self) -> ListenerStats {
         ListenerStats {
             accepted: self.accepted,

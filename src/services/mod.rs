@@ -68,6 +68,7 @@ pub struct TcpService<P: Protocol> {
 }
 
 impl<P: Protocol> TcpService<P> {
+    /// Run `protocol` on TCP `port`, with a [`Listener`] configured by `config` in `sockets`.
     pub fn new(
         sockets: &mut SocketSet<'static>,
         port: u16,
@@ -81,10 +82,12 @@ impl<P: Protocol> TcpService<P> {
         }
     }
 
+    /// The listener's counters.
     pub fn listener_stats(&self) -> ListenerStats {
         self.listener.stats()
     }
 
+    /// The protocol (shared by all connections).
     pub fn protocol(&self) -> &P {
         &self.protocol
     }

@@ -20,6 +20,7 @@ pub struct FileBody {
     pub len: u64,
     /// Last modification, in Unix seconds, if known.
     pub modified: Option<u64>,
+    /// The file's contents, from the start.
     pub reader: Box<dyn Read>,
 }
 
@@ -35,8 +36,11 @@ impl std::fmt::Debug for FileBody {
 /// What a path names.
 #[derive(Debug)]
 pub enum Lookup {
+    /// A regular file, opened.
     File(FileBody),
+    /// A directory.
     Dir,
+    /// Nothing, or a path through something that is not a directory.
     NotFound,
     /// Exists but may not be served (outside the root through a link, unreadable, not a regular
     /// file or directory).
@@ -46,8 +50,11 @@ pub enum Lookup {
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// The file name, as the bytes the file system holds.
     pub name: Vec<u8>,
+    /// Whether it is a directory (after following a symbolic link).
     pub dir: bool,
+    /// Its size in bytes (after following a symbolic link).
     pub len: u64,
 }
 
@@ -94,6 +101,7 @@ impl DirRoot {
         Ok(DirRoot { root })
     }
 
+    /// The canonical path of the root directory.
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -14,23 +14,24 @@ use crate::services::ListenerConfig;
 use crate::services::TcpService;
 
 /// 1994-11-06 08:49:37 GMT, RFC 9110's example date: the harness's wall clock at `Instant::ZERO`.
-pub const EPOCH: u64 = 784_111_777;
+pub(crate) const EPOCH: u64 = 784_111_777;
 
 /// A host serving `Content` over HTTP on 127.0.0.1:80, and the means to be its client.
-pub struct Net {
+pub(crate) struct Net {
     pub host: Host<Loopback, VirtualClock>,
     pub clock: VirtualClock,
     next_port: u16,
 }
 
 impl Net {
+    /// A host with a 10 s idle timeout (the unit tests' harness; the fuzz target sets its own).
     #[cfg(test)]
-    pub fn new(content: Content) -> Net {
+    pub(crate) fn new(content: Content) -> Net {
         Net::with_idle_timeout(content, Duration::from_secs(10))
     }
 
     /// The same with another idle timeout (short ones keep a fuzz input's run short).
-    pub fn with_idle_timeout(content: Content, idle: Duration) -> Net {
+    pub(crate) fn with_idle_timeout(content: Content, idle: Duration) -> Net {
         let (mut host, clock) = crate::host::loopback_host(7);
         let content = match content {
             Content::Status(_) => Content::Status(host.status().clone()),
@@ -52,7 +53,8 @@ impl Net {
         }
     }
 
-    pub fn connect(&mut self) -> SocketHandle {
+    /// Open a client connection to the server from the next local port; returns its socket.
+    pub(crate) fn connect(&mut self) -> SocketHandle {
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 65536]),
             tcp::SocketBuffer::new(vec![0; 65536]),
@@ -71,7 +73,7 @@ impl Net {
     /// Send `req` on `h`, then run for up to `ms` milliseconds of virtual time in 1 ms steps,
     /// collecting what comes back, until the server closes. (Steps, not jumps to the host's next
     /// deadline: packets queued in the loopback device are no deadline smoltcp knows of.)
-    pub fn exchange(&mut self, h: SocketHandle, req: &[u8], ms: u64) -> (Vec<u8>, bool) {
+    pub(crate) fn exchange(&mut self, h: SocketHandle, req: &[u8], ms: u64) -> (Vec<u8>, bool) {
         let mut sent = 0;
         let mut got = Vec::new();
         for _ in 0..ms {

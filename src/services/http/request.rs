@@ -17,7 +17,9 @@ pub const MAX_HEADERS: usize = 64;
 /// The request methods the server tells apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`.
     Get,
+    /// `HEAD`: answered like `GET`, without the body.
     Head,
     /// Any other syntactically valid method: answered 405.
     Other,
@@ -26,6 +28,7 @@ pub enum Method {
 /// One parsed request head.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The request method.
     pub method: Method,
     /// The request-target exactly as sent.
     pub target: String,
@@ -83,7 +86,9 @@ impl fmt::Display for HeadError {
 pub enum Parsed {
     /// Not a whole head yet: read more.
     Partial,
+    /// A whole head, parsed (its length is [`Request::head_len`]).
     Complete(Request),
+    /// A head the server refuses.
     Error(HeadError),
 }
 
