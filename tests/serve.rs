@@ -312,6 +312,25 @@ fn sigint_exits_zero_within_one_second() {
 }
 
 #[test]
+fn a_second_sigint_ends_the_process_at_once() {
+    require_root!();
+    on_tun(&["--echo", "7"], |h| {
+        // An open connection whose peer never closes keeps the graceful shutdown busy for its
+        // whole grace: the second Ctrl-C comes while it runs.
+        let mut s = connect(7);
+        s.write_all(b"ping").unwrap();
+        let mut b = [0u8; 4];
+        s.read_exact(&mut b).unwrap();
+        nix::sys::signal::kill(h.pid(), Signal::SIGINT).unwrap();
+        thread::sleep(Duration::from_millis(20));
+        let (status, _) = h.signal(Signal::SIGINT);
+        // Killed by the second SIGINT (a graceful stop exits 0: sigint_exits_zero_...).
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(Signal::SIGINT as i32), "{status}");
+    });
+}
+
+#[test]
 fn sigterm_exits_zero() {
     require_root!();
     on_tun(&[], |h| {
