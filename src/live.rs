@@ -166,7 +166,7 @@ impl Live {
             _ => (Pcap::passthrough(device), None),
         };
         let mut host = Host::new(device, crate::host::SystemClock::new(), self.host)?;
-        host.show_device(|d| d.inner(), |d| d.inner().stats());
+        host.show_device(Pcap::inner);
         services::add(&mut host, &self.services)?;
         if let Some(label) = &label {
             log::info!("tracing every packet of the device to {label}");

@@ -87,8 +87,8 @@ pub struct Host<D: Device, C: Clock = SystemClock> {
     hardware_addr: HardwareAddress,
     /// What the status page shows, refreshed on every turn.
     status: StatusBoard,
-    /// Reads the device's packet counters, where the device has them.
-    counters: Option<fn(&D) -> link::Stats>,
+    /// Finds the TUN/TAP device under `D`, whose counters the status page shows.
+    tuntap: Option<fn(&D) -> &TunTapDevice>,
 }
 
 impl Host<TunTapDevice, SystemClock> {
@@ -97,14 +97,15 @@ impl Host<TunTapDevice, SystemClock> {
         config.validate()?;
         let tuntap = TunTap::open(dev)?;
         let mut host = Host::new(TunTapDevice::new(tuntap), SystemClock::new(), config)?;
-        host.show_device(|d| d, TunTapDevice::stats);
+        host.show_device(|d| d);
         Ok(host)
     }
 }
 
 impl<D: Device, C: Clock> Host<D, C> {
-    /// Build a host on `device`: interface with the configured addresses and routes, and a socket
-    /// set holding the configured services.
+    /// Build a host on `device`: the interface with the configured addresses and routes, and an
+    /// empty socket set; services are added with [`Host::add_service`] (or
+    /// [`crate::services::add`], one layer up).
     pub fn new(mut device: D, clock: C, config: Config) -> Result<Self> {
         config.validate()?;
         let medium = device.capabilities().medium;
@@ -151,7 +152,7 @@ impl<D: Device, C: Clock> Host<D, C> {
             stats: HostStats::default(),
             hardware_addr: hw,
             status: StatusBoard::new(),
-            counters: None,
+            tuntap: None,
         };
         host.refresh_status_services();
         Ok(host)
@@ -162,23 +163,14 @@ impl<D: Device, C: Clock> Host<D, C> {
         &self.status
     }
 
-    /// Tell the host how to read its device's packet counters (the status page shows them).
-    /// [`Host::open`] does it for a TUN/TAP device.
-    pub fn set_counters(&mut self, counters: fn(&D) -> link::Stats) {
-        self.counters = Some(counters);
-    }
-
     /// Show the TUN/TAP device under `D` on the status board: its kind and name now, its
-    /// counters on every turn. `tuntap` finds the device under whatever wraps it (a tracer).
-    pub fn show_device(
-        &mut self,
-        tuntap: fn(&D) -> &TunTapDevice,
-        counters: fn(&D) -> link::Stats,
-    ) {
+    /// packet counters on every turn. `tuntap` finds the device under whatever wraps it (a
+    /// tracer); [`Host::open`] does this for a bare TUN/TAP device.
+    pub fn show_device(&mut self, tuntap: fn(&D) -> &TunTapDevice) {
         let t = tuntap(self.device.inner()).tuntap();
         let name = format!("{} {}", t.kind(), t.name());
         self.status.update(|s| s.device = name);
-        self.set_counters(counters);
+        self.tuntap = Some(tuntap);
     }
 
     fn refresh_status_services(&mut self) {
@@ -192,8 +184,8 @@ impl<D: Device, C: Clock> Host<D, C> {
 
     fn refresh_status(&mut self, now: Instant) {
         let st = self
-            .counters
-            .map(|f| f(self.device.inner()))
+            .tuntap
+            .map(|f| f(self.device.inner()).stats())
             .unwrap_or_default();
         let connections = self.active_connections();
         self.status.update(|s| {

@@ -423,6 +423,14 @@ impl ReplayConfig {
             keep_output: false,
         }
     }
+
+    /// Check what can be checked before reading a packet: the host's and the services'
+    /// configuration.
+    pub fn validate(&self) -> Result<()> {
+        self.host.validate().map_err(HostError::from)?;
+        self.services.validate()?;
+        Ok(())
+    }
 }
 
 /// What a replay produced.
@@ -564,8 +572,7 @@ pub fn replay<W: Write>(
     let mut services = config.services.clone();
     // HTTP `Date` headers from the virtual clock, which runs on capture (UNIX) time.
     services.http.epoch.get_or_insert(0);
-    host_config.validate().map_err(HostError::from)?;
-    services.validate()?;
+    config.validate()?;
     let ethernet = capture.packets.first().map(|p| p.link) == Some(Link::Ethernet);
     let (medium, mac) = if ethernet {
         let mac = match host_config.mac {

@@ -86,8 +86,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         mtu: args.mtu as usize,
         ..ReplayConfig::new(host, args.services.config())
     };
-    let valid = config.host.validate().map_err(tunhost::Error::from);
-    if let Err(e) = valid.and(config.services.validate().map_err(Into::into)) {
+    if let Err(e) = config.validate() {
         return usage(e);
     }
     let seed = config.host.seed.unwrap_or(0);
