@@ -21,6 +21,7 @@ pub(crate) const DEFAULT_PEER: &str = "192.0.2.1/24";
 
 /// `-v`/`-q` of the subcommands that run a host as a server.
 #[derive(Args, Debug)]
+#[command(next_help_heading = "Logging")]
 pub(crate) struct LogArgs {
     /// More log output (-v: debug, -vv: trace). RUST_LOG overrides, e.g. RUST_LOG=smoltcp=trace.
     #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]

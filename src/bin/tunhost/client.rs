@@ -39,7 +39,7 @@ pub(crate) struct ClientCommon {
     device: DeviceArgs,
 
     /// Log the stack's workings on stderr (twice for more); RUST_LOG overrides.
-    #[arg(long = "log", action = clap::ArgAction::Count)]
+    #[arg(long = "log", action = clap::ArgAction::Count, help_heading = "Logging")]
     log: u8,
 
     #[command(flatten)]
@@ -52,19 +52,19 @@ pub(crate) struct PingArgs {
     common: ClientCommon,
 
     /// Stop after sending COUNT requests (and waiting for their replies). [default: until Ctrl-C]
-    #[arg(short = 'c', long = "count", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(short = 'c', long = "count", value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Ping")]
     count: Option<u32>,
 
     /// Seconds between requests, e.g. 0.2.
-    #[arg(short = 'i', long = "interval", value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_secs)]
+    #[arg(short = 'i', long = "interval", value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_secs, help_heading = "Ping")]
     interval: f64,
 
     /// Seconds to wait for replies after the last request.
-    #[arg(short = 'W', long = "timeout", value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs)]
+    #[arg(short = 'W', long = "timeout", value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs, help_heading = "Ping")]
     timeout: f64,
 
     /// Bytes of payload per request.
-    #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56, value_parser = clap::value_parser!(u16).range(0..=1400))]
+    #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56, value_parser = clap::value_parser!(u16).range(0..=1400), help_heading = "Ping")]
     size: u16,
 
     /// The address to ping, e.g. 192.0.2.1 (no names: tunhost has no DNS).
@@ -78,15 +78,20 @@ pub(crate) struct GetArgs {
     common: ClientCommon,
 
     /// Write the body to FILE instead of stdout (created only for a 2xx response).
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE",
+        help_heading = "Request"
+    )]
     output: Option<PathBuf>,
 
     /// Print the status line and headers to stderr.
-    #[arg(short = 'v', long = "verbose")]
+    #[arg(short = 'v', long = "verbose", help_heading = "Request")]
     verbose: bool,
 
     /// Give up after SECONDS without progress.
-    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_secs)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_secs, help_heading = "Request")]
     timeout: f64,
 
     /// The URL, e.g. http://192.0.2.1:8000/f.bin (the host must be an IP address).
