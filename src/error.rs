@@ -47,33 +47,39 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// The layer's own error, for the variants that wrap one.
+    fn layer(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Link(e) => Some(e),
+            Error::Host(e) => Some(e),
+            Error::Service(e) => Some(e),
+            Error::Replay(e) => Some(e),
+            Error::Client(e) => Some(e),
+            Error::Capture { .. } | Error::File { .. } => None,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Link(e) => e.fmt(f),
-            Error::Host(e) => e.fmt(f),
-            Error::Service(e) => e.fmt(f),
             Error::Capture { path, source } => write!(f, "cannot replay {path}: {source}"),
-            Error::Replay(e) => e.fmt(f),
-            Error::Client(e) => e.fmt(f),
             Error::File { path, op, source } => {
                 write!(f, "cannot {op} {path}: {}", io_desc(source))
             }
+            // A layer's error is wrapped transparently: its message is this one's.
+            wrapper => wrapper.layer().map_or(Ok(()), |e| fmt::Display::fmt(e, f)),
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        // The layers' errors are wrapped transparently: their Display is this one's.
         match self {
-            Error::Link(e) => e.source(),
-            Error::Host(e) => e.source(),
-            Error::Service(e) => e.source(),
             Error::Capture { source, .. } => Some(source),
-            Error::Replay(e) => e.source(),
-            Error::Client(e) => e.source(),
             Error::File { source, .. } => Some(source),
+            wrapper => wrapper.layer().and_then(|e| e.source()),
         }
     }
 }

@@ -34,6 +34,16 @@ fn connect(port: u16) -> TcpStream {
     s
 }
 
+/// A connection to the echo service on port 7 that has carried one exchange, and stays open.
+fn echo_connection() -> TcpStream {
+    let mut s = connect(7);
+    s.write_all(b"ping").unwrap();
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b).unwrap();
+    assert_eq!(&b, b"ping");
+    s
+}
+
 fn ping_ok(args: &[&str]) -> String {
     let mut argv = vec!["ping"];
     argv.extend_from_slice(args);
@@ -292,10 +302,7 @@ fn sigint_exits_zero_within_one_second() {
     require_root!();
     on_tun(&["--echo", "7"], |h| {
         // With a connection open, so that shutdown has something to close.
-        let mut s = connect(7);
-        s.write_all(b"ping").unwrap();
-        let mut b = [0u8; 4];
-        s.read_exact(&mut b).unwrap();
+        let mut s = echo_connection();
         let (status, took) = h.signal(Signal::SIGINT);
         assert!(status.success(), "exit status {status}");
         assert!(took < Duration::from_secs(1), "took {took:?} to exit");
@@ -317,10 +324,7 @@ fn a_second_sigint_ends_the_process_at_once() {
     on_tun(&["--echo", "7"], |h| {
         // An open connection whose peer never closes keeps the graceful shutdown busy for its
         // whole grace: the second Ctrl-C comes while it runs.
-        let mut s = connect(7);
-        s.write_all(b"ping").unwrap();
-        let mut b = [0u8; 4];
-        s.read_exact(&mut b).unwrap();
+        let _s = echo_connection();
         nix::sys::signal::kill(h.pid(), Signal::SIGINT).unwrap();
         thread::sleep(Duration::from_millis(20));
         let (status, _) = h.signal(Signal::SIGINT);

@@ -52,11 +52,12 @@ impl fmt::Display for ReplayError {
 
 impl std::error::Error for ReplayError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        // Host and Service wrap transparently: the cause is theirs.
         match self {
-            ReplayError::Host(e) => e.source(),
-            ReplayError::Service(e) => e.source(),
+            ReplayError::Host(e) => std::error::Error::source(e),
+            ReplayError::Service(e) => std::error::Error::source(e),
             ReplayError::Trace { source, .. } => Some(source),
-            _ => None,
+            ReplayError::UnknownMac | ReplayError::MacOnIpCapture => None,
         }
     }
 }

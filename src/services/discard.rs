@@ -4,7 +4,7 @@
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 
-use super::{Protocol, Step, drain, peer_done};
+use super::{Protocol, Step, drain};
 
 /// The discard protocol.
 #[derive(Debug, Default)]
@@ -25,10 +25,6 @@ impl Protocol for Discard {
     fn drive(&mut self, _: &mut (), socket: &mut tcp::Socket<'_>, _now: Instant) -> Step {
         self.bytes += socket.recv_queue() as u64;
         drain(socket);
-        if peer_done(socket) {
-            Step::Close
-        } else {
-            Step::Keep
-        }
+        Step::until_peer_done(socket)
     }
 }

@@ -3,7 +3,7 @@
 use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 
-use super::{Protocol, Step, peer_done};
+use super::{Protocol, Step};
 
 /// The echo protocol. One scratch buffer serves every connection: data moves from a socket's
 /// receive buffer to its transmit buffer through it, only as much as the transmit buffer can take,
@@ -50,10 +50,6 @@ impl Protocol for Echo {
             // Cannot be short: `got` fits the room measured above.
             let _ = socket.send_slice(&self.scratch[..got]);
         }
-        if peer_done(socket) {
-            Step::Close
-        } else {
-            Step::Keep
-        }
+        Step::until_peer_done(socket)
     }
 }

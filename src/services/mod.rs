@@ -146,6 +146,18 @@ pub(crate) fn peer_done(socket: &tcp::Socket<'_>) -> bool {
     !socket.may_recv() && !socket.can_recv()
 }
 
+impl Step {
+    /// [`Step::Close`] once the peer has closed its side and everything it sent has been read,
+    /// else [`Step::Keep`]: the end of a protocol that answers until the peer is done.
+    pub fn until_peer_done(socket: &tcp::Socket<'_>) -> Step {
+        if peer_done(socket) {
+            Step::Close
+        } else {
+            Step::Keep
+        }
+    }
+}
+
 /// Read and drop everything the socket has received.
 pub(crate) fn drain(socket: &mut tcp::Socket<'_>) {
     while socket.can_recv() {
