@@ -101,3 +101,72 @@ impl From<ConfigError> for Error {
 
 /// The library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::Kind;
+    use std::error::Error as _;
+
+    fn errors() -> Vec<Error> {
+        let eio = || io::Error::from_raw_os_error(libc::EIO);
+        vec![
+            LinkError::Busy {
+                device: "tun0".into(),
+            }
+            .into(),
+            LinkError::WrongKind {
+                device: "tap0".into(),
+                wanted: Kind::Tun,
+            }
+            .into(),
+            LinkError::Io {
+                device: "tun0".into(),
+                op: "read",
+                source: eio(),
+            }
+            .into(),
+            ConfigError::NoAddress.into(),
+            ServiceError::DuplicatePort {
+                proto: "tcp",
+                port: 7,
+            }
+            .into(),
+            ReplayError::UnknownMac.into(),
+            ReplayError::MacOnIpCapture.into(),
+            Error::File {
+                path: "trace.pcapng".into(),
+                op: "create",
+                source: eio(),
+            },
+        ]
+    }
+
+    #[test]
+    fn messages_name_the_culprit_and_no_cli_flag() {
+        for e in errors() {
+            let text = e.to_string();
+            assert!(
+                !text.contains("--"),
+                "a library message names a flag: {text}"
+            );
+            assert!(!text.contains("os error"), "bare os error: {text}");
+            assert!(!text.is_empty());
+        }
+        let busy = &errors()[0];
+        assert!(busy.to_string().contains("tun0"), "{busy}");
+    }
+
+    #[test]
+    fn the_cause_is_one_source_away_and_said_once() {
+        let e = &errors()[2];
+        let cause = e.source().expect("an I/O failure has a cause");
+        assert_eq!(
+            cause.to_string(),
+            io::Error::from_raw_os_error(libc::EIO).to_string()
+        );
+        // The wrapper shows the layer's message itself, not a second copy of it.
+        assert_eq!(e.to_string(), "device tun0: read failed: I/O error");
+        assert!(errors()[0].source().is_none());
+    }
+}
