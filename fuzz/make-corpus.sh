@@ -2,10 +2,11 @@
 # Regenerate the seed corpora of the fuzz targets, then minimize each with `cargo fuzz cmin`,
 # keeping the seeds' descriptive names. Seeds are made by a scripted peer talking to the same
 # deterministic host the targets build (tunhost::fuzzing::seeds), by tunhost::fuzzing::http_seeds,
-# and from captures/. Run from anywhere; needs cargo-fuzz (`cargo install cargo-fuzz`).
+# and from captures/ (`cargo xtask seeds`). Run from anywhere; needs cargo-fuzz
+# (`cargo install cargo-fuzz`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TUNHOST_WRITE_SEEDS=1 cargo test -q --test fuzz_corpus write_seeds -- --ignored
+cargo xtask seeds
 cd fuzz
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT

@@ -1,21 +1,13 @@
 //! Replay: the captures in `captures/` played through the host offline, and the `replay` CLI.
 //!
-//! The replay tests need no privileges. `regenerate_captures` (ignored by default) records the
-//! captures anew from a live host against the kernel, as root:
-//! `cargo test --test replay -- --ignored regenerate_captures`.
+//! The replay tests need no privileges. `cargo xtask captures` records the captures anew from a
+//! live host against the kernel, as root (see captures/README.md).
 
 mod common;
 mod tools;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
-use std::time::Duration;
-
-use common::{Tunhost, in_netns, sh, tunhost};
-use nix::sys::signal::Signal;
-use tools::{
-    Scratch, Tcpdump, captures_dir, icmp_echo_reply, l3, read_capture, replay_cli, traced,
-};
+use common::tunhost;
+use tools::{Scratch, captures_dir, icmp_echo_reply, l3, read_capture, replay_cli};
 use tunhost::Config;
 use tunhost::pcap::{Capture, Direction, Link};
 use tunhost::replay::{ReplayConfig, Report, replay};
@@ -207,81 +199,6 @@ fn replay_cli_rejects_bad_input_in_one_line() {
         assert!(err.contains(says), "{file}: {err}");
         assert!(err.contains(file), "{file}: {err}");
     }
-}
-
-// --- Recording the captures -------------------------------------------------------------
-
-use common::TUN_ARGS as TUN;
-
-/// The TUN test device's arguments, then `extra`.
-fn with(extra: &[&'static str]) -> Vec<&'static str> {
-    [TUN, extra].concat()
-}
-
-/// Run `tunhost serve ARGS --seed 0 --pcap captures/NAME` in a fresh namespace, drive
-/// `traffic`, then stop the host with SIGINT (a complete trace).
-fn record(name: &str, args: &[&str], traffic: impl FnOnce() + Send) {
-    let path = captures_dir().join(name).to_string_lossy().into_owned();
-    traced(&[args, &["--seed", "0", "--pcap", &path]].concat(), traffic);
-    let cap = read_capture(&path);
-    eprintln!("{name}: {} packets", cap.packets.len());
-}
-
-#[test]
-#[ignore = "records captures/ anew; needs root: cargo test --test replay -- --ignored"]
-fn regenerate_captures() {
-    require_root!();
-    record("ping.pcapng", &with(&["--echo", "7"]), || {
-        sh(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2"]);
-    });
-    record("tcp-echo.pcapng", &with(&["--echo", "7"]), || {
-        let mut s = TcpStream::connect(("192.0.2.2", 7)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let text: String = (0..120)
-            .map(|i| format!("line {i:3} of the tunhost echo capture\n"))
-            .collect();
-        s.write_all(text.as_bytes()).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
-        let mut back = String::new();
-        s.read_to_string(&mut back).unwrap();
-        assert_eq!(back, text);
-    });
-    record("udp-echo.pcapng", &with(&["--udp-echo", "7"]), || {
-        let u = common::udp_to_host(7, Duration::from_secs(5));
-        for i in 0..3 {
-            let msg = format!("datagram {i}");
-            u.send(msg.as_bytes()).unwrap();
-            let mut buf = [0; 64];
-            let n = u.recv(&mut buf).unwrap();
-            assert_eq!(&buf[..n], msg.as_bytes());
-        }
-    });
-    record("closed-port.pcapng", &with(&["--echo", "7"]), || {
-        let e = TcpStream::connect(("192.0.2.2", 8)).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-        let u = common::udp_to_host(9, Duration::from_secs(5));
-        u.send(b"anyone there?").unwrap();
-        let e = u.recv(&mut [0; 16]).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
-    });
-    let tap = [common::TAP_ARGS, &["--echo", "7"]].concat();
-    record("tap-arp-ping.pcapng", &tap, || {
-        sh(&["ping", "-c", "2", "-i", "0.2", "-W", "1", "198.51.100.2"]);
-    });
-    // The kernel's side of a ping session, as `tcpdump -i tun0 -w` writes it (classic pcap).
-    let path = captures_dir()
-        .join("ping-tcpdump.pcap")
-        .to_string_lossy()
-        .into_owned();
-    in_netns(move || {
-        let mut argv = TUN.to_vec();
-        argv.extend(["--echo", "7", "--seed", "0"]);
-        let mut h = Tunhost::serve(&argv);
-        let dump = Tcpdump::start("tun0", &path);
-        sh(&["ping", "-c", "3", "-i", "0.2", "-W", "1", "192.0.2.2"]);
-        dump.stop();
-        h.signal(Signal::SIGINT);
-    });
 }
 
 #[test]
