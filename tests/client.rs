@@ -4,12 +4,14 @@
 mod common;
 mod tools;
 
-use std::net::TcpStream;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Guard, TUNHOST, in_netns, kernel_device, pattern, run, spawn};
+use nix::sys::socket::{setsockopt, sockopt};
 use tools::{Scratch, tshark_fields};
 
 /// `tunhost CMD` on tun9 (host 198.51.100.2/24), then `more`.
@@ -286,5 +288,101 @@ fn ping_and_get_trace_every_packet_with_pcap() {
             2,
         );
         assert!(err.contains("--pcap -"), "{err}");
+    });
+}
+
+/// The kernel-side server of [`get_a_256_mib_chunked_body_in_bounded_memory`]: on the first
+/// connection to `listener` (30 s at most to come), after the request, a response whose chunked
+/// body is `blocks` MiB of 1,024-byte chunks (`3f9\r\n`, 1,017 bytes, `\r\n`), sent so that every
+/// segment ends one byte into a chunk-size line: with segments of 1,024 bytes (`TCP_MAXSEG` on
+/// the listener), a head of 1,023 bytes and writes of whole KiB. Returns the bytes written.
+fn serve_misaligned_chunks(listener: &TcpListener, blocks: usize) -> std::io::Result<usize> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    listener.set_nonblocking(true)?;
+    let mut s = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = Vec::new();
+    while !request.ends_with(b"\r\n\r\n") {
+        let mut b = [0; 1];
+        if s.read(&mut b)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        request.push(b[0]);
+    }
+    let mut head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Pad: ".to_vec();
+    head.resize(1023 - 4, b'p');
+    head.extend_from_slice(b"\r\n\r\n");
+    let mut period = b"3f9\r\n".to_vec();
+    period.extend((0..1017).map(|i| b'a' + (i % 26) as u8));
+    period.extend_from_slice(b"\r\n");
+    assert_eq!((head.len(), period.len()), (1023, 1024));
+    let rotated = [&period[1..], &period[..1]].concat();
+    let block = rotated.repeat(1024);
+    let mut written = 0;
+    let mut write = |b: &[u8]| s.write_all(b).map(|()| written += b.len());
+    write(&[&head[..], &period[..1]].concat())?;
+    for _ in 0..blocks {
+        write(&block)?;
+    }
+    write(&[&period[1..], b"0\r\n\r\n"].concat())?;
+    Ok(written)
+}
+
+/// VmRSS of process `pid` in KiB (0 once it is gone).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn get_a_256_mib_chunked_body_in_bounded_memory() {
+    require_root!();
+    in_netns(|| {
+        kernel_side_device();
+        let listener = TcpListener::bind("198.51.100.1:8000").expect("bind on the kernel side");
+        setsockopt(&listener, sockopt::TcpMaxSeg, &1024).expect("TCP_MAXSEG");
+        std::thread::scope(|scope| {
+            let server = scope.spawn(|| serve_misaligned_chunks(&listener, 256));
+            let args = tun9("get", &["-o", "/dev/null", "http://198.51.100.1:8000/big"]);
+            let argv = [&[TUNHOST], &args[..]].concat();
+            let mut get = Guard(spawn(&argv, Stdio::null(), Stdio::piped()));
+            let deadline = Instant::now() + Duration::from_secs(180);
+            let mut peak = 0;
+            let status = loop {
+                if let Some(status) = get.0.try_wait().unwrap() {
+                    break status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "tunhost get still running after 180 s"
+                );
+                peak = peak.max(rss_kib(get.0.id()));
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            let mut err = String::new();
+            let _ = get.0.stderr.take().unwrap().read_to_string(&mut err);
+            assert!(status.success(), "tunhost get: {status}: {err}");
+            let sent = server.join().unwrap().expect("the kernel-side server");
+            assert!(sent > 256 << 20, "{sent} bytes sent");
+            assert!(
+                peak < 64 << 10,
+                "tunhost get's VmRSS reached {peak} KiB for a 256 MiB body"
+            );
+            assert!(peak > 0, "VmRSS never read");
+        });
     });
 }

@@ -5,7 +5,7 @@
 //! the end of the connection. [`get`] drives it over a TCP socket of the host.
 //!
 //! Supported: `http://` URLs whose host is an IP address (IPv6 in brackets), interim 1xx
-//! responses, bodies of any size (streamed). Not supported: names (no DNS), `https`, redirects
+//! responses, bodies of any size (streamed, in bounded memory). Not supported: names (no DNS), `https`, redirects
 //! (a 3xx is reported as a failure), trailers (read and dropped).
 
 use std::ops::ControlFlow;
@@ -195,12 +195,12 @@ impl ResponseReader {
         }
     }
 
-    /// Add received bytes.
+    /// Add received bytes. Bytes already handed out are dropped first: what the reader holds is
+    /// what it was given since the last [`Event::More`] plus the part of a head, chunk-size
+    /// line, CRLF or trailer it was waiting to complete (at most [`MAX_RESPONSE_HEAD`]).
     pub fn push(&mut self, data: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
+        self.buf.drain(..self.pos);
+        self.pos = 0;
         self.buf.extend_from_slice(data);
     }
 
@@ -470,13 +470,13 @@ where
             }
         }
         while s.can_recv() {
-            let mut data = Vec::new();
-            let _ = s.recv(|b| {
-                data.extend_from_slice(b);
-                (b.len(), ())
-            });
-            progressed |= !data.is_empty();
-            reader.push(&data);
+            let n = s
+                .recv(|b| {
+                    reader.push(b);
+                    (b.len(), b.len())
+                })
+                .unwrap_or(0);
+            progressed |= n > 0;
             loop {
                 match reader.next_event().map_err(bad)? {
                     Event::More => break,
@@ -584,6 +584,45 @@ mod tests {
         let pieces: Vec<&[u8]> = resp.chunks(1).collect();
         let (_, b) = read_all(&pieces, false).unwrap();
         assert_eq!(b, b"hello world");
+    }
+
+    #[test]
+    fn chunked_pieces_ending_inside_size_lines_keep_the_buffer_small() {
+        // 4,000 chunks of 1,000 bytes; each piece pushed ends one byte into a chunk-size line,
+        // so the reader never has every byte consumed when the next piece comes.
+        let mut stream = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        let mut cuts = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..4000u32 {
+            cuts.push(stream.len() + 1);
+            let data: Vec<u8> = (0..1000).map(|k| (i + k) as u8).collect();
+            stream.extend_from_slice(b"3e8\r\n");
+            stream.extend_from_slice(&data);
+            stream.extend_from_slice(b"\r\n");
+            want.extend_from_slice(&data);
+        }
+        stream.extend_from_slice(b"0\r\n\r\n");
+        cuts.push(stream.len());
+        let mut r = ResponseReader::new();
+        let (mut body, mut held, mut from) = (Vec::new(), 0, 0);
+        for to in cuts {
+            r.push(&stream[from..to]);
+            from = to;
+            held = held.max(r.buf.capacity());
+            loop {
+                match r.next_event().unwrap() {
+                    Event::More | Event::Done => break,
+                    Event::Head(_) => {}
+                    Event::Body(b) => body.extend_from_slice(b),
+                }
+            }
+        }
+        assert!(r.is_done());
+        assert!(body == want, "body differs");
+        assert!(
+            held <= 4096,
+            "the reader held {held} bytes for 1,000-byte pieces"
+        );
     }
 
     #[test]
