@@ -89,33 +89,41 @@ pub fn encode(ops: &[Op<'_>]) -> Vec<u8> {
 /// What the file outside the HTTP root holds: no response may ever contain it.
 pub const SECRET: &[u8] = b"tunhost-fuzz: this file is outside the HTTP root";
 
-/// A tree for the `http_request` target, in one fixed place of the temp directory, made
-/// idempotently (so runs and parallel processes share it and nothing piles up):
+/// A tree for the `http_request` target, made once per process in a private temporary
+/// directory (fuzzers and tests run as root: nothing in a shared, predictable place whose files
+/// someone else could have replaced with symlinks), so every input of a run sees the same tree:
 /// `secret.txt` beside `root/`, and inside `root/` files, a directory, and symlinks that point
-/// out of the root. Returns the root.
+/// out of the root. Returns the root; the directory is removed when the process exits.
 fn http_tree() -> &'static std::path::Path {
     use std::sync::OnceLock;
     static ROOT: OnceLock<std::path::PathBuf> = OnceLock::new();
+    /// Remove the tree at exit (statics are never dropped).
+    extern "C" fn remove_tree() {
+        if let Some(base) = ROOT.get().and_then(|root| root.parent()) {
+            let _ = std::fs::remove_dir_all(base);
+        }
+    }
     ROOT.get_or_init(|| {
-        let base = std::env::temp_dir().join("tunhost-fuzz-http");
-        let root = base.join("root");
-        let made = (|| -> std::io::Result<()> {
+        let made = (|| -> std::io::Result<std::path::PathBuf> {
+            use std::os::unix::fs::PermissionsExt;
+            let dir = tempfile::Builder::new()
+                .prefix("tunhost-fuzz-http-")
+                .permissions(std::fs::Permissions::from_mode(0o700))
+                .tempdir()?;
+            let (base, root) = (dir.path(), dir.path().join("root"));
             std::fs::create_dir_all(root.join("sub"))?;
-            // Rewrite a file only if it differs: a reader never sees one half written.
-            let put = |path: std::path::PathBuf, data: &[u8]| match std::fs::read(&path) {
-                Ok(old) if old == data => Ok(()),
-                _ => std::fs::write(path, data),
-            };
-            put(base.join("secret.txt"), SECRET)?;
-            put(root.join("index.html"), b"<h1>fuzz</h1>")?;
-            put(root.join("a.txt"), b"hello\n")?;
-            put(root.join("sub/b.txt"), b"b\n")?;
-            let _ = std::os::unix::fs::symlink("../../secret.txt", root.join("sub/up"));
-            let _ = std::os::unix::fs::symlink(base.join("secret.txt"), root.join("abs"));
-            let _ = std::os::unix::fs::symlink("..", root.join("parent"));
-            Ok(())
+            std::fs::write(base.join("secret.txt"), SECRET)?;
+            std::fs::write(root.join("index.html"), b"<h1>fuzz</h1>")?;
+            std::fs::write(root.join("a.txt"), b"hello\n")?;
+            std::fs::write(root.join("sub/b.txt"), b"b\n")?;
+            std::os::unix::fs::symlink("../../secret.txt", root.join("sub/up"))?;
+            std::os::unix::fs::symlink(base.join("secret.txt"), root.join("abs"))?;
+            std::os::unix::fs::symlink("..", root.join("parent"))?;
+            Ok(dir.keep().join("root"))
         })();
-        made.expect("make the http_request fuzz tree in the temp directory");
+        let root = made.expect("make the http_request fuzz tree in a temporary directory");
+        // SAFETY: `remove_tree` is an `extern "C" fn()` that neither unwinds nor calls `exit`.
+        unsafe { libc::atexit(remove_tree) };
         root
     })
 }
@@ -1145,6 +1153,22 @@ mod seed_tests {
         wire.push(&seeds::syn_from(seeds::PEER_V4, 40001, 7));
         host.poll();
         assert_eq!(tcp_answers(&wire.take_sent()), ["SA"]);
+    }
+
+    #[test]
+    fn the_http_tree_is_private_and_the_same_for_the_whole_process() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = http_tree();
+        assert!(std::ptr::eq(root, http_tree()), "a second tree");
+        let base = root.parent().unwrap();
+        assert_ne!(base, std::env::temp_dir().join("tunhost-fuzz-http"));
+        let meta = std::fs::symlink_metadata(base).unwrap();
+        assert!(meta.is_dir(), "{} is not a directory", base.display());
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} has mode {mode:o}", base.display());
+        assert_eq!(std::fs::read(base.join("secret.txt")).unwrap(), SECRET);
+        assert_eq!(std::fs::read(root.join("sub/up")).unwrap(), SECRET);
+        assert_eq!(std::fs::read(root.join("a.txt")).unwrap(), b"hello\n");
     }
 
     #[test]

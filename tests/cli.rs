@@ -123,10 +123,12 @@ fn help_teaches() {
 fn no_permission() {
     require_root!();
     // Run as nobody from a copy of the binary nobody can execute.
-    let dir = std::env::temp_dir().join(format!("tunhost-eperm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let bin = dir.join("tunhost");
+    let dir = tempfile::Builder::new()
+        .prefix("tunhost-eperm-")
+        .tempdir()
+        .unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("tunhost");
     std::fs::copy(TUNHOST, &bin).unwrap();
     let out = in_netns(move || {
         Command::new(&bin)
@@ -137,7 +139,7 @@ fn no_permission() {
             .output()
             .unwrap()
     });
-    std::fs::remove_dir_all(&dir).unwrap();
+    drop(dir);
     let err = check_output("serve (as nobody)", &out, 1, "CAP_NET_ADMIN");
     assert!(err.contains("tun0"), "{err}");
 }
@@ -148,8 +150,8 @@ fn device_busy() {
     in_netns(|| {
         let _first = Tunhost::serve(&["--tun", "tun0", "--addr", "192.0.2.2/24"]);
         // tunhost creates non-persistent devices; a second process cannot attach to one in use.
-        let trace =
-            std::env::temp_dir().join(format!("tunhost-busy-{}.pcapng", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("busy.pcapng");
         let t = trace.to_str().unwrap();
         let (code, err) = tunhost(&[
             "serve",

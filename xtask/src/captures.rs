@@ -6,7 +6,6 @@
 //! there, and the namespace vanishes with them. Nothing is done in the machine's own namespace;
 //! the addresses are documentation ranges.
 
-use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -155,7 +154,7 @@ fn run(argv: &[&str]) -> Result {
 struct Proc {
     child: Child,
     what: String,
-    stderr: PathBuf,
+    stderr: tempfile::NamedTempFile,
 }
 
 impl Proc {
@@ -163,9 +162,13 @@ impl Proc {
     fn start(program: &Path, args: &[&str], ready: &str) -> Result<Proc> {
         let name = program.file_name().unwrap_or_default().to_string_lossy();
         let what = format!("{name} {}", args.join(" "));
-        let stderr = std::env::temp_dir().join(format!("xtask-{}-{name}", std::process::id()));
-        let log =
-            File::create(&stderr).context(format_args!("cannot write {}", stderr.display()))?;
+        // A private file (this runs as root): nothing in a predictable place of /tmp.
+        let tmp = || format!("cannot make a file in {}", std::env::temp_dir().display());
+        let stderr = tempfile::Builder::new()
+            .prefix(&format!("xtask-{name}-"))
+            .tempfile()
+            .context(tmp())?;
+        let log = stderr.as_file().try_clone().context(tmp())?;
         let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
@@ -194,7 +197,7 @@ impl Proc {
 
     /// Its stderr so far.
     fn said(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        std::fs::read_to_string(self.stderr.path()).unwrap_or_default()
     }
 
     /// The last line of its stderr, for an error message.
@@ -229,7 +232,6 @@ impl Drop for Proc {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 

@@ -201,8 +201,8 @@ mod tests {
 
     #[test]
     fn seeds_are_deterministic() {
-        let tmp = std::env::temp_dir().join(format!("xtask-seeds-{}", std::process::id()));
-        let (a, b) = (tmp.join("a"), tmp.join("b"));
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
         seeds(&a).unwrap();
         seeds(&b).unwrap();
         for target in ["ingress_ip", "ingress_ethernet", "http_request", "replay"] {
@@ -224,7 +224,6 @@ mod tests {
             assert!(seeds.len() >= 5, "{target}: {} seeds", seeds.len());
             assert!(seeds == files(&b), "{target}: seeds differ from run to run");
         }
-        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -279,8 +279,12 @@ fn bench(args: &Args) -> Res<bool> {
     if cpus() >= 2 {
         pin(0);
     }
-    let tmp = TempDir::new()?;
-    let pcap = tmp.0.join("trace.pcap");
+    // A private directory (this runs as root): nothing in a predictable place of /tmp.
+    let tmp = tempfile::Builder::new()
+        .prefix("tunhost-bench-")
+        .tempdir()
+        .map_err(|e| format!("{}: {e}", std::env::temp_dir().display()))?;
+    let pcap = tmp.path().join("trace.pcap");
 
     let mut available = Vec::new();
     let mut missing = Vec::new();
@@ -834,21 +838,4 @@ fn machine() -> String {
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "?".into());
     format!("{} CPU(s), {cpu}, Linux {kernel}", cpus())
-}
-
-/// A private directory for the trace file, removed on drop.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Res<TempDir> {
-        let p = std::env::temp_dir().join(format!("tunhost-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

@@ -232,13 +232,6 @@ mod tests {
             .collect()
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("tunhost-files-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
-    }
-
     #[test]
     fn types() {
         assert_eq!(content_type(b"index.HTML"), "text/html; charset=utf-8");
@@ -249,7 +242,8 @@ mod tests {
 
     #[test]
     fn dir_root_serves_inside_and_refuses_links_out() {
-        let base = tmpdir("root");
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path();
         let root = base.join("www");
         fs::create_dir_all(root.join("sub")).unwrap();
         fs::write(root.join("sub/a.txt"), b"hello").unwrap();
@@ -279,6 +273,5 @@ mod tests {
         assert!(r.list(&seg("out")).is_none());
         assert!(DirRoot::new(root.join("sub/a.txt")).is_err());
         assert!(DirRoot::new(base.join("missing")).is_err());
-        fs::remove_dir_all(&base).unwrap();
     }
 }
