@@ -257,11 +257,7 @@ impl Pinger {
                     .ok()
                     .and_then(|p| Icmpv4Repr::parse(&p, &caps).ok())
                     .and_then(|r| match r {
-                        Icmpv4Repr::EchoReply {
-                            ident,
-                            seq_no,
-                            data,
-                        } => Some((ident, seq_no, data)),
+                        Icmpv4Repr::EchoReply { ident, seq_no, .. } => Some((ident, seq_no)),
                         _ => None,
                     }),
                 IpAddress::Ipv6(src) => {
@@ -270,18 +266,13 @@ impl Pinger {
                         .ok()
                         .and_then(|p| Icmpv6Repr::parse(&src, &dst, &p, &caps).ok())
                         .and_then(|r| match r {
-                            Icmpv6Repr::EchoReply {
-                                ident,
-                                seq_no,
-                                data,
-                            } => Some((ident, seq_no, data)),
+                            Icmpv6Repr::EchoReply { ident, seq_no, .. } => Some((ident, seq_no)),
                             _ => None,
                         })
                 }
             };
-            let Some((ident, seq, data)) = echo else {
-                continue;
-            };
+            let Some((ident, seq)) = echo else { continue };
+            let data = payload.get(8..).unwrap_or_default(); // after the echo header, v4 or v6
             if ident != self.config.ident || from != self.config.target {
                 continue;
             }
