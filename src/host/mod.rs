@@ -290,13 +290,15 @@ impl<D: Device, C: Clock> Host<D, C> {
         self.iface.poll_delay(now, &self.sockets)
     }
 
-    /// Close every connection and give the closes up to `grace` (on the host's clock, polling
-    /// with `wait` between turns) to reach the peers.
+    /// Close every connection gracefully (queued data, then FIN), accept no new one (a SYN gets
+    /// RST), and give the closes up to `grace` (on the host's clock, polling with `wait` between
+    /// turns) to reach the peers. Whatever is still open then is reset.
     pub fn shutdown(&mut self, grace: Duration, mut wait: impl FnMut(&mut Self, Duration)) {
+        let now = self.clock.now();
         for svc in &mut self.services {
-            svc.close(&mut self.sockets);
+            svc.close(&mut self.sockets, now);
         }
-        let until = self.clock.now() + grace;
+        let until = now + grace;
         loop {
             let delay = self.poll();
             let busy = self.sockets.iter().any(|(_, s)| match s {
