@@ -160,7 +160,8 @@ fn ping(addr: &str, count: u32) {
     let out = run(&["ping", family, "-c", &count, "-i", "0.05", "-W", "1", addr]);
     let text = String::from_utf8_lossy(&out.stdout);
     let want = format!("{count} packets transmitted, {count} received");
-    assert!(out.status.success() && text.contains(&want), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains(&want), "{text}{err}");
 }
 
 /// Serve on `dev` with a chargen connection streaming, set the device down for 2 s, then up:
