@@ -212,15 +212,7 @@ fn tap_device_down_then_up_no_spin_and_serving_resumes() {
 #[test]
 fn ipv6_kernel_side_survives_down_and_up() {
     require_root!();
-    in_netns(|| {
-        let args = [
-            "--tun",
-            "tun0",
-            "--addr",
-            "2001:db8::2/64",
-            "--peer",
-            "2001:db8::1/64",
-        ];
-        survives_down_and_up(&args, "tun0", "2001:db8::2");
-    });
+    let args = "--tun tun0 --addr 2001:db8::2/64 --peer 2001:db8::1/64";
+    let args: Vec<&str> = args.split(' ').collect();
+    in_netns(|| survives_down_and_up(&args, "tun0", "2001:db8::2"));
 }
