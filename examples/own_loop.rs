@@ -58,6 +58,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             (a, b) => a.or(b),
         };
         wait::readable(device.as_fd(), None, timeout)?;
+        // A device deleted under the loop (ip link del) fails every read: stop, do not spin.
+        if let Err(gone) = tunhost::link::Housekeeping::check(&device) {
+            eprintln!("{gone}");
+            break;
+        }
     }
     let (_, result, _, stats) = device.finish();
     result?;

@@ -127,6 +127,10 @@ mod tests {
             }
             .into(),
             ConfigError::NoAddress.into(),
+            crate::host::HostError::from(LinkError::Gone {
+                device: "tun0".into(),
+            })
+            .into(),
             ServiceError::DuplicatePort {
                 proto: "tcp",
                 port: 7,

@@ -290,13 +290,15 @@ impl<D: Device, C: Clock> Host<D, C> {
         self.iface.poll_delay(now, &self.sockets)
     }
 
-    /// Close every connection and give the closes up to `grace` (on the host's clock, polling
-    /// with `wait` between turns) to reach the peers.
+    /// Close every connection gracefully (queued data, then FIN), accept no new one (a SYN gets
+    /// RST), and give the closes up to `grace` (on the host's clock, polling with `wait` between
+    /// turns) to reach the peers. Whatever is still open then is reset.
     pub fn shutdown(&mut self, grace: Duration, mut wait: impl FnMut(&mut Self, Duration)) {
+        let now = self.clock.now();
         for svc in &mut self.services {
-            svc.close(&mut self.sockets);
+            svc.close(&mut self.sockets, now);
         }
-        let until = self.clock.now() + grace;
+        let until = now + grace;
         loop {
             let delay = self.poll();
             let busy = self.sockets.iter().any(|(_, s)| match s {
@@ -398,6 +400,10 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// Run until `stop` is signalled: poll, then sleep on the device's file descriptor (and the
     /// stop handle's) for exactly as long as [`Host::poll`] and the device's
     /// [`Housekeeping`] allow. Then close connections gracefully for up to 300 ms and return.
+    ///
+    /// A device that stops working ([`Housekeeping::check`]: deleted while in use) ends the
+    /// loop at once with its error ([`LinkError::Gone`](crate::link::LinkError::Gone)); there
+    /// is nothing left to close connections on.
     pub fn run(&mut self, stop: &Stop) -> Result<()> {
         let mut zero_turns = 0u32;
         let busy = std::time::Duration::from_micros(self.config.busy_poll.total_micros());
@@ -405,6 +411,7 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
         let mut woken_by_packet = false;
         while !stop.is_stopped() {
             let delay = self.poll();
+            self.device.inner().check()?;
             let delay = match earliest(delay, self.housekeeping()) {
                 // Honour one "poll again now" at once. A second in a row means smoltcp waits on
                 // something only time brings (a neighbour, a full queue): sleep 1 ms on the fd
@@ -462,8 +469,10 @@ impl<D: Device + AsFd + Housekeeping, C: Clock> Host<D, C> {
     /// Sleep until a packet arrives, `stop` is signalled or `timeout` passes (`None`: no
     /// timeout): the wait of [`Host::run`], for callers that write their own loop (clients).
     /// The device's [`Housekeeping`] is done first, and the sleep ends in time for its next
-    /// deadline (a trace's flush), as in [`Host::run`].
+    /// deadline (a trace's flush), as in [`Host::run`]. A device that stops working is an error
+    /// at once ([`Housekeeping::check`]), as in [`Host::run`].
     pub fn wait(&mut self, stop: Option<&Stop>, timeout: Option<Duration>) -> Result<()> {
+        self.device.inner().check()?;
         let timeout = earliest(timeout, self.housekeeping());
         link::wait::readable(self.device.inner().as_fd(), stop.map(Stop::fd), timeout)?;
         Ok(())

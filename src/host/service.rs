@@ -16,6 +16,8 @@ pub trait Service {
     fn poll_at(&self) -> Option<Instant> {
         None
     }
-    /// Start closing every connection: the host is shutting down.
-    fn close(&mut self, sockets: &mut SocketSet<'static>);
+    /// Start closing every connection at `now`, gracefully (queued data, then FIN), and accept
+    /// no new one: the host is shutting down. The host keeps polling the service while the
+    /// closes reach the peers, on the same clock as `now`.
+    fn close(&mut self, sockets: &mut SocketSet<'static>, now: Instant);
 }

@@ -8,9 +8,17 @@
 //!   segments of up to 64 KiB that the kernel cuts to the MSS, and TCP checksums are left to the
 //!   kernel where it vouches for them. Packets whose header contradicts them are counted and
 //!   dropped.
-//! - `EAGAIN` on read means "no token". Every other error (`EIO` when the link is down,
-//!   `ENOBUFS`, `EINVAL`, ...) is counted in [`Stats`] and logged, never a panic: a dropped
+//! - `EAGAIN` on read means "no token". Every other error (`EIO` on write while the link is
+//!   down, `ENOBUFS`, `EINVAL`, ...) is counted in [`Stats`] and logged, never a panic: a dropped
 //!   packet is what a real NIC does too, and TCP recovers from it.
+//! - `EBADFD` on read or write means the device is gone (deleted while in use): the device
+//!   reads and writes no more, and [`Housekeeping::check`] reports [`LinkError::Gone`], which
+//!   ends the host's loop.
+//!
+//! What the kernel does (Linux 6.x, TUN and TAP alike): while the link is down, `poll` reports
+//! nothing, `read` gives `EAGAIN` and `write` gives `EIO`; the host sleeps, and its packets are
+//! dropped until the link is up again. Once the device is deleted, `poll` reports `POLLERR` and
+//! `read` and `write` give `EBADFD`.
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -19,6 +27,7 @@ use nix::errno::Errno;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
+use super::error::{LinkError, Result};
 use super::tuntap::{Kind, Offload, TunTap};
 use super::vnet;
 
@@ -64,6 +73,12 @@ struct ErrorLog {
 
 impl ErrorLog {
     fn log(&mut self, device: &str, op: &str, errno: Errno, count: u64) {
+        // A TUN/TAP device whose link is down refuses writes with EIO.
+        let hint = if errno == Errno::EIO {
+            " (is the device down?)"
+        } else {
+            ""
+        };
         if self.last == Some(errno) {
             debug!(
                 "{device}: {op} failed: {} ({count} errors so far)",
@@ -71,7 +86,7 @@ impl ErrorLog {
             );
         } else {
             warn!(
-                "{device}: {op} failed: {} (packet dropped; {count} errors so far)",
+                "{device}: {op} failed: {}{hint} (packet dropped; {count} errors so far)",
                 errno.desc()
             );
             self.last = Some(errno);
@@ -94,6 +109,8 @@ pub struct TunTapDevice {
     /// The turn (the `now` smoltcp passes) in which a read found the device empty, if nothing
     /// was written since: the host's next interface poll in the same turn need not read again.
     drained_at: Option<Instant>,
+    /// A read found the device deleted: it is read no more.
+    gone: bool,
 }
 
 impl TunTapDevice {
@@ -114,6 +131,7 @@ impl TunTapDevice {
             rx_log: ErrorLog::default(),
             tx_log: ErrorLog::default(),
             drained_at: None,
+            gone: false,
         }
     }
 
@@ -147,7 +165,7 @@ impl phy::Device for TunTapDevice {
         // Found empty earlier in this turn, and nothing written since (a write can make the
         // kernel answer at once): no packet can have arrived that the next turn would not see,
         // since the host waits on the fd (level-triggered) before a new turn.
-        if self.drained_at == Some(now) {
+        if self.drained_at == Some(now) || self.gone {
             return None;
         }
         let fd = self.dev.as_fd();
@@ -197,6 +215,7 @@ impl phy::Device for TunTapDevice {
                         gso_size: None,
                         mtu: self.mtu,
                         drained_at: &mut self.drained_at,
+                        gone: &mut self.gone,
                     };
                     return Some((rx, tx));
                 }
@@ -205,6 +224,13 @@ impl phy::Device for TunTapDevice {
                     return None;
                 }
                 Err(Errno::EINTR) => continue,
+                Err(Errno::EBADFD) => {
+                    // Deleted while in use: `check` says so, and the host's loop ends.
+                    self.stats.rx_errors += 1;
+                    debug!("{}: read failed: the device is gone", self.dev.name());
+                    self.gone = true;
+                    return None;
+                }
                 Err(errno) => {
                     self.stats.rx_errors += 1;
                     self.rx_log
@@ -216,6 +242,9 @@ impl phy::Device for TunTapDevice {
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        if self.gone {
+            return None;
+        }
         Some(TxToken {
             fd: self.dev.as_fd(),
             name: self.dev.name(),
@@ -227,6 +256,7 @@ impl phy::Device for TunTapDevice {
             gso_size: None,
             mtu: self.mtu,
             drained_at: &mut self.drained_at,
+            gone: &mut self.gone,
         })
     }
 
@@ -256,16 +286,32 @@ impl phy::Device for TunTapDevice {
 }
 
 /// Work a device does on the host's clock besides moving packets, such as a tracer flushing its
-/// buffer. The host's loop calls it on every turn of its loop and wakes up in time
-/// for the deadline it returns, even when no packet comes.
+/// buffer, and whether it still works. The host's loop calls both on every turn of its loop,
+/// wakes up in time for the deadline `housekeeping` returns, even when no packet comes, and
+/// ends with the error `check` returns.
 pub trait Housekeeping {
     /// Do what is due at `now`; return when the device next needs a call (`None`: no deadline).
     fn housekeeping(&mut self, _now: Instant) -> Option<Instant> {
         None
     }
+
+    /// `Err` once the device cannot be used any more (deleted while in use:
+    /// [`LinkError::Gone`]); a loop that goes on would only spin.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
-impl Housekeeping for TunTapDevice {}
+impl Housekeeping for TunTapDevice {
+    fn check(&self) -> Result<()> {
+        if self.gone {
+            return Err(LinkError::Gone {
+                device: self.dev.name().to_string(),
+            });
+        }
+        Ok(())
+    }
+}
 
 /// A packet read from the device, borrowed from the device's receive buffer.
 pub struct RxToken<'a> {
@@ -313,6 +359,8 @@ pub struct TxToken<'a> {
     mtu: usize,
     /// Cleared by a write: the kernel may answer it at once.
     drained_at: &'a mut Option<Instant>,
+    /// Set by a write that finds the device deleted.
+    gone: &'a mut bool,
 }
 
 impl phy::TxToken for TxToken<'_> {
@@ -349,6 +397,11 @@ impl phy::TxToken for TxToken<'_> {
                     );
                 }
                 Err(Errno::EINTR) => continue,
+                Err(Errno::EBADFD) => {
+                    self.stats.tx_errors += 1;
+                    debug!("{}: write failed: the device is gone", self.name);
+                    *self.gone = true;
+                }
                 Err(errno) => {
                     self.stats.tx_errors += 1;
                     self.log

@@ -56,6 +56,12 @@ pub enum LinkError {
         /// The largest MTU allowed on this kind of device.
         max: u32,
     },
+    /// The device went away while in use: it was deleted (`ip link del`), and the file
+    /// descriptor now fails every read and write with `EBADFD`. Nothing can bring it back.
+    Gone {
+        /// The device's name.
+        device: String,
+    },
     /// Any other failed system call on a device, with the operation that failed.
     Io {
         /// The device's name (or what was being set up, e.g. `poll`).
@@ -91,6 +97,7 @@ impl LinkError {
             LinkError::InvalidName { name, .. } => name,
             LinkError::Permission { device, .. }
             | LinkError::Busy { device }
+            | LinkError::Gone { device }
             | LinkError::WrongKind { device, .. }
             | LinkError::MtuOutOfRange { device, .. }
             | LinkError::Io { device, .. } => device,
@@ -117,6 +124,9 @@ impl fmt::Display for LinkError {
                     f,
                     "device {device} is busy: another process is attached to it"
                 )
+            }
+            LinkError::Gone { device } => {
+                write!(f, "device {device} is gone (deleted while in use)")
             }
             LinkError::WrongKind { device, wanted } => write!(
                 f,

@@ -398,10 +398,11 @@ impl TunTap {
                 // Duplicate address detection would keep the address tentative (unusable) for a
                 // second or two; on a link whose only other end is this process it can find
                 // nothing. Best effort: without it the address works, only later.
-                let dad = format!("/proc/sys/net/ipv6/conf/{name}/accept_dad");
-                if let Err(e) = std::fs::write(&dad, "0") {
-                    log::debug!("{name}: cannot disable DAD ({dad}: {e})");
-                }
+                ipv6_conf(name, "accept_dad", "0");
+                // The kernel drops IPv6 addresses when the link goes down and does not bring
+                // them back when it comes up (IPv4 ones stay): keep this one, as IPv4 does, so
+                // that `ip link set DEV down; ... up` does not cut the host off.
+                ipv6_conf(name, "keep_addr_on_down", "1");
                 let ctl = control_socket(name, AddressFamily::Inet6)?;
                 let index = self.index()?;
                 let req = libc::in6_ifreq {
@@ -499,6 +500,15 @@ fn negotiate_offload(fd: std::os::fd::RawFd, name: &str) -> Offload {
 impl AsFd for TunTap {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// Set `/proc/sys/net/ipv6/conf/DEVICE/KEY` to `value`, best effort (a read-only /proc in a
+/// container, say): logged, not an error.
+fn ipv6_conf(device: &str, key: &str, value: &str) {
+    let path = format!("/proc/sys/net/ipv6/conf/{device}/{key}");
+    if let Err(e) = std::fs::write(&path, value) {
+        log::debug!("{device}: cannot set {key} to {value} ({path}: {e})");
     }
 }
 

@@ -12,9 +12,16 @@ use smoltcp::time::Duration;
 
 use super::error::{LinkError, Result};
 
+/// What `poll` reports on a descriptor that a read would not block on.
+const READY: PollFlags = PollFlags::POLLIN
+    .union(PollFlags::POLLERR)
+    .union(PollFlags::POLLHUP)
+    .union(PollFlags::POLLNVAL);
+
 /// Sleep until `fd` is readable, `wake` (if any) is readable, or `timeout` passes (`None`: no
-/// timeout). Returns whether `fd` is readable. A signal that interrupts the sleep returns
-/// `Ok(false)`.
+/// timeout). Returns whether `fd` is readable, or in error (`POLLERR`, `POLLHUP`: a TUN/TAP
+/// device that was deleted): either way a read returns at once, and tells which. A signal that
+/// interrupts the sleep returns `Ok(false)`.
 pub fn readable(
     fd: BorrowedFd<'_>,
     wake: Option<BorrowedFd<'_>>,
@@ -33,9 +40,7 @@ pub fn readable(
     ];
     let n = if wake.is_some() { 2 } else { 1 };
     let result = nix::poll::poll(&mut fds[..n], ms);
-    let readable = fds[0]
-        .revents()
-        .is_some_and(|r| r.contains(PollFlags::POLLIN));
+    let readable = fds[0].revents().is_some_and(|r| r.intersects(READY));
     match result {
         Ok(_) => Ok(readable),
         Err(Errno::EINTR) => Ok(false),

@@ -123,6 +123,10 @@ impl<D: Housekeeping, W: Write> Housekeeping for Pcap<D, W> {
             (a, b) => a.or(b),
         }
     }
+
+    fn check(&self) -> crate::link::Result<()> {
+        self.inner.check()
+    }
 }
 
 impl<D: AsFd, W: Write> AsFd for Pcap<D, W> {

@@ -22,6 +22,10 @@
 //! Sockets that stay in a closing state longer than [`LINGER`] (a peer that never ACKs our FIN,
 //! or never sends its own) are aborted, and every socket has keep-alive and an inactivity
 //! timeout, so a hostile or vanished peer cannot hold sockets forever.
+//!
+//! [`Listener::close_all`] shuts the listener for good: its connections close gracefully (FIN
+//! after their queued data), no socket listens any more and none is put in LISTEN again, so a
+//! SYN that comes afterwards is refused (RST).
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp::{self, State};
@@ -103,6 +107,8 @@ pub struct Listener {
     accepted: u64,
     lingered: u64,
     evicted: u64,
+    /// Shut by [`Listener::close_all`]: nothing listens again.
+    shut: bool,
 }
 
 impl Listener {
@@ -133,6 +139,7 @@ impl Listener {
             accepted: 0,
             lingered: 0,
             evicted: 0,
+            shut: false,
         };
         listener.refill(sockets, Instant::ZERO);
         listener
@@ -240,14 +247,21 @@ impl Listener {
         self.refill(sockets, now);
     }
 
-    /// Close every socket: pending ones at once, active and closing ones gracefully (FIN).
-    pub fn close_all(&mut self, sockets: &mut SocketSet<'static>) {
-        for &h in &self.pending {
+    /// Shut the listener at `now`: close every socket gracefully (a connection sends what it has
+    /// queued, then its FIN) and listen no more. Sockets in LISTEN close at once; from now on
+    /// none is put in LISTEN again, so a SYN to this port is refused. The closing sockets are
+    /// reaped (and aborted after [`LINGER`]) counting from `now`.
+    pub fn close_all(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        self.shut = true;
+        self.half_open.clear();
+        for h in self.pending.drain(..) {
             sockets.get_mut::<tcp::Socket>(h).close();
+            self.closing.push((h, now));
         }
         for &(h, _) in &self.closing {
             sockets.get_mut::<tcp::Socket>(h).close();
         }
+        self.reap(sockets, now);
     }
 
     /// Move closing sockets that are done to the free list; abort those that lingered.
@@ -269,9 +283,9 @@ impl Listener {
         }
     }
 
-    /// Top the pool of LISTEN sockets up to `backlog`, within `max_sockets`.
+    /// Top the pool of LISTEN sockets up to `backlog`, within `max_sockets` (none once shut).
     fn refill(&mut self, sockets: &mut SocketSet<'static>, _now: Instant) {
-        while self.pending.len() < self.config.backlog {
+        while !self.shut && self.pending.len() < self.config.backlog {
             let handle = if let Some(h) = self.free.pop() {
                 h
             } else if self.owned() < self.config.max_sockets {
@@ -349,6 +363,26 @@ mod tests {
         let l = Listener::new(&mut sockets, 7, cfg);
         // max_sockets is raised to the backlog, never below it.
         assert_eq!(l.stats().sockets, 10);
+    }
+
+    #[test]
+    fn close_all_listens_no_more() {
+        let mut sockets = set();
+        let mut l = Listener::new(&mut sockets, 7, limits(4, 8));
+        let t = Instant::from_secs(100);
+        l.close_all(&mut sockets, t);
+        // Neither accept nor release puts a socket in LISTEN again.
+        assert!(l.accept(&mut sockets, t).is_none());
+        let listening = |sockets: &SocketSet<'static>| {
+            sockets
+                .iter()
+                .filter(|(_, s)| matches!(s, smoltcp::socket::Socket::Tcp(t) if t.is_listening()))
+                .count()
+        };
+        assert_eq!(listening(&sockets), 0);
+        assert!(l.accept(&mut sockets, t + LINGER).is_none());
+        assert_eq!(listening(&sockets), 0);
+        assert_eq!(l.stats().sockets, 4, "the sockets are kept, closed");
     }
 
     #[test]

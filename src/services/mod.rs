@@ -132,12 +132,12 @@ impl<P: Protocol> Service for TcpService<P> {
             .min()
     }
 
-    fn close(&mut self, sockets: &mut SocketSet<'static>) {
+    fn close(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
         for (h, _) in self.conns.drain(..) {
             sockets.get_mut::<tcp::Socket>(h).close();
-            self.listener.release(sockets, h, Instant::ZERO);
+            self.listener.release(sockets, h, now);
         }
-        self.listener.close_all(sockets);
+        self.listener.close_all(sockets, now);
     }
 }
 

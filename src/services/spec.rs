@@ -140,6 +140,7 @@ pub fn http(config: &HttpConfig, board: &StatusBoard, now: Instant) -> Result<Ht
 mod tests {
     use super::*;
     use crate::host::{Config, VirtualClock};
+    use smoltcp::iface::SocketHandle;
     use smoltcp::phy::{Loopback, Medium};
     use smoltcp::socket::tcp;
     use smoltcp::time::Duration;
@@ -159,6 +160,22 @@ mod tests {
         };
         add(&mut host, &services).unwrap();
         (host, clock)
+    }
+
+    /// A client socket in the host's socket set, with a receive buffer of `rx` bytes.
+    fn client_socket<D: Device>(host: &mut Host<D, VirtualClock>, rx: usize) -> SocketHandle {
+        host.sockets_mut().add(tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; rx]),
+            tcp::SocketBuffer::new(vec![0; 4096]),
+        ))
+    }
+
+    /// Connect `client` to the echo service (192.0.2.2:7) from `local_port`.
+    fn connect<D: Device>(host: &mut Host<D, VirtualClock>, client: SocketHandle, local_port: u16) {
+        let server: IpAddress = "192.0.2.2".parse().unwrap();
+        let (iface, sockets) = host.parts_mut();
+        let c = sockets.get_mut::<tcp::Socket>(client);
+        c.connect(iface.context(), (server, 7), local_port).unwrap();
     }
 
     /// Poll, advancing the clock 1 ms a turn, until `done` holds (at most 10 s of virtual time).
@@ -186,15 +203,9 @@ mod tests {
             tx_buffer: 1024,
         };
         let (mut host, clock) = loopback_host(limits);
-        let client = host.sockets_mut().add(tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; 1024]),
-            tcp::SocketBuffer::new(vec![0; 1024]),
-        ));
-        let server: IpAddress = "192.0.2.2".parse().unwrap();
+        let client = client_socket(&mut host, 1024);
         for i in 0..100u16 {
-            let (iface, sockets) = host.parts_mut();
-            let c = sockets.get_mut::<tcp::Socket>(client);
-            c.connect(iface.context(), (server, 7), 40000 + i).unwrap();
+            connect(&mut host, client, 40000 + i);
             poll_until(&mut host, &clock, |h| {
                 h.sockets().get::<tcp::Socket>(client).may_send()
             });
@@ -220,6 +231,102 @@ mod tests {
         // 8 server sockets at most, plus the client's.
         let count = host.sockets().iter().count();
         assert!(count <= 9, "{count} sockets after 100 connections");
+    }
+
+    /// What a client saw of a shutdown (see [`shut_down_after`]).
+    #[derive(Debug, Default)]
+    struct Shutdown {
+        /// Bytes echoed and read by the client during the grace, of 2000.
+        got: usize,
+        /// The client saw the server's FIN (CLOSE-WAIT) after the data.
+        fin: bool,
+        /// The client's connection was reset.
+        reset: bool,
+        /// A connection was opened during the grace.
+        tried: bool,
+        /// That connection was accepted.
+        accepted: bool,
+        /// That connection was refused (RST to its SYN) before the grace ran out.
+        refused: bool,
+    }
+
+    /// Serve an echo connection for `uptime` of the host's clock, then shut down with 2000 bytes
+    /// echoed and not yet sent (the client's window is 256 bytes): what the client sees, and what
+    /// a connection opened during the grace gets.
+    fn shut_down_after(uptime: Duration) -> Shutdown {
+        let (mut host, clock) = loopback_host(ListenerConfig {
+            backlog: 2,
+            max_sockets: 4,
+            rx_buffer: 4096,
+            tx_buffer: 4096,
+        });
+        let client = client_socket(&mut host, 256);
+        connect(&mut host, client, 40000);
+        poll_until(&mut host, &clock, |h| {
+            h.sockets().get::<tcp::Socket>(client).may_send()
+        });
+        // Idle until `uptime`, 10 ms a turn (the keep-alive probes come and go).
+        while clock.now() < Instant::ZERO + uptime {
+            host.poll();
+            clock.advance(Duration::from_millis(10));
+        }
+        let c = host.sockets_mut().get_mut::<tcp::Socket>(client);
+        assert!(c.is_active(), "the connection survives {uptime} idle");
+        let data: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
+        c.send_slice(&data).unwrap();
+        // The server has taken it all in and echoed it; 256 bytes fit the client's window.
+        poll_until(&mut host, &clock, |h| {
+            h.sockets().get::<tcp::Socket>(client).send_queue() == 0
+        });
+        let mut seen = Shutdown::default();
+        let mut got = Vec::new();
+        let late = client_socket(&mut host, 256);
+        let grace = Duration::from_millis(300);
+        let until = clock.now() + grace;
+        host.shutdown(grace, |host, _| {
+            // The client reads as data comes and closes its side after the server's FIN.
+            let c = host.sockets_mut().get_mut::<tcp::Socket>(client);
+            let mut buf = [0u8; 256];
+            while let Ok(n @ 1..) = c.recv_slice(&mut buf) {
+                got.extend_from_slice(&buf[..n]);
+            }
+            match c.state() {
+                tcp::State::CloseWait => {
+                    seen.fin = true;
+                    c.close();
+                }
+                tcp::State::Closed if !seen.fin => seen.reset = true,
+                _ => {}
+            }
+            // A new connection during the grace.
+            if !seen.tried {
+                connect(host, late, 40001);
+                seen.tried = true;
+            }
+            seen.accepted |= host.sockets().get::<tcp::Socket>(late).may_send();
+            clock.advance(Duration::from_millis(1));
+        });
+        // Closed before the grace ran out (when whatever is still open is reset).
+        seen.refused = seen.tried
+            && !seen.accepted
+            && clock.now() < until
+            && host.sockets().get::<tcp::Socket>(late).state() == tcp::State::Closed;
+        seen.got = got.len();
+        assert!(
+            got == data[..got.len()],
+            "after {uptime}: echoed bytes differ"
+        );
+        seen
+    }
+
+    #[test]
+    fn shutdown_closes_with_fin_and_refuses_syns_at_any_uptime() {
+        // 30 s: a released socket is aborted past LINGER; 60 s: the sockets' inactivity timeout.
+        for secs in [0, 2, 32, 65] {
+            let s = shut_down_after(Duration::from_secs(secs));
+            assert!(s.got == 2000 && s.fin && !s.reset, "after {secs} s: {s:?}");
+            assert!(s.refused && !s.accepted, "after {secs} s: {s:?}");
+        }
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl Service for UdpEcho {
         }
     }
 
-    fn close(&mut self, sockets: &mut SocketSet<'static>) {
+    fn close(&mut self, sockets: &mut SocketSet<'static>, _now: Instant) {
         sockets.get_mut::<udp::Socket>(self.handle).close();
     }
 }

@@ -289,15 +289,21 @@ impl Tunhost {
     /// Send `sig` and wait (5 s at most) for the process to exit; returns the status and how
     /// long it took.
     pub fn signal(&mut self, sig: Signal) -> (ExitStatus, Duration) {
-        let start = Instant::now();
         kill(self.pid(), sig).expect("kill");
+        self.wait_exit(&format!("{sig}"))
+    }
+
+    /// Wait (5 s at most) for the process to exit after `what` (for the panic message); returns
+    /// the status and how long it took.
+    pub fn wait_exit(&mut self, what: &str) -> (ExitStatus, Duration) {
+        let start = Instant::now();
         loop {
             if let Some(status) = self.child.0.try_wait().expect("wait") {
                 self.drain_stderr();
                 return (status, start.elapsed());
             }
             if start.elapsed() > Duration::from_secs(5) {
-                panic!("tunhost did not exit within 5 s of {sig}");
+                panic!("tunhost did not exit within 5 s of {what}");
             }
             std::thread::sleep(Duration::from_millis(5));
         }
