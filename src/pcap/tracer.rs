@@ -86,13 +86,15 @@ impl<D, W: Write> Pcap<D, W> {
         self.writer.as_ref().is_some_and(|w| w.borrow().failed())
     }
 
-    /// Write out everything recorded so far.
+    /// Write out everything recorded so far (`Err` of kind `WouldBlock` when the reader is
+    /// behind: the rest stays buffered; see [`TraceWriter::flush`]).
     pub fn flush(&mut self) -> io::Result<()> {
         self.writer.as_mut().map_or(Ok(()), |w| w.get_mut().flush())
     }
 
-    /// Flush, and hand back the device, the writer (`None` when nothing was recorded, or the
-    /// writer failed) and the final counters.
+    /// Flush (waiting a bounded time for a reader that is behind: see
+    /// [`TraceWriter::finish`]), and hand back the device, the writer (`None` when nothing was
+    /// recorded) and the final counters.
     pub fn finish(self) -> (D, io::Result<()>, Option<W>, TraceStats) {
         match self.writer {
             Some(w) => {

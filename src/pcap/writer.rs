@@ -12,9 +12,19 @@
 //! allocated per packet, and the only system call is the `write(2)` of a full buffer or a flush).
 //! [`TraceWriter::poll_at`] tells the owner when the oldest buffered record is
 //! [`TraceConfig::flush_interval`] old (200 ms by default); the host's loop flushes then through
-//! the [`Housekeeping`] hook. Every `write(2)` ends on a record boundary, so a process killed with
-//! SIGKILL leaves a trace whose records up to the last flush are whole (at most the record being
-//! written when the kill came is cut).
+//! the [`Housekeeping`] hook. A write to a file always ends on a record boundary, so a process
+//! killed with SIGKILL leaves a trace whose records up to the last flush are whole (at most the
+//! record being written when the kill came is cut).
+//!
+//! A slow reader never holds up the owner: on a non-blocking pipe or socket (see
+//! `live::TraceSpec::open`) a write that would block writes what fits and leaves the rest of the
+//! buffer, from the exact byte where the write stopped, for a later turn, when the next flush is
+//! due ([`TraceWriter::poll_at`]; no retry before it, so no spinning). The stream stays whole
+//! records in order: nothing is skipped or written twice, and new records are only added behind
+//! the ones waiting. A packet that does not fit in the buffer meanwhile is left out of the trace
+//! and counted in [`TraceStats::lost_slow`]. [`TraceWriter::finish`] waits for such a reader
+//! for at most [`FINAL_WAIT`] (longer, up to [`FINAL_WAIT_CUT`], only to finish a record the
+//! reader has the head of), then counts what is still buffered as lost the same way.
 //!
 //! A write error (disk full, closed pipe) is logged once; the trace then stops (what was written
 //! stays a valid trace), packets keep flowing, and [`TraceStats::lost`] counts the records that
@@ -78,12 +88,16 @@ pub struct TraceStats {
     pub inbound: u64,
     /// Packets recorded as written to the device.
     pub outbound: u64,
-    /// Packets that did not make it into the trace: buffered when a write failed, or seen after
-    /// it. (They are counted in `inbound`/`outbound` only if they were buffered.)
+    /// Packets that did not make it into the trace, for either reason: the reader was too slow
+    /// (`lost_slow` of them), or a write failed (the rest: buffered when it failed, or seen
+    /// after it). They are counted in `inbound`/`outbound` only if they were buffered.
     pub lost: u64,
+    /// Of `lost`, the packets left out because the reader was too slow: the buffer was full of
+    /// records waiting for it, or still held some when [`TraceWriter::finish`] gave up waiting.
+    pub lost_slow: u64,
     /// Bytes handed to the file or pipe so far.
     pub bytes_written: u64,
-    /// `write(2)` calls made (full buffers and flushes).
+    /// `write(2)` calls made (full buffers, flushes, and retries for a slow reader).
     pub writes: u64,
 }
 
@@ -97,11 +111,32 @@ const RECORD_OVERHEAD: usize = 64;
 const BUFFER_LEN: usize = 256 * 1024;
 /// The snap length written in headers when packets are kept whole (tcpdump's default).
 const WHOLE_SNAPLEN: u32 = 262_144;
+/// How long [`TraceWriter::finish`] waits for a reader that is behind before it gives up on
+/// the records still buffered.
+pub const FINAL_WAIT: StdDuration = StdDuration::from_millis(200);
+/// How long, in all, [`TraceWriter::finish`] waits when the reader holds the head of a record
+/// but not its end: long enough for any reader that still reads to get the whole record.
+pub const FINAL_WAIT_CUT: StdDuration = StdDuration::from_millis(400);
+/// When to try again after a write that would have blocked but took some bytes: a reader that
+/// reads, only slower than the packets come, gets a pipe's worth every few milliseconds.
+const RETRY_SOON: Duration = Duration::from_millis(5);
+/// How long [`TraceWriter::finish`] sleeps between two tries to write to a reader that is behind.
+const FINAL_RETRY: StdDuration = StdDuration::from_millis(2);
 
 /// Encodes records into a buffer and writes whole buffers to `W`.
 pub struct TraceWriter<W: Write> {
     out: Option<W>,
+    /// What is not written yet: the end of the unit (`lead` bytes) the last write stopped in,
+    /// then whole records.
     buf: Vec<u8>,
+    /// The first `lead` bytes of `buf` are one unit of its own: the file header until it is all
+    /// written, or the rest of a record whose head a short write wrote. 0: `buf` starts with a
+    /// whole record.
+    lead: usize,
+    /// Whether some of the lead unit is written already (a reader holds the head of a record).
+    cut: bool,
+    /// Whether the file header is all written.
+    header_out: bool,
     format: Format,
     snaplen: usize,
     timestamps: Timestamps,
@@ -109,11 +144,16 @@ pub struct TraceWriter<W: Write> {
     label: String,
     /// The pcapng packet block, reused for every packet (its data vector never shrinks).
     epb: Block<'static>,
-    /// When the oldest record in `buf` was added, on the owner's clock.
-    oldest: Option<Instant>,
+    /// When `buf` is next to be written, on the owner's clock: the oldest record's time plus
+    /// the flush interval, or a retry one flush interval after a write that would have blocked.
+    due: Option<Instant>,
+    /// The latest time the owner gave (for the retry deadline of a write that would block).
+    now: Instant,
+    /// The last write would have blocked: no more tries before `due`.
+    blocked: bool,
     /// The first write error; once set, nothing more is written.
     failed: Option<io::ErrorKind>,
-    /// Records in `buf`, lost if the write fails.
+    /// Packets in `buf` (whole, or the lead unit), lost if the write fails.
     pending: u64,
     stats: TraceStats,
 }
@@ -130,6 +170,9 @@ impl<W: Write> TraceWriter<W> {
         let mut w = TraceWriter {
             out: Some(out),
             buf: Vec::with_capacity(BUFFER_LEN.max(MAX_PACKET + RECORD_OVERHEAD)),
+            lead: 0,
+            cut: false,
+            header_out: false,
             format: config.format,
             snaplen,
             timestamps: config.timestamps,
@@ -142,7 +185,9 @@ impl<W: Write> TraceWriter<W> {
                 data: Cow::Owned(Vec::with_capacity(snaplen)),
                 options: vec![EnhancedPacketOption::Flags(0)],
             }),
-            oldest: None,
+            due: None,
+            now: Instant::ZERO,
+            blocked: false,
             failed: None,
             pending: 0,
             stats: TraceStats::default(),
@@ -192,13 +237,16 @@ impl<W: Write> TraceWriter<W> {
                 header.write_to(&mut w.buf).map_err(io::Error::other)?;
             }
         }
-        w.flush()?;
+        // The header is the first unit; a reader that is not reading yet gets it later.
+        w.lead = w.buf.len();
+        w.write_out(w.buf.len())?;
         Ok(w)
     }
 
     /// Record one packet seen at `now` (the owner's clock, used for timestamps only with
     /// [`Timestamps::Clock`], and for the flush deadline).
     pub fn record(&mut self, now: Instant, direction: Direction, packet: &[u8]) {
+        self.now = now;
         if self.failed.is_some() || self.out.is_none() {
             self.stats.lost += 1;
             return;
@@ -211,10 +259,16 @@ impl<W: Write> TraceWriter<W> {
         };
         let ts = ts.min(self.format.latest());
         let kept = &packet[..packet.len().min(self.snaplen)];
-        if self.buf.len() + kept.len() + RECORD_OVERHEAD > self.buf.capacity() {
-            // Write whole records only: the buffer goes out before this one is added.
-            if self.write_out().is_err() {
+        let fits = |buf: &Vec<u8>| buf.len() + kept.len() + RECORD_OVERHEAD <= buf.capacity();
+        if !fits(&self.buf) {
+            // Whole records only: the buffer goes out before this one is added. A reader that
+            // is behind is tried once, then not before the retry is due.
+            if !self.blocked && self.write_out(self.buf.len()).is_err() {
                 self.stats.lost += 1;
+                return;
+            }
+            if !fits(&self.buf) {
+                self.left_out();
                 return;
             }
         }
@@ -251,12 +305,29 @@ impl<W: Write> TraceWriter<W> {
             Direction::Outbound => self.stats.outbound += 1,
         }
         self.pending += 1;
-        self.oldest.get_or_insert(now);
+        self.due.get_or_insert(now + self.flush_interval);
     }
 
-    /// Write out what is buffered, and flush the writer.
+    /// A packet that does not fit in a buffer full of records waiting for a slow reader.
+    fn left_out(&mut self) {
+        if self.stats.lost_slow == 0 {
+            log::warn!(
+                "trace {}: the reader is not keeping up; packets are left out of the trace \
+                 (counted, and reported at the end)",
+                self.label
+            );
+        }
+        self.stats.lost += 1;
+        self.stats.lost_slow += 1;
+    }
+
+    /// Write out what is buffered, and flush the writer. A reader that is behind (the write
+    /// would block) is `Err` of kind `WouldBlock`: what it did not take stays buffered, and is
+    /// written on a later flush.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.write_out()?;
+        if !self.write_out(self.buf.len())? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
         if let Some(out) = self.out.as_mut() {
             if let Err(e) = out.flush() {
                 return Err(self.fail(e));
@@ -265,50 +336,177 @@ impl<W: Write> TraceWriter<W> {
         Ok(())
     }
 
-    fn write_out(&mut self) -> io::Result<()> {
+    /// Write the first `len` bytes of the buffer, or what the writer takes of them before it
+    /// would block: `Ok(false)` then, with the next try due a flush interval later.
+    fn write_out(&mut self, len: usize) -> io::Result<bool> {
         if let Some(kind) = self.failed {
             return Err(kind.into());
         }
-        self.oldest = None;
-        if self.buf.is_empty() {
-            return Ok(());
-        }
         let Some(out) = self.out.as_mut() else {
-            return Ok(());
+            return Ok(true);
         };
-        let result = out.write_all(&self.buf);
-        self.stats.writes += 1;
-        match result {
-            Ok(()) => {
-                self.stats.bytes_written += self.buf.len() as u64;
-                self.buf.clear();
-                self.pending = 0;
-                Ok(())
+        let mut done = 0;
+        let mut error = None;
+        while done < len && error.is_none() {
+            self.stats.writes += 1;
+            match out.write(&self.buf[done..len]) {
+                Ok(0) => error = Some(io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => error = Some(e),
             }
-            Err(e) => Err(self.fail(e)),
         }
+        self.stats.bytes_written += done as u64;
+        self.written(done);
+        if let Some(e) = error {
+            return Err(self.fail(e));
+        }
+        if self.buf.is_empty() {
+            self.blocked = false;
+            self.due = None;
+            return Ok(true);
+        }
+        if done < len {
+            // A reader that took something is likely to take more soon; one that took nothing
+            // is tried again a flush interval later.
+            let wait = if done > 0 {
+                self.flush_interval.min(RETRY_SOON)
+            } else {
+                self.flush_interval
+            };
+            self.blocked = true;
+            self.due = Some(self.now + wait);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The first `n` bytes of the buffer are written: count the packets they finish, and keep
+    /// the rest (the end of a record cut by a short write first) at the front.
+    fn written(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if n == self.buf.len() {
+            // Everything: the usual case, with no need to walk the records.
+            self.finished_unit();
+            self.pending = 0;
+            self.buf.clear();
+            (self.lead, self.cut) = (0, false);
+            return;
+        }
+        let mut end = self.lead;
+        if end > 0 && end <= n {
+            self.finished_unit();
+        }
+        while end < n {
+            end += self.record_len(end);
+            if end <= n {
+                self.pending = self.pending.saturating_sub(1);
+            }
+        }
+        self.lead = end - n;
+        // Past the header, any lead is the end of a record; the header is cut if it is the lead.
+        self.cut = self.lead > 0;
+        self.buf.drain(..n);
+    }
+
+    /// The lead unit is all written: the header, or a packet's record.
+    fn finished_unit(&mut self) {
+        if !self.header_out {
+            self.header_out = true;
+        } else if self.lead > 0 {
+            self.pending = self.pending.saturating_sub(1);
+        }
+    }
+
+    /// The length of the record at `at` in the buffer, from its own length field. The records
+    /// are this writer's own and whole; an impossible length ends the walk at the buffer's end.
+    fn record_len(&self, at: usize) -> usize {
+        let field = |offset: usize| {
+            let bytes = self.buf.get(at + offset..at + offset + 4)?;
+            Some(u32::from_le_bytes(bytes.try_into().ok()?) as usize)
+        };
+        let len = match self.format {
+            // Block type, then the block's total length.
+            Format::PcapNg => field(4),
+            // Timestamp (8 bytes), captured length, original length, then the data.
+            Format::Pcap => field(8).map(|l| 16 + l),
+        };
+        len.filter(|&l| l > 0).unwrap_or(self.buf.len() - at)
     }
 
     /// Remember the first error and say it once; the records in the buffer are lost.
     fn fail(&mut self, e: io::Error) -> io::Error {
         if self.failed.is_none() {
+            let why = match e.kind() {
+                io::ErrorKind::BrokenPipe => "the reader closed the pipe".to_string(),
+                _ => io_desc(&e),
+            };
             log::error!(
-                "trace {}: cannot write: {}; the host goes on without the trace (records \
+                "trace {}: cannot write: {why}; the host goes on without the trace (records \
                  written so far are kept)",
                 self.label,
-                io_desc(&e)
             );
             self.failed = Some(e.kind());
         }
-        self.buf.clear();
-        self.stats.lost += self.pending;
-        self.pending = 0;
+        self.drop_buffered();
         e
     }
 
-    /// When the oldest buffered record is due to be flushed (`None`: nothing buffered).
+    /// Empty the buffer: what it held is not going anywhere any more.
+    fn drop_buffered(&mut self) {
+        self.buf.clear();
+        (self.lead, self.cut) = (0, false);
+        (self.due, self.blocked) = (None, false);
+        self.stats.lost += self.pending;
+        self.pending = 0;
+    }
+
+    /// The flush at the end: wait for a reader that is behind, but not forever (see
+    /// [`FINAL_WAIT`]); what it has not taken then is counted as lost.
+    fn flush_final(&mut self) -> io::Result<()> {
+        let start = std::time::Instant::now();
+        loop {
+            let waited = start.elapsed();
+            let result = if waited < FINAL_WAIT {
+                self.flush()
+            } else if self.cut && waited < FINAL_WAIT_CUT {
+                // Only the end of the record the reader has the head of.
+                self.write_out(self.lead).map(|_| ())
+            } else {
+                self.give_up();
+                return Ok(());
+            };
+            match result {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Ok(()) if !self.buf.is_empty() => {}
+                other => return other,
+            }
+            std::thread::sleep(FINAL_RETRY);
+        }
+    }
+
+    /// The end, with records the reader did not take: count them as lost to a slow reader.
+    fn give_up(&mut self) {
+        if self.cut {
+            log::warn!(
+                "trace {}: the reader did not take the rest of a record within {} ms; the trace \
+                 ends inside that record",
+                self.label,
+                FINAL_WAIT_CUT.as_millis()
+            );
+        }
+        self.stats.lost_slow += self.pending;
+        self.drop_buffered();
+    }
+
+    /// When the buffer is due to be written (`None`: nothing buffered): a flush interval after
+    /// its oldest record; after a write that would have blocked, 5 ms later if the reader took
+    /// some of it, a flush interval later if it took nothing.
     pub fn poll_at(&self) -> Option<Instant> {
-        self.oldest.map(|t| t + self.flush_interval)
+        self.due
     }
 
     /// Packets recorded and lost, bytes and writes so far.
@@ -326,26 +524,29 @@ impl<W: Write> TraceWriter<W> {
         &self.label
     }
 
-    /// Flush and hand back the writer and the final counters.
+    /// Flush and hand back the writer and the final counters. A reader that is behind gets
+    /// [`FINAL_WAIT`] to take the rest ([`FINAL_WAIT_CUT`] to finish a record it has the head
+    /// of); what it has not taken then is counted in [`TraceStats::lost_slow`], not an error.
     pub fn finish(mut self) -> (io::Result<()>, Option<W>, TraceStats) {
-        let result = self.flush();
+        let result = self.flush_final();
         (result, self.out.take(), self.stats)
     }
 }
 
 impl<W: Write> Housekeeping for TraceWriter<W> {
     fn housekeeping(&mut self, now: Instant) -> Option<Instant> {
-        if self.poll_at().is_some_and(|t| t <= now) {
+        self.now = now;
+        if self.due.is_some_and(|t| t <= now) {
             let _ = self.flush();
         }
-        self.poll_at()
+        self.due
     }
 }
 
 impl<W: Write> Drop for TraceWriter<W> {
     fn drop(&mut self) {
         if self.out.is_some() {
-            let _ = self.flush();
+            let _ = self.flush_final();
         }
     }
 }
@@ -382,11 +583,13 @@ pub(crate) fn written(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pcap::Pcap;
+    use crate::pcap::{Capture, Pcap};
     use pcap_file::DataLink;
     use pcap_file::pcap::PcapParser;
     use pcap_file::pcapng::PcapNgParser;
     use smoltcp::phy::Device;
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
     fn config(format: Format) -> TraceConfig {
         TraceConfig {
@@ -530,20 +733,52 @@ mod tests {
         assert_eq!(blocks(&out.unwrap()).len(), 1 + 2 + 10_000);
     }
 
-    /// A writer that accepts `room` bytes, then fails.
-    struct Full {
+    /// The far side of a [`Pipe`], which the test drives.
+    struct Far {
+        /// Bytes the next writes may take.
         room: usize,
+        /// When `room` is used up: a write fails (`None`: a full disk), or would block, and the
+        /// reader takes this many bytes by the next try.
+        refill: Option<usize>,
+        /// What was written.
         data: Vec<u8>,
     }
 
-    impl Write for Full {
+    /// A pipe or disk of limited room.
+    #[derive(Clone)]
+    struct Pipe(Rc<RefCell<Far>>);
+
+    impl Pipe {
+        fn new(room: usize, refill: Option<usize>) -> Pipe {
+            let data = Vec::new();
+            Pipe(Rc::new(RefCell::new(Far { room, refill, data })))
+        }
+
+        /// The reader takes (or makes room for) `room` bytes.
+        fn set_room(&self, room: usize) {
+            self.0.borrow_mut().room = room;
+        }
+
+        fn data(&self) -> Vec<u8> {
+            self.0.borrow().data.clone()
+        }
+    }
+
+    impl Write for Pipe {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::Error::new(io::ErrorKind::StorageFull, "disk full"));
+            let mut far = self.0.borrow_mut();
+            if far.room == 0 {
+                return match far.refill {
+                    None => Err(io::Error::new(io::ErrorKind::StorageFull, "disk full")),
+                    Some(n) => {
+                        far.room = n;
+                        Err(io::ErrorKind::WouldBlock.into())
+                    }
+                };
             }
-            let n = b.len().min(self.room);
-            self.room -= n;
-            self.data.extend_from_slice(&b[..n]);
+            let n = b.len().min(far.room);
+            far.room -= n;
+            far.data.extend_from_slice(&b[..n]);
             Ok(n)
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -551,26 +786,174 @@ mod tests {
         }
     }
 
+    /// Packet `seq`: its number, then bytes up to a length of its own.
+    fn numbered(seq: u32) -> Vec<u8> {
+        let len = 20 + (seq as usize * 37) % 1400;
+        let mut p = vec![seq as u8; len];
+        p[..4].copy_from_slice(&seq.to_be_bytes());
+        p
+    }
+
+    /// The packets of a trace, which must be whole records only, checked against [`numbered`];
+    /// their numbers.
+    fn numbers(trace: &[u8]) -> Vec<u32> {
+        let capture = Capture::parse(trace).expect("a trace of whole records");
+        let mut seqs = Vec::new();
+        for p in capture.packets {
+            let seq = u32::from_be_bytes(p.data[..4].try_into().unwrap());
+            assert_eq!(p.data, numbered(seq), "packet {seq}");
+            seqs.push(seq);
+        }
+        seqs
+    }
+
+    /// The whole packet records at the start of a pcapng stream that may end inside one.
+    fn whole_packets(mut bytes: &[u8]) -> usize {
+        let (rest, mut parser) = PcapNgParser::new(bytes).expect("section header");
+        bytes = rest;
+        let mut n = 0;
+        while let Ok((rest, block)) = parser.next_block(bytes) {
+            n += usize::from(matches!(block, Block::EnhancedPacket(_)));
+            bytes = rest;
+        }
+        n
+    }
+
     #[test]
     fn a_write_error_stops_the_trace_and_counts_the_losses() {
-        let out = Full {
-            room: 4096,
-            data: Vec::new(),
-        };
-        let mut w = TraceWriter::new(out, Medium::Ip, &config(Format::PcapNg)).unwrap();
+        let pipe = Pipe::new(4096, None);
+        let mut w = TraceWriter::new(pipe.clone(), Medium::Ip, &config(Format::PcapNg)).unwrap();
         for _ in 0..10 {
             w.record(Instant::ZERO, Direction::Inbound, &[0; 1000]);
         }
         assert!(w.flush().is_err());
         assert!(w.failed());
+        assert_eq!(w.poll_at(), None, "nothing more to do");
         w.record(Instant::ZERO, Direction::Inbound, &[0; 1000]);
-        let (r, out, stats) = w.finish();
+        let (r, _, stats) = w.finish();
         assert!(r.is_err());
         assert_eq!(stats.inbound, 10);
-        // 10 records in the buffer when the write failed, 1 after.
-        assert_eq!(stats.lost, 11);
-        // What reached the file is a prefix of a valid trace.
-        assert_eq!(out.unwrap().data.len(), 4096);
+        // What reached the file is a prefix of a valid trace: the records it holds whole are
+        // not lost; the rest of the 10 buffered when the write failed are, and 1 after.
+        let data = pipe.data();
+        assert_eq!(data.len(), 4096);
+        let whole = whole_packets(&data) as u64;
+        assert_eq!(whole, 3);
+        assert_eq!(stats.lost, 10 - whole + 1);
+        assert_eq!(stats.lost_slow, 0, "no reader was slow");
+    }
+
+    #[test]
+    fn a_slow_reader_gets_whole_records_in_order_and_the_rest_is_counted() {
+        for format in [Format::PcapNg, Format::Pcap] {
+            // The reader takes 3000 bytes, then an odd 30011 bytes every 100 ms: short writes
+            // cut records, and packets come faster than it reads.
+            let pipe = Pipe::new(3000, Some(0));
+            let mut w = TraceWriter::new(pipe.clone(), Medium::Ip, &config(format)).unwrap();
+            let n = 2000;
+            for seq in 0..n {
+                let now = Instant::from_millis(i64::from(seq));
+                w.record(now, Direction::Inbound, &numbered(seq));
+                w.housekeeping(now);
+                if seq % 100 == 99 {
+                    pipe.set_room(30_011);
+                }
+            }
+            // At the end the reader catches up.
+            pipe.set_room(usize::MAX);
+            let (r, _, stats) = w.finish();
+            r.unwrap();
+            let seqs = numbers(&pipe.data());
+            assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{format:?}: in order");
+            assert_eq!(seqs.len() as u64, stats.inbound, "{format:?}: {stats:?}");
+            assert_eq!(seqs.len() as u64 + stats.lost, u64::from(n), "{format:?}");
+            assert!(stats.lost > 0, "{format:?}: the reader was too slow");
+            assert_eq!(stats.lost_slow, stats.lost, "{format:?}: no write failed");
+        }
+    }
+
+    #[test]
+    fn a_stalled_reader_is_tried_when_due_not_on_every_packet() {
+        let pipe = Pipe::new(0, Some(0));
+        let mut w = TraceWriter::new(pipe.clone(), Medium::Ip, &config(Format::PcapNg)).unwrap();
+        // The header would block: it is kept, and tried again a flush interval later.
+        assert_eq!(w.stats().writes, 1);
+        assert_eq!(w.poll_at(), Some(Instant::from_millis(200)));
+        for _ in 0..1000 {
+            w.record(Instant::from_millis(1), Direction::Inbound, &[0; 1500]);
+        }
+        // The buffer is full; the packets that do not fit are counted, not tried.
+        let st = w.stats();
+        assert_eq!(st.writes, 1);
+        assert_eq!(st.inbound + st.lost_slow, 1000);
+        assert!(st.inbound > 100 && st.lost_slow > 100, "{st:?}");
+        assert_eq!(
+            w.housekeeping(Instant::from_millis(199)),
+            Some(Instant::from_millis(200))
+        );
+        assert_eq!(w.stats().writes, 1, "not before it is due");
+        // When due, one try; the reader took nothing, so the next is a flush interval later.
+        assert_eq!(
+            w.housekeeping(Instant::from_millis(200)),
+            Some(Instant::from_millis(400))
+        );
+        assert_eq!(w.stats().writes, 2);
+        // The reader takes some: the next try is soon.
+        pipe.set_room(1000);
+        assert_eq!(
+            w.housekeeping(Instant::from_millis(400)),
+            Some(Instant::from_millis(405))
+        );
+        assert_eq!(w.stats().writes, 4, "1000 bytes, then it would block");
+        // The reader catches up: everything goes out, nothing is due.
+        pipe.set_room(usize::MAX);
+        assert_eq!(w.housekeeping(Instant::from_millis(405)), None);
+        let (r, _, stats) = w.finish();
+        r.unwrap();
+        let capture = Capture::parse(&pipe.data()).expect("whole records");
+        assert_eq!(capture.packets.len() as u64, stats.inbound);
+        assert_eq!(stats.lost, stats.lost_slow);
+    }
+
+    #[test]
+    fn finish_gives_up_on_a_stalled_reader() {
+        // The reader takes the header and a few records, the head of the next, then nothing.
+        let pipe = Pipe::new(5000, Some(0));
+        let mut w = TraceWriter::new(pipe.clone(), Medium::Ip, &config(Format::PcapNg)).unwrap();
+        for _ in 0..10 {
+            w.record(Instant::ZERO, Direction::Inbound, &[0; 1000]);
+        }
+        let start = std::time::Instant::now();
+        let (r, _, stats) = w.finish();
+        assert!(start.elapsed() < StdDuration::from_secs(2), "it ends");
+        r.unwrap();
+        let data = pipe.data();
+        assert_eq!(data.len(), 5000);
+        // The trace ends inside a record: the reader never took its end.
+        let whole = whole_packets(&data) as u64;
+        assert!(Capture::parse(&data).is_err());
+        assert_eq!(
+            (stats.inbound, stats.lost, stats.lost_slow),
+            (10, 10 - whole, 10 - whole)
+        );
+    }
+
+    #[test]
+    fn finish_completes_the_record_a_slow_reader_has_the_head_of() {
+        // The reader takes 100 bytes between two tries: far too slow for 200 records in the
+        // time `finish` waits, fast enough to finish the one it has the head of.
+        let pipe = Pipe::new(5000, Some(100));
+        let mut w = TraceWriter::new(pipe.clone(), Medium::Ip, &config(Format::PcapNg)).unwrap();
+        for seq in 0..200 {
+            w.record(Instant::ZERO, Direction::Inbound, &numbered(seq));
+        }
+        let (r, _, stats) = w.finish();
+        r.unwrap();
+        let seqs = numbers(&pipe.data());
+        assert_eq!(seqs, (0..seqs.len() as u32).collect::<Vec<_>>());
+        assert!(stats.lost_slow > 0);
+        assert_eq!(seqs.len() as u64 + stats.lost_slow, 200);
+        assert_eq!(stats.lost, stats.lost_slow);
     }
 
     #[test]
