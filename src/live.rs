@@ -19,7 +19,11 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::sys::stat::SFlag;
 
 use crate::error::{Error, Result};
 use crate::host::{Config, Host, Stop};
@@ -70,18 +74,47 @@ impl TraceSpec {
     /// Create the file (or take stdout).
     pub fn open(&self) -> Result<File> {
         match &self.target {
-            TraceTarget::Stdout => {
-                let fd = std::io::stdout()
-                    .as_fd()
-                    .try_clone_to_owned()
-                    .map_err(|e| file_error("stdout", "duplicate", e))?;
-                Ok(File::from(fd))
-            }
+            TraceTarget::Stdout => stdout_for_trace(),
             TraceTarget::File(p) => {
                 File::create(p).map_err(|e| file_error(&self.label(), "create the trace file", e))
             }
         }
     }
+}
+
+/// This process's stdout, to write a trace to. A pipe or socket is made non-blocking, so that a
+/// reader that stops reading costs trace records, never the host's loop (the writer keeps what
+/// the reader did not take and counts what no longer fits: see [`crate::pcap::writer`]). A pipe
+/// is opened anew through `/proc/self/fd/1`: that gives the trace an open file description of
+/// its own, and stdout's, which stderr may share (`2>&1`), stays blocking. Where that cannot be
+/// done (a socket, no `/proc`), the flag is set on stdout's description itself. A file or a
+/// terminal is written as it is.
+fn stdout_for_trace() -> Result<File> {
+    let stdout = std::io::stdout();
+    let err = |op| move |e: nix::Error| file_error("stdout", op, e.into());
+    let mode = nix::sys::stat::fstat(stdout.as_fd())
+        .map_err(err("inspect"))?
+        .st_mode;
+    let kind = SFlag::from_bits_truncate(mode & SFlag::S_IFMT.bits());
+    if kind == SFlag::S_IFIFO {
+        let own = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/proc/self/fd/1");
+        if let Ok(file) = own {
+            return Ok(file);
+        }
+    }
+    let fd = stdout
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| file_error("stdout", "duplicate", e))?;
+    if kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK {
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(err("inspect"))?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(err("set O_NONBLOCK on"))?;
+    }
+    Ok(File::from(fd))
 }
 
 fn file_error(path: &str, op: &'static str, source: std::io::Error) -> Error {
