@@ -336,3 +336,98 @@ fn pcap_trace_example_traces() {
         .count();
     assert_eq!(replies, 2);
 }
+
+/// Wait (5 s at most) for `host` to exit after a signal; its exit status.
+fn exit_status(host: &mut Guard) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = host.0.try_wait().expect("wait") {
+            eprintln!("tunhost exited {:?} after the signal", start.elapsed());
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "tunhost did not exit within 5 s of the signal"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// `ping` the host `count` times, 5 ms apart, with `size` bytes of payload: every one answered.
+fn ping_all_answered(count: usize, size: usize) {
+    let (count, size) = (count.to_string(), size.to_string());
+    let argv = [
+        "ping", "-c", &count, "-i", "0.005", "-W", "1", "-s", &size, HOST,
+    ];
+    let out = common::run(&argv);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("{count} received")),
+        "{argv:?}: {}\n{text}",
+        out.status
+    );
+}
+
+#[test]
+fn a_stalled_reader_costs_trace_records_not_service() {
+    require_root!();
+    in_netns(|| {
+        // The trace goes to a pipe that nobody reads: it fills (64 KiB), then the host's
+        // 256 KiB buffer does; 600 records of ~1 KiB overflow both.
+        let (mut host, _unread, err) = serve_to_stdout();
+        wait_for(&err, "the banner", |l| l.starts_with("serving "));
+        ping_all_answered(300, 1000);
+        assert_echoes((HOST, 7), 10_000, 11);
+        kill(host.pid(), Signal::SIGTERM).unwrap();
+        assert!(exit_status(&mut host).success());
+        let text: Vec<String> = err.iter().collect();
+        let text = text.join("\n");
+        let line = text
+            .lines()
+            .find(|l| l.contains("packets not recorded: the reader of stdout was too slow"))
+            .unwrap_or_else(|| panic!("no report of the packets left out:\n{text}"));
+        let n: u64 = line
+            .split(": ")
+            .find_map(|part| part.strip_suffix(" packets not recorded"))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {line:?}"));
+        assert!(n > 0, "{line}");
+        assert!(!text.contains("cannot write"), "{text}");
+    });
+}
+
+#[test]
+fn a_reader_that_stops_early_is_reported_once_and_the_host_keeps_serving() {
+    require_root!();
+    in_netns(|| {
+        // As `tunhost serve --pcap - | head -c 100`: head takes part of the header and goes.
+        let (mut host, trace, err) = serve_to_stdout();
+        let mut head = Command::new("head")
+            .args(["-c", "100"])
+            .stdin(Stdio::from(trace))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("run head");
+        wait_for(&err, "the banner", |l| l.starts_with("serving "));
+        let start = std::time::Instant::now();
+        while head.try_wait().unwrap().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "head did not exit"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        ping_all_answered(100, 1000);
+        assert_echoes((HOST, 7), 10_000, 13);
+        kill(host.pid(), Signal::SIGTERM).unwrap();
+        assert!(exit_status(&mut host).success());
+        let text: Vec<String> = err.iter().collect();
+        let text = text.join("\n");
+        assert_eq!(
+            text.matches("the reader closed the pipe").count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("could not be written"), "{text}");
+    });
+}

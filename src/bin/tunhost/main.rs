@@ -220,11 +220,17 @@ fn finish_trace(host: LiveHost) {
         stats.inbound,
         stats.outbound
     );
-    if stats.lost > 0 || report.result.is_err() {
+    if stats.lost_slow > 0 {
+        log::warn!(
+            "trace {label}: {} packets not recorded: the reader of {label} was too slow",
+            stats.lost_slow
+        );
+    }
+    let failed = stats.lost.saturating_sub(stats.lost_slow);
+    if failed > 0 || report.result.is_err() {
         log::error!(
-            "trace {label}: {} packets could not be written to the trace (the first write \
-             error was reported when it happened)",
-            stats.lost
+            "trace {label}: {failed} packets could not be written to the trace (the first write \
+             error was reported when it happened)"
         );
     }
 }
