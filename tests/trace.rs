@@ -230,21 +230,43 @@ fn wait_for(rx: &mpsc::Receiver<String>, what: &str, mut done: impl FnMut(&str) 
     }
 }
 
-/// `tunhost serve --echo 7 --pcap -` on the TUN test device: the process (killed on drop), its
-/// stdout (the trace) and its stderr lines.
+/// `tunhost serve --echo 7 --pcap -` on the TUN test device, once it has printed its banner:
+/// the process (killed on drop), its stdout (the trace) and its stderr lines.
 fn serve_to_stdout() -> (Guard, std::process::ChildStdout, mpsc::Receiver<String>) {
     let argv = [&[TUNHOST, "serve"], TUN, &["--echo", "7", "--pcap", "-"]].concat();
     let mut host = spawn(&argv, Stdio::piped(), Stdio::piped());
     let trace = host.stdout.take().unwrap();
     let err = lines(host.stderr.take().unwrap());
+    wait_for(&err, "the banner", |l| l.starts_with("serving "));
     (Guard(host), trace, err)
+}
+
+/// Send `sig` to `host`, which must exit 0 within 5 s; all it wrote to stderr after the banner.
+fn stop(host: &mut Guard, sig: Signal, err: mpsc::Receiver<String>) -> String {
+    kill(host.pid(), sig).unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = host.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "tunhost did not exit within 5 s of {sig}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    };
+    eprintln!("tunhost exited {status} {:?} after {sig}", start.elapsed());
+    // The child has exited: its stderr ends, and so does the channel.
+    let text = err.iter().collect::<Vec<_>>().join("\n");
+    assert!(status.success(), "{status}:\n{text}");
+    text
 }
 
 #[test]
 fn pcap_to_stdout_streams_live_into_tshark() {
     require_root!();
     in_netns(|| {
-        let (host, trace, err) = serve_to_stdout();
+        let (host, trace, _err) = serve_to_stdout();
         let mut tshark = Command::new("tshark")
             .args(["-l", "-n", "-r", "-", "-T", "fields", "-e", "icmp.type"])
             .stdin(Stdio::from(trace))
@@ -254,7 +276,6 @@ fn pcap_to_stdout_streams_live_into_tshark() {
             .expect("run tshark");
         let decoded = lines(tshark.stdout.take().unwrap());
         let _tshark = Guard(tshark);
-        wait_for(&err, "the banner", |l| l.starts_with("serving "));
         sh(&["ping", "-c", "3", "-i", "0.05", "-W", "1", HOST]);
         // tshark decodes the replies while the host is still running.
         let mut replies = 0;
@@ -301,15 +322,10 @@ fn a_closed_pipe_is_reported_once_and_the_host_keeps_serving() {
     require_root!();
     in_netns(|| {
         let (mut host, trace, err) = serve_to_stdout();
-        wait_for(&err, "the banner", |l| l.starts_with("serving "));
         drop(trace);
         sh(&["ping", "-c", "3", "-i", "0.3", "-W", "1", HOST]);
         assert_echoes((HOST, 7), 10_000, 7);
-        kill(host.pid(), Signal::SIGINT).unwrap();
-        assert!(host.0.wait().unwrap().success());
-        // The child has exited: its stderr ends, and so does the channel.
-        let text: Vec<String> = err.iter().collect();
-        let text = text.join("\n");
+        let text = stop(&mut host, Signal::SIGINT, err);
         assert_eq!(text.matches("cannot write").count(), 1, "{text}");
         assert!(text.contains("could not be written"), "{text}");
     });
@@ -337,22 +353,6 @@ fn pcap_trace_example_traces() {
     assert_eq!(replies, 2);
 }
 
-/// Wait (5 s at most) for `host` to exit after a signal; its exit status.
-fn exit_status(host: &mut Guard) -> std::process::ExitStatus {
-    let start = std::time::Instant::now();
-    loop {
-        if let Some(status) = host.0.try_wait().expect("wait") {
-            eprintln!("tunhost exited {:?} after the signal", start.elapsed());
-            return status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "tunhost did not exit within 5 s of the signal"
-        );
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// `ping` the host `count` times, 5 ms apart, with `size` bytes of payload: every one answered.
 fn ping_all_answered(count: usize, size: usize) {
     let (count, size) = (count.to_string(), size.to_string());
@@ -375,13 +375,9 @@ fn a_stalled_reader_costs_trace_records_not_service() {
         // The trace goes to a pipe that nobody reads: it fills (64 KiB), then the host's
         // 256 KiB buffer does; 600 records of ~1 KiB overflow both.
         let (mut host, _unread, err) = serve_to_stdout();
-        wait_for(&err, "the banner", |l| l.starts_with("serving "));
         ping_all_answered(300, 1000);
         assert_echoes((HOST, 7), 10_000, 11);
-        kill(host.pid(), Signal::SIGTERM).unwrap();
-        assert!(exit_status(&mut host).success());
-        let text: Vec<String> = err.iter().collect();
-        let text = text.join("\n");
+        let text = stop(&mut host, Signal::SIGTERM, err);
         let line = text
             .lines()
             .find(|l| l.contains("packets not recorded: the reader of stdout was too slow"))
@@ -402,15 +398,15 @@ fn a_reader_that_stops_early_is_reported_once_and_the_host_keeps_serving() {
     in_netns(|| {
         // As `tunhost serve --pcap - | head -c 100`: head takes part of the header and goes.
         let (mut host, trace, err) = serve_to_stdout();
-        let mut head = Command::new("head")
+        let head = Command::new("head")
             .args(["-c", "100"])
             .stdin(Stdio::from(trace))
             .stdout(Stdio::null())
             .spawn()
             .expect("run head");
-        wait_for(&err, "the banner", |l| l.starts_with("serving "));
+        let mut head = Guard(head);
         let start = std::time::Instant::now();
-        while head.try_wait().unwrap().is_none() {
+        while head.0.try_wait().unwrap().is_none() {
             assert!(
                 start.elapsed() < Duration::from_secs(5),
                 "head did not exit"
@@ -419,15 +415,11 @@ fn a_reader_that_stops_early_is_reported_once_and_the_host_keeps_serving() {
         }
         ping_all_answered(100, 1000);
         assert_echoes((HOST, 7), 10_000, 13);
-        kill(host.pid(), Signal::SIGTERM).unwrap();
-        assert!(exit_status(&mut host).success());
-        let text: Vec<String> = err.iter().collect();
-        let text = text.join("\n");
-        assert_eq!(
-            text.matches("the reader closed the pipe").count(),
-            1,
-            "{text}"
-        );
+        let text = stop(&mut host, Signal::SIGTERM, err);
+        let closed = text
+            .matches("cannot write: the reader closed the pipe")
+            .count();
+        assert_eq!(closed, 1, "{text}");
         assert!(text.contains("could not be written"), "{text}");
     });
 }
