@@ -62,6 +62,13 @@ pub enum LinkError {
         /// The device's name.
         device: String,
     },
+    /// The kernel's addresses or routes could not be read.
+    KernelView {
+        /// Where they were read from: `getifaddrs` or a file of `/proc/net`.
+        from: String,
+        /// Why they could not be.
+        source: io::Error,
+    },
     /// Any other failed system call on a device, with the operation that failed.
     Io {
         /// The device's name (or what was being set up, e.g. `poll`).
@@ -95,6 +102,7 @@ impl LinkError {
         match self {
             LinkError::TunUnavailable { path, .. } => path,
             LinkError::InvalidName { name, .. } => name,
+            LinkError::KernelView { from, .. } => from,
             LinkError::Permission { device, .. }
             | LinkError::Busy { device }
             | LinkError::Gone { device }
@@ -144,6 +152,11 @@ impl fmt::Display for LinkError {
                 f,
                 "MTU {mtu} for device {device} is out of range (must be {min}..={max})"
             ),
+            LinkError::KernelView { from, source } => write!(
+                f,
+                "cannot read the machine's addresses and routes from {from}: {}",
+                io_desc(source)
+            ),
             LinkError::Io { device, op, source } => {
                 write!(f, "device {device}: {op} failed: {}", io_desc(source))
             }
@@ -154,7 +167,9 @@ impl fmt::Display for LinkError {
 impl std::error::Error for LinkError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            LinkError::TunUnavailable { source, .. } | LinkError::Io { source, .. } => Some(source),
+            LinkError::TunUnavailable { source, .. }
+            | LinkError::KernelView { source, .. }
+            | LinkError::Io { source, .. } => Some(source),
             _ => None,
         }
     }

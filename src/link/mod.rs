@@ -6,6 +6,8 @@
 //!   the one Internet checksum (RFC 1071) of the crate.
 //! - [`device`] is the `phy::Device` over the file descriptor ([`TunTapDevice`]), with the
 //!   [`Housekeeping`] hook that wrappers such as a tracer use.
+//! - [`kernel`] reads the machine's own addresses and routes, and says which interface a subnet
+//!   would collide with.
 //! - [`wait`] sleeps on the file descriptor until a packet comes or a timeout passes: all a
 //!   program that keeps its own loop needs (see `examples/own_loop.rs`).
 //!
@@ -13,10 +15,12 @@
 
 pub mod device;
 mod error;
+pub mod kernel;
 pub mod tuntap;
 pub mod vnet;
 pub mod wait;
 
 pub use device::{Housekeeping, Stats, TunTapDevice};
 pub use error::{LinkError, Result, io_desc};
+pub use kernel::{Conflict, KernelView};
 pub use tuntap::{Kind, Offload, TunTap, TunTapConfig};
