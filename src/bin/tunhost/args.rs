@@ -1,12 +1,13 @@
 //! The flags the subcommands share, their parsers, and what they resolve to in the library's
-//! terms. The CLI's defaults live here: device `tunhost0`, kernel side 192.0.2.1/24, and the
-//! services of a plain `tunhost serve`.
+//! terms. The CLI's defaults live here: device `tunhost0`, the first documentation range the
+//! machine does not use (host .2, kernel side .1), and the services of a plain `tunhost serve`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::Args;
-use tunhost::host::DEFAULT_ADDR;
-use tunhost::link::{Kind, TunTapConfig, tuntap};
+use tunhost::link::kernel::network;
+use tunhost::link::{Conflict, KernelView, Kind, TunTapConfig, tuntap};
 use tunhost::live::{TraceSpec, TraceTarget};
 use tunhost::pcap::{Format, TraceConfig};
 use tunhost::services::http::{DEFAULT_BACKLOG, HttpConfig};
@@ -16,8 +17,11 @@ use tunhost::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 /// The device name with no device flag.
 pub(crate) const DEFAULT_DEVICE: &str = "tunhost0";
-/// The kernel side's address with no device flag.
-pub(crate) const DEFAULT_PEER: &str = "192.0.2.1/24";
+/// The subnets a host takes with no address flag, the first one the machine does not use: the
+/// host is .2, the kernel side .1.
+pub(crate) const DEFAULT_RANGES: [&str; 3] = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"];
+/// The IPv6 subnets suggested when an IPv6 address is refused.
+const IPV6_RANGES: [&str; 3] = ["2001:db8::/64", "2001:db8:1::/64", "2001:db8:2::/64"];
 
 /// `-v`/`-q` of the subcommands that run a host as a server.
 #[derive(Args, Debug)]
@@ -59,13 +63,17 @@ pub(crate) struct DeviceArgs {
     no_offload: bool,
 
     /// The host's own address and prefix, e.g. 192.0.2.2/24 (repeat for a second address,
-    /// e.g. 2001:db8::2/64). [default: 192.0.2.2/24]
+    /// e.g. 2001:db8::2/64). Refused if another interface of the machine has it, or a subnet or
+    /// route that overlaps it. [default: in the subnet of --peer, or of the kernel side of an
+    /// existing device; else .2 of the first of 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24
+    /// that the machine does not use]
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
     addr: Vec<IpCidr>,
 
-    /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24. Without
-    /// it the kernel side is left as configured (`ip addr add 192.0.2.1/24 dev tun0`); with no
-    /// device flag at all it defaults to 192.0.2.1/24.
+    /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24. Refused
+    /// like --addr. Without it the kernel side is left as configured (`ip addr add 192.0.2.1/24
+    /// dev tun0`); with no device flag it is in the subnet of the host's first address (.1 of
+    /// the default range).
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
     peer: Option<IpCidr>,
 
@@ -79,10 +87,30 @@ pub(crate) struct DeviceArgs {
     pub(crate) mac: Option<EthernetAddress>,
 }
 
+/// The device to open and the host's addresses, as [`DeviceArgs::resolve`] settled them.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    /// The device, with the kernel side's address if one is to be set.
+    pub(crate) dev: TunTapConfig,
+    /// The host's addresses.
+    pub(crate) addrs: Vec<IpCidr>,
+    /// Why the host is not in the first default range, when it is not: "192.0.2.0/24 is in use
+    /// on eth0".
+    pub(crate) moved: Option<String>,
+}
+
 impl DeviceArgs {
-    /// The device to open and the host's addresses, with the CLI's defaults filled in.
-    pub(crate) fn resolve(&self) -> Result<(TunTapConfig, Vec<IpCidr>), String> {
-        let defaults = self.tun.is_none() && self.tap.is_none();
+    /// The device to open and the host's addresses, with the CLI's defaults filled in and checked
+    /// against the addresses and routes of the machine (its network namespace). A failure has
+    /// been reported: its exit code (2 for an address in use, 1 if they cannot be read).
+    pub(crate) fn resolve(&self) -> Result<Resolved, ExitCode> {
+        let kernel = KernelView::read().map_err(|e| crate::fail(tunhost::Error::from(e)))?;
+        self.resolve_in(&kernel).map_err(crate::usage)
+    }
+
+    /// [`DeviceArgs::resolve`] on a given view of the machine.
+    fn resolve_in(&self, kernel: &KernelView) -> Result<Resolved, String> {
+        let named = self.tun.is_some() || self.tap.is_some();
         let (name, kind) = match (&self.tun, &self.tap) {
             (_, Some(tap)) => (tap.clone(), Kind::Tap),
             (Some(tun), None) => (tun.clone(), Kind::Tun),
@@ -95,14 +123,8 @@ impl DeviceArgs {
         dev.mtu = self.mtu;
         dev.txqueuelen = self.txqueuelen;
         dev.offload = !self.no_offload;
-        dev.peer = self
-            .peer
-            .or_else(|| defaults.then(|| DEFAULT_PEER.parse().expect("valid constant")));
-        let addrs = if self.addr.is_empty() {
-            vec![DEFAULT_ADDR.parse().expect("valid constant")]
-        } else {
-            self.addr.clone()
-        };
+        let (addrs, moved) = self.host_addrs(kernel, &dev.name)?;
+        dev.peer = self.peer.or_else(|| (!named).then(|| partner(addrs[0])));
         if let Some(peer) = dev.peer {
             if addrs.iter().any(|a| a.address() == peer.address()) {
                 return Err(format!(
@@ -111,7 +133,137 @@ impl DeviceArgs {
                 ));
             }
         }
-        Ok((dev, addrs))
+        self.check_unused(kernel, &dev, &addrs)?;
+        Ok(Resolved { dev, addrs, moved })
+    }
+
+    /// The host's addresses: as given, else in the subnet of --peer, else in the subnet of the
+    /// kernel side of an existing device, else in the first free default range (and then why
+    /// not in the first one).
+    fn host_addrs(
+        &self,
+        kernel: &KernelView,
+        device: &str,
+    ) -> Result<(Vec<IpCidr>, Option<String>), String> {
+        if !self.addr.is_empty() {
+            return Ok((self.addr.clone(), None));
+        }
+        if let Some(near) = self.peer.or_else(|| kernel.addrs_of(device).next()) {
+            return Ok((vec![partner(near)], None));
+        }
+        let (range, taken) = first_free(kernel, device, &DEFAULT_RANGES);
+        let Some(range) = range else {
+            return Err(format!(
+                "no default subnet is free for the host: {}; give it one the machine does not \
+                 use with --addr CIDR --peer CIDR",
+                in_use(&taken)
+            ));
+        };
+        let moved = (!taken.is_empty()).then(|| in_use(&taken));
+        Ok((vec![nth(range, 2)], moved))
+    }
+
+    /// Refuse addresses that another interface of the machine uses (see [`KernelView::conflict`]),
+    /// and a host address that is the kernel side's on the device itself.
+    fn check_unused(
+        &self,
+        kernel: &KernelView,
+        dev: &TunTapConfig,
+        addrs: &[IpCidr],
+    ) -> Result<(), String> {
+        let name = dev.name.as_str();
+        // What was asked for first, then the defaults that follow from it: the message names
+        // the address the user gave when that is the one at fault.
+        let given = (self.peer.iter().map(|&p| (format!("--peer {p}"), p)))
+            .chain(self.addr.iter().map(|&a| (format!("--addr {a}"), a)));
+        let defaults = (dev.peer.iter().filter(|_| self.peer.is_none()))
+            .map(|&p| (format!("the kernel side's address {p}"), p))
+            .chain(
+                (addrs.iter().filter(|_| self.addr.is_empty()))
+                    .map(|&a| (format!("the host's address {a}"), a)),
+            );
+        for (what, cidr) in given.chain(defaults) {
+            if let Some(c) = kernel.conflict(cidr, name) {
+                return Err(format!("{what}: {c}; {}", instead(kernel, name, &c)));
+            }
+        }
+        let kernels = |a: &&IpCidr| kernel.addrs_of(name).any(|o| o.address() == a.address());
+        match addrs.iter().find(kernels) {
+            Some(a) => Err(format!(
+                "{} is the kernel side's address on {name}: the host needs one of its own in \
+                 that subnet, e.g. --addr {}",
+                a.address(),
+                partner(*a)
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The first of `ranges` that no interface but `own` uses, and how the ones before it are used.
+fn first_free(kernel: &KernelView, own: &str, ranges: &[&str]) -> (Option<IpCidr>, Vec<Conflict>) {
+    let mut taken = Vec::new();
+    for range in ranges {
+        let range: IpCidr = range.parse().expect("valid constant");
+        match kernel.conflict(range, own) {
+            None => return (Some(range), taken),
+            Some(c) => taken.push(c),
+        }
+    }
+    (None, taken)
+}
+
+/// "192.0.2.0/24 is in use on eth0, 198.51.100.0/24 on vethA".
+fn in_use(taken: &[Conflict]) -> String {
+    let each: Vec<String> = taken
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let verb = if i == 0 { " is in use" } else { "" };
+            format!("{}{verb} on {}", network(c.wanted), c.interface)
+        })
+        .collect();
+    each.join(", ")
+}
+
+/// What to use instead of an address that `conflict` refused: flags with a free range of the
+/// same family.
+fn instead(kernel: &KernelView, own: &str, conflict: &Conflict) -> String {
+    let ranges: &[&str] = match conflict.wanted {
+        IpCidr::Ipv4(_) => &DEFAULT_RANGES,
+        IpCidr::Ipv6(_) => &IPV6_RANGES,
+    };
+    match first_free(kernel, own, ranges).0 {
+        Some(r) => format!(
+            "use a free documentation range instead, e.g. --addr {} --peer {}",
+            nth(r, 2),
+            nth(r, 1)
+        ),
+        None => "choose a subnet the machine does not use (see ip -br addr, ip route)".into(),
+    }
+}
+
+/// Address number `n` of a subnet, with its prefix: `nth(192.0.2.0/24, 2)` is 192.0.2.2/24.
+fn nth(subnet: IpCidr, n: u8) -> IpCidr {
+    match network(subnet) {
+        IpCidr::Ipv4(c) => IpCidr::new(
+            IpAddress::Ipv4((u32::from(c.address()) + u32::from(n)).into()),
+            c.prefix_len(),
+        ),
+        IpCidr::Ipv6(c) => IpCidr::new(
+            IpAddress::Ipv6((u128::from(c.address()) + u128::from(n)).into()),
+            c.prefix_len(),
+        ),
+    }
+}
+
+/// Another address in the subnet of `cidr`, for the other end of the device: .1, or .2 if
+/// `cidr` is .1 (`::1` and `::2` in IPv6).
+pub(crate) fn partner(cidr: IpCidr) -> IpCidr {
+    if cidr == nth(cidr, 1) {
+        nth(cidr, 2)
+    } else {
+        nth(cidr, 1)
     }
 }
 
@@ -336,4 +488,164 @@ pub(crate) fn colons(mac: EthernetAddress) -> String {
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         b[0], b[1], b[2], b[3], b[4], b[5]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use tunhost::link::kernel::{IfAddr, Route};
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        device: DeviceArgs,
+    }
+
+    fn cidr(s: &str) -> IpCidr {
+        s.parse().unwrap()
+    }
+
+    /// The machine of the issue (eth0 is 192.0.2.2/24), with `more` routes through vethA.
+    fn machine(more: &[&str]) -> KernelView {
+        let addr = |interface: &str, c: &str| IfAddr {
+            interface: interface.into(),
+            cidr: cidr(c),
+        };
+        let route = |interface: &str, c: &str| Route {
+            interface: interface.into(),
+            dest: cidr(c),
+        };
+        let mut routes = vec![route("eth0", "192.0.2.0/24")];
+        routes.extend(more.iter().map(|c| route("vethA", c)));
+        KernelView {
+            addrs: vec![addr("lo", "127.0.0.1/8"), addr("eth0", "192.0.2.2/24")],
+            routes,
+        }
+    }
+
+    fn resolve(args: &[&str], kernel: &KernelView) -> Result<Resolved, String> {
+        let cli = Cli::try_parse_from([&["tunhost"], args].concat()).unwrap();
+        cli.device.resolve_in(kernel)
+    }
+
+    fn hosts(r: &Resolved) -> (Vec<IpCidr>, Option<IpCidr>) {
+        (r.addrs.clone(), r.dev.peer)
+    }
+
+    #[test]
+    fn defaults_take_the_first_free_range() {
+        let free = resolve(&[], &KernelView::default()).unwrap();
+        assert_eq!(
+            hosts(&free),
+            (vec![cidr("192.0.2.2/24")], Some(cidr("192.0.2.1/24")))
+        );
+        assert_eq!(free.moved, None);
+        let r = resolve(&[], &machine(&[])).unwrap();
+        assert_eq!(
+            hosts(&r),
+            (vec![cidr("198.51.100.2/24")], Some(cidr("198.51.100.1/24")))
+        );
+        assert_eq!(r.moved.as_deref(), Some("192.0.2.0/24 is in use on eth0"));
+        let r = resolve(&[], &machine(&["198.51.100.0/23"])).unwrap();
+        assert_eq!(r.addrs, vec![cidr("203.0.113.2/24")]);
+        assert_eq!(
+            r.moved.as_deref(),
+            Some("192.0.2.0/24 is in use on eth0, 198.51.100.0/24 on vethA")
+        );
+    }
+
+    #[test]
+    fn all_ranges_taken_is_one_clear_line() {
+        let e = resolve(&[], &machine(&["198.51.100.0/24", "203.0.113.0/24"])).unwrap_err();
+        assert_eq!(
+            e,
+            "no default subnet is free for the host: 192.0.2.0/24 is in use on eth0, \
+             198.51.100.0/24 on vethA, 203.0.113.0/24 on vethA; give it one the machine does \
+             not use with --addr CIDR --peer CIDR"
+        );
+    }
+
+    #[test]
+    fn explicit_addresses_in_use_are_refused_with_a_free_range() {
+        let m = machine(&[]);
+        let e = resolve(&["--addr", "192.0.2.2/24"], &m).unwrap_err();
+        assert!(e.starts_with("--addr 192.0.2.2/24: 192.0.2.2 is already an address of eth0"));
+        assert!(
+            e.ends_with("e.g. --addr 198.51.100.2/24 --peer 198.51.100.1/24"),
+            "{e}"
+        );
+        let e = resolve(&["--tun", "tun0", "--peer", "192.0.2.1/24"], &m).unwrap_err();
+        assert!(
+            e.starts_with("--peer 192.0.2.1/24: 192.0.2.0/24 overlaps"),
+            "{e}"
+        );
+        let e = resolve(
+            &["--addr", "198.51.100.2/24"],
+            &machine(&["198.51.100.0/24"]),
+        );
+        assert!(e.unwrap_err().contains("through vethA"));
+        // A default that follows an explicit address is checked too, and named as a default.
+        let m = machine(&["198.51.100.0/24"]);
+        let e = resolve(&["--peer", "198.51.100.1/25"], &m).unwrap_err();
+        assert!(e.starts_with("--peer 198.51.100.1/25: "), "{e}");
+        // IPv6: an IPv6 range is suggested.
+        let mut m = machine(&[]);
+        m.addrs.push(IfAddr {
+            interface: "eth0".into(),
+            cidr: cidr("2001:db8::5/64"),
+        });
+        let e = resolve(&["--addr", "2001:db8::2/64"], &m).unwrap_err();
+        assert!(
+            e.ends_with("--addr 2001:db8:1::2/64 --peer 2001:db8:1::1/64"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn one_address_flag_brings_the_other_into_its_subnet() {
+        let m = machine(&[]);
+        let r = resolve(&["--addr", "198.51.100.7/24"], &m).unwrap();
+        assert_eq!(
+            hosts(&r),
+            (vec![cidr("198.51.100.7/24")], Some(cidr("198.51.100.1/24")))
+        );
+        let r = resolve(&["--peer", "198.51.100.1/24"], &m).unwrap();
+        assert_eq!(r.addrs, vec![cidr("198.51.100.2/24")]);
+        // With a device named and no --peer, the kernel side is left as it is.
+        let r = resolve(&["--tun", "tun0", "--addr", "198.51.100.7/24"], &m).unwrap();
+        assert_eq!(r.dev.peer, None);
+    }
+
+    #[test]
+    fn an_existing_device_keeps_its_own_addresses() {
+        let mut m = machine(&[]);
+        m.addrs.push(IfAddr {
+            interface: "tun9".into(),
+            cidr: cidr("203.0.113.1/24"),
+        });
+        m.routes.push(Route {
+            interface: "tun9".into(),
+            dest: cidr("203.0.113.0/24"),
+        });
+        // tun9's own address and route are no conflict; with no address flag the host joins it.
+        let r = resolve(&["--tun", "tun9"], &m).unwrap();
+        assert_eq!(hosts(&r), (vec![cidr("203.0.113.2/24")], None));
+        let r = resolve(&["--tun", "tun9", "--peer", "203.0.113.1/24"], &m).unwrap();
+        assert_eq!(r.addrs, vec![cidr("203.0.113.2/24")]);
+        // ... but the host cannot take the kernel side's own address.
+        let e = resolve(&["--tun", "tun9", "--addr", "203.0.113.1/24"], &m).unwrap_err();
+        assert!(
+            e.starts_with("203.0.113.1 is the kernel side's address on tun9"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn partners_and_nth() {
+        assert_eq!(partner(cidr("192.0.2.2/24")), cidr("192.0.2.1/24"));
+        assert_eq!(partner(cidr("192.0.2.1/24")), cidr("192.0.2.2/24"));
+        assert_eq!(partner(cidr("2001:db8::1/64")), cidr("2001:db8::2/64"));
+        assert_eq!(nth(cidr("198.51.100.77/24"), 2), cidr("198.51.100.2/24"));
+    }
 }

@@ -115,10 +115,13 @@ impl ClientCommon {
                 "--pcap - is for serve: ping and get print on stdout; give --pcap a file name",
             ));
         }
-        let (dev, addrs) = self.device.resolve().map_err(usage)?;
-        let mut live = Live::new(dev);
+        let resolved = self.device.resolve()?;
+        if let Some(moved) = &resolved.moved {
+            log::warn!("{moved}: the host is {}", resolved.addrs[0]);
+        }
+        let mut live = Live::new(resolved.dev);
         live.host = Config {
-            addrs,
+            addrs: resolved.addrs,
             gateway: self.device.gateway,
             mac: self.device.mac,
             ..Config::default()

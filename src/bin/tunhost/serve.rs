@@ -6,9 +6,9 @@ use clap::Args;
 use tunhost::Config;
 use tunhost::live::{Live, LiveHost};
 use tunhost::smoltcp::time::Duration;
-use tunhost::smoltcp::wire::{IpAddress, IpCidr};
+use tunhost::smoltcp::wire::IpAddress;
 
-use crate::args::{DeviceArgs, LogArgs, ServiceArgs, TraceArgs, colons};
+use crate::args::{DeviceArgs, LogArgs, ServiceArgs, TraceArgs, colons, partner};
 use crate::{fail, finish_trace, init_logging, usage};
 
 #[derive(Args, Debug)]
@@ -34,13 +34,13 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     init_logging(args.log.verbose, args.log.quiet);
-    let (dev, addrs) = match args.device.resolve() {
+    let resolved = match args.device.resolve() {
         Ok(r) => r,
-        Err(msg) => return usage(msg),
+        Err(code) => return code,
     };
-    let mut live = Live::new(dev);
+    let mut live = Live::new(resolved.dev);
     live.host = Config {
-        addrs,
+        addrs: resolved.addrs,
         gateway: args.device.gateway,
         mac: args.device.mac,
         seed: args.services.seed,
@@ -59,7 +59,7 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if !args.log.quiet {
-        eprintln!("{}", banner(&host));
+        eprintln!("{}", banner(&host, resolved.moved.as_deref()));
     }
     let result = host.run();
     let st = host.tuntap().stats();
@@ -79,8 +79,9 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// The one line that says what the host is and how to reach it.
-fn banner(live: &LiveHost) -> String {
+/// The one line that says what the host is and how to reach it, and why it is not in the first
+/// default range (`moved`) when it is not.
+fn banner(live: &LiveHost, moved: Option<&str>) -> String {
     let host = live.host();
     let t = live.tuntap().tuntap();
     let own = host.iface().ip_addrs();
@@ -90,10 +91,11 @@ fn banner(live: &LiveHost) -> String {
         Some(p) => format!("kernel side {}", p.address()),
         None => format!(
             "kernel side as configured; e.g. ip addr add {} dev {}",
-            example_peer(own[0]),
+            partner(own[0]),
             t.name()
         ),
     };
+    let moved = moved.map(|m| format!("; {m}")).unwrap_or_default();
     let mac = host
         .mac()
         .map(|m| format!(", MAC {}", colons(m)))
@@ -125,7 +127,7 @@ fn banner(live: &LiveHost) -> String {
         })
         .unwrap_or_default();
     format!(
-        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}); services: {}; try: ping {first}{curl}",
+        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}{moved}); services: {}; try: ping {first}{curl}",
         addrs.join(", "),
         t.kind(),
         t.name(),
@@ -133,29 +135,4 @@ fn banner(live: &LiveHost) -> String {
         t.offload(),
         services.join(", "),
     )
-}
-
-/// An address the kernel side could take in the host's subnet, for the hint in the banner.
-fn example_peer(host: IpCidr) -> String {
-    match host {
-        IpCidr::Ipv4(c) => {
-            let a = u32::from(c.address());
-            let net = c.network().address();
-            let cand = if a == u32::from(net) + 1 {
-                a + 1
-            } else {
-                u32::from(net) + 1
-            };
-            format!("{}/{}", std::net::Ipv4Addr::from(cand), c.prefix_len())
-        }
-        IpCidr::Ipv6(c) => {
-            let a = u128::from(c.address());
-            let cand = if a & 0xffff == 1 {
-                a + 1
-            } else {
-                (a & !0xffff) | 1
-            };
-            format!("{}/{}", std::net::Ipv6Addr::from(cand), c.prefix_len())
-        }
-    }
 }
