@@ -4,7 +4,11 @@
 
 mod common;
 
-use common::{Tunhost, in_netns, kernel_device, run, sh, tunhost};
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Guard, Tunhost, in_netns, kernel_device, run, sh, spawn};
 use nix::sys::signal::Signal;
 
 /// A veth pair in this namespace, `vethA` holding 192.0.2.2/24, both ends up.
@@ -17,9 +21,26 @@ fn veth_with_the_default_subnet() {
     sh(&["ip", "link", "set", "vethB", "up"]);
 }
 
-/// `tunhost ARGS` must be refused with exit 2 and one line on stderr that says `want`: that line.
+/// `tunhost ARGS` must be refused, within 10 s, with exit 2 and one line on stderr that says
+/// `want`: that line. A run that is not refused (it serves) is killed and fails the test.
 fn refused(args: &[&str], want: &[&str]) -> String {
-    let (code, err) = tunhost(args);
+    let argv = [&[common::TUNHOST], args].concat();
+    let mut child = Guard(spawn(&argv, Stdio::null(), Stdio::piped()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait for tunhost") {
+            break status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "tunhost {args:?} was not refused: still running after 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    let stderr = child.0.stderr.as_mut().expect("piped stderr");
+    stderr.read_to_string(&mut err).unwrap();
+    let code = status.code().unwrap_or(-1);
     assert_eq!(code, 2, "tunhost {args:?}: exit {code}, stderr:\n{err}");
     assert_eq!(
         err.lines().count(),
