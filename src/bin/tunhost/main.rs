@@ -24,6 +24,8 @@ Examples:
   sudo tunhost serve
       TUN device tunhost0, host 192.0.2.2/24, kernel side 192.0.2.1/24, echo 7 (TCP+UDP),
       discard 9, chargen 19, HTTP 80 (status page). Then: ping 192.0.2.2; curl 192.0.2.2
+      (If the machine uses 192.0.2.0/24, the host is .2 of 198.51.100.0/24 or 203.0.113.0/24,
+      the first free: the start line says.)
   sudo tunhost serve --http 8080 --root ./www
       Serve the files below ./www over HTTP/1.1 on port 8080: curl http://192.0.2.2:8080/
   sudo tunhost serve --tap tap0 --addr 198.51.100.2/24 --peer 198.51.100.1/24 --echo 7
