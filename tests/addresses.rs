@@ -4,11 +4,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
-
-use common::{Guard, Tunhost, in_netns, kernel_device, run, sh, spawn};
+use common::{Tunhost, in_netns, kernel_device, run, sh};
 use nix::sys::signal::Signal;
 
 /// A veth pair in this namespace, `vethA` holding 192.0.2.2/24, both ends up.
@@ -22,26 +18,16 @@ fn veth_with_the_default_subnet() {
 }
 
 /// `tunhost ARGS` must be refused, within 10 s, with exit 2 and one line on stderr that says
-/// `want`: that line. A run that is not refused (it serves) is killed and fails the test.
+/// `want`: that line. A run that is not refused (it serves) is stopped by timeout(1) after 10 s
+/// (SIGTERM, then SIGKILL 2 s later; exit 124) and fails the test.
 fn refused(args: &[&str], want: &[&str]) -> String {
-    let argv = [&[common::TUNHOST], args].concat();
-    let mut child = Guard(spawn(&argv, Stdio::null(), Stdio::piped()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait for tunhost") {
-            break status;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "tunhost {args:?} was not refused: still running after 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    let stderr = child.0.stderr.as_mut().expect("piped stderr");
-    stderr.read_to_string(&mut err).unwrap();
-    let code = status.code().unwrap_or(-1);
-    assert_eq!(code, 2, "tunhost {args:?}: exit {code}, stderr:\n{err}");
+    let out = run(&[&["timeout", "-k", "2", "10", common::TUNHOST], args].concat());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    assert_eq!(
+        code, 2,
+        "tunhost {args:?}: exit {code} (124: not refused, stopped after 10 s), stderr:\n{err}"
+    );
     assert_eq!(
         err.lines().count(),
         1,
