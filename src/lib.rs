@@ -26,7 +26,7 @@
 //!
 //! | layer | job |
 //! |---|---|
-//! | [`link`] | open and configure TUN/TAP (`tuntap`), the `virtio_net_hdr` (`vnet`), the `phy::Device` (`device`), waiting on the fd (`wait`) |
+//! | [`link`] | open and configure TUN/TAP (`tuntap`), the `virtio_net_hdr` (`vnet`), the `phy::Device` (`device`), waiting on the fd (`wait`), the machine's own addresses and routes (`kernel`) |
 //! | [`pcap`] | pcap/pcapng: the [`Pcap`](pcap::Pcap) tracing device wrapper, the writer, the capture reader |
 //! | [`host`] | [`Host`]: interface + sockets + clock + the poll loop; config, stop and signals, status board, ingress guard, the [`Service`](host::Service) trait |
 //! | [`services`] | the TCP listener, echo/discard/chargen/UDP echo, HTTP/1.1, and the factory from a [`ServiceSpec`](services::ServiceSpec) |
