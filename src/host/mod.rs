@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod guard;
+pub mod ratelimit;
 mod service;
 pub mod status;
 pub mod stop;
