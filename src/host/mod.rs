@@ -9,7 +9,8 @@
 //! The host knows the services it runs only through the [`Service`] trait; which services exist
 //! and how they are built from a specification is the business of [`crate::services`], one layer
 //! up. Beside the loop live its parts: [`clock`], [`status`] (what a service may show of the
-//! host), [`guard`] (an ingress filter for smoltcp bugs), [`config`] and [`stop`].
+//! host), [`guard`] (a filter for smoltcp bugs and the ICMP error limit, with its [`ratelimit`]),
+//! [`config`] and [`stop`].
 
 pub mod clock;
 pub mod config;
@@ -76,7 +77,7 @@ pub struct HostStats {
 
 /// A userspace IP host: device, interface, sockets, services, clock.
 pub struct Host<D: Device, C: Clock = SystemClock> {
-    /// The device, behind the ingress filter that works around smoltcp bugs.
+    /// The device, behind the filter that works around smoltcp bugs and limits ICMP errors.
     device: Guard<D>,
     iface: Interface,
     sockets: SocketSet<'static>,
@@ -335,7 +336,7 @@ impl<D: Device, C: Clock> Host<D, C> {
         self.device.inner_mut()
     }
 
-    /// Packets the ingress filter kept from smoltcp (see [`guard`]).
+    /// Packets the filter kept from smoltcp, and ICMP errors it did not let out (see [`guard`]).
     pub fn guard_stats(&self) -> GuardStats {
         self.device.stats()
     }
