@@ -45,6 +45,10 @@ use crate::link::{self, Housekeeping, TunTap, TunTapConfig, TunTapDevice};
 pub const SERVICE_ROUNDS: usize = 8;
 /// Most packets taken in per round before the services get a turn.
 pub const INGRESS_BATCH: usize = 64;
+/// How long an incomplete IPv4 datagram may hold a reassembly buffer (smoltcp's default is 60 s;
+/// RFC 791 suggests 15 s; Linux's `ipfrag_time` is 30 s). The number of buffers is a build-time
+/// setting of smoltcp: `SMOLTCP_REASSEMBLY_BUFFER_COUNT` in `.cargo/config.toml`.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// 8 random bytes from the OS, for seeds and MACs.
 fn os_random() -> u64 {
@@ -121,6 +125,7 @@ impl<D: Device, C: Clock> Host<D, C> {
         let mut ic = IfaceConfig::new(hw);
         ic.random_seed = seed;
         let mut iface = Interface::new(ic, &mut device, clock.now());
+        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         let mut device = Guard::new(device);
         iface.update_ip_addrs(|addrs| {
             for a in &config.addrs {
