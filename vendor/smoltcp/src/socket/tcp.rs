@@ -19,6 +19,9 @@ use crate::wire::{
 };
 
 mod congestion;
+mod isn;
+
+pub(crate) use isn::key_from_seed as isn_key_from_seed;
 
 macro_rules! tcp_trace {
     ($($arg:expr),*) => (net_log!(trace, $($arg),*));
@@ -1060,20 +1063,26 @@ impl<'a> Socket<'a> {
         });
         self.set_state(State::SynSent);
 
-        let seq = Self::random_seq_no(cx);
+        let seq = Self::initial_seq_no(cx, &local_endpoint, &remote_endpoint);
         self.local_seq_no = seq;
         self.remote_last_seq = seq;
         Ok(())
     }
 
     #[cfg(test)]
-    fn random_seq_no(_cx: &mut Context) -> TcpSeqNumber {
+    fn initial_seq_no(
+        _cx: &mut Context,
+        _local: &IpEndpoint,
+        _remote: &IpEndpoint,
+    ) -> TcpSeqNumber {
         TcpSeqNumber(10000)
     }
 
+    /// The initial sequence number of a connection, per RFC 6528 (see the `isn` module).
     #[cfg(not(test))]
-    fn random_seq_no(cx: &mut Context) -> TcpSeqNumber {
-        TcpSeqNumber(cx.rand().rand_u32() as i32)
+    fn initial_seq_no(cx: &mut Context, local: &IpEndpoint, remote: &IpEndpoint) -> TcpSeqNumber {
+        let (key, now) = cx.tcp_isn_params();
+        isn::initial_seq_no(key, now, local, remote)
     }
 
     /// Close the transmit half of the full-duplex connection.
@@ -1912,11 +1921,10 @@ impl<'a> Socket<'a> {
                     }
                 }
 
-                self.tuple = Some(Tuple {
-                    local: IpEndpoint::new(ip_repr.dst_addr(), repr.dst_port),
-                    remote: IpEndpoint::new(ip_repr.src_addr(), repr.src_port),
-                });
-                self.local_seq_no = Self::random_seq_no(cx);
+                let local = IpEndpoint::new(ip_repr.dst_addr(), repr.dst_port);
+                let remote = IpEndpoint::new(ip_repr.src_addr(), repr.src_port);
+                self.tuple = Some(Tuple { local, remote });
+                self.local_seq_no = Self::initial_seq_no(cx, &local, &remote);
                 self.remote_seq_no = repr.seq_number + 1;
                 self.remote_last_seq = self.local_seq_no;
                 self.remote_has_sack = repr.sack_permitted;

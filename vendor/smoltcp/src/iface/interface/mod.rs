@@ -129,6 +129,12 @@ pub struct InterfaceInner {
     caps: DeviceCapabilities,
     now: Instant,
     rand: Rand,
+    /// The secret of TCP's initial sequence numbers (RFC 6528), from the random seed.
+    #[cfg(feature = "socket-tcp")]
+    tcp_isn_key: [u64; 2],
+    /// Whether the ISNs have RFC 6528's clock term.
+    #[cfg(feature = "socket-tcp")]
+    tcp_isn_clock: bool,
 
     #[cfg(any(feature = "medium-ethernet", feature = "medium-ieee802154"))]
     neighbor_cache: NeighborCache,
@@ -183,6 +189,14 @@ pub struct Config {
     /// Enable stateless address autoconfiguration on the interface.
     #[cfg(feature = "proto-ipv6")]
     pub slaac: bool,
+
+    /// Add the 4 µs clock term of RFC 6528 to TCP's initial sequence numbers (the default).
+    ///
+    /// Without it, the ISN of a 4-tuple is a function of the 4-tuple and [`Self::random_seed`]
+    /// only: a run with a fixed seed can then be replayed on another clock with the same ISNs.
+    /// Only for tests and replays: successive connections on one 4-tuple then reuse the ISN.
+    #[cfg(feature = "socket-tcp")]
+    pub tcp_isn_clock: bool,
 }
 
 impl Config {
@@ -194,6 +208,8 @@ impl Config {
             pan_id: None,
             #[cfg(feature = "proto-ipv6")]
             slaac: false,
+            #[cfg(feature = "socket-tcp")]
+            tcp_isn_clock: true,
         }
     }
 }
@@ -297,6 +313,10 @@ impl Interface {
                 #[cfg(feature = "proto-ipv6-slaac")]
                 slaac_updated: Instant::from_millis(0),
                 rand,
+                #[cfg(feature = "socket-tcp")]
+                tcp_isn_key: crate::socket::tcp::isn_key_from_seed(config.random_seed),
+                #[cfg(feature = "socket-tcp")]
+                tcp_isn_clock: config.tcp_isn_clock,
             },
         }
     }
@@ -862,6 +882,19 @@ impl InterfaceInner {
     #[allow(unused)] // unused depending on which sockets are enabled, and in tests
     pub(crate) fn rand(&mut self) -> &mut Rand {
         &mut self.rand
+    }
+
+    /// The secret of TCP's initial sequence numbers (RFC 6528), and the time of their clock
+    /// term (zero when the clock term is off).
+    #[cfg(feature = "socket-tcp")]
+    #[allow(unused)] // unused in tests
+    pub(crate) fn tcp_isn_params(&self) -> (&[u64; 2], Instant) {
+        let now = if self.tcp_isn_clock {
+            self.now
+        } else {
+            Instant::ZERO
+        };
+        (&self.tcp_isn_key, now)
     }
 
     #[allow(unused)] // unused depending on which sockets are enabled
