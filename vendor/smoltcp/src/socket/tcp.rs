@@ -1611,6 +1611,19 @@ impl<'a> Socket<'a> {
         };
         let control_len = (sent_syn as usize) + (sent_fin as usize);
 
+        // RFC 5961 (4.2): a SYN on a synchronized connection, whatever its sequence number,
+        // elicits a challenge ACK and changes nothing else. A peer that really restarted
+        // answers the challenge ACK with an RST at RCV.NXT; a blind SYN cannot.
+        if repr.control == TcpControl::Syn
+            && !matches!(
+                self.state,
+                State::Listen | State::SynSent | State::SynReceived
+            )
+        {
+            net_debug!("SYN on a synchronized connection, will send challenge ACK");
+            return self.challenge_ack_reply(cx, ip_repr, repr);
+        }
+
         // Reject unacceptable acknowledgements.
         match (self.state, repr.control, repr.ack_number) {
             // An RST received in response to initial SYN is acceptable if it acknowledges
@@ -5500,6 +5513,53 @@ mod test {
         );
 
         assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
+    fn test_established_syn_challenge_ack() {
+        // RFC 5961 (4.2): a SYN on a synchronized connection, in the window or not, gets a
+        // challenge ACK (rate-limited) and the connection stays.
+        let mut s = socket_established();
+        let challenge = TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            ..RECV_TEMPL
+        };
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ + 100, // In the window
+                ack_number: None,
+                ..SEND_TEMPL
+            },
+            Some(challenge)
+        );
+        assert_eq!(s.state, State::Established);
+        // Rate-limited: a second one within the second gets nothing.
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ + 1, // At RCV.NXT
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Established);
+        assert_eq!(s.tuple.unwrap().remote, REMOTE_END);
+        send!(
+            s,
+            time 2000,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: None,
+                ..SEND_TEMPL
+            },
+            Some(challenge)
+        );
+        assert_eq!(s.state, State::Established);
     }
 
     #[test]
