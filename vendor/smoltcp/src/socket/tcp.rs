@@ -1791,6 +1791,22 @@ impl<'a> Socket<'a> {
                     }
                 };
 
+                // RFC 5961 (3.2): an RST in the window resets the connection only when it is
+                // exactly at RCV.NXT; anywhere else it elicits a challenge ACK, which a peer
+                // that really sent it answers with an RST at RCV.NXT. A blind RST must then
+                // guess the one right sequence number, not just land in the window.
+                if segment_in_window
+                    && repr.control == TcpControl::Rst
+                    && segment_start != window_start
+                {
+                    net_debug!(
+                        "RST at {} in the window but not at {}, will send challenge ACK",
+                        segment_start,
+                        window_start
+                    );
+                    return self.challenge_ack_reply(cx, ip_repr, repr);
+                }
+
                 if segment_in_window {
                     let overlap_start = window_start.max(segment_start);
                     let overlap_end = window_end.min(segment_end);
@@ -5563,6 +5579,41 @@ mod test {
     }
 
     #[test]
+    fn test_established_rst_in_window_challenge_ack() {
+        // RFC 5961 (3.2): an RST in the window but not at RCV.NXT gets a challenge ACK and
+        // the connection stays; one exactly at RCV.NXT still resets it.
+        let mut s = socket_established();
+        s.remote_last_ack = Some(REMOTE_SEQ + 1);
+        s.remote_last_win = 64;
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1 + 10, // In the window, not at RCV.NXT
+                ack_number: None,
+                ..SEND_TEMPL
+            },
+            Some(TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                window_len: 64,
+                ..RECV_TEMPL
+            })
+        );
+        assert_eq!(s.state, State::Established);
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Closed);
+    }
+
+    #[test]
     fn test_established_bad_seq_challenge_ack_updated() {
         let mut s = socket_established();
         send!(
@@ -9142,7 +9193,8 @@ mod test {
             s,
             TcpRepr {
                 control: TcpControl::Rst,
-                seq_number: REMOTE_SEQ + 1 + 9,
+                // At RCV.NXT (the hole): elsewhere it would get a challenge ACK (RFC 5961).
+                seq_number: REMOTE_SEQ + 1 + 3,
                 ack_number: Some(LOCAL_SEQ + 1),
                 ..SEND_TEMPL
             }
@@ -9212,7 +9264,8 @@ mod test {
             s,
             TcpRepr {
                 control: TcpControl::Rst,
-                seq_number: REMOTE_SEQ + 1 + 9,
+                // At RCV.NXT (the hole): elsewhere it would get a challenge ACK (RFC 5961).
+                seq_number: REMOTE_SEQ + 1 + 3,
                 ack_number: Some(LOCAL_SEQ + 1),
                 ..SEND_TEMPL
             }
