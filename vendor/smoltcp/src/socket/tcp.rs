@@ -1922,9 +1922,13 @@ impl<'a> Socket<'a> {
             // Here we need to additionally check `listen_endpoint`, because we want to make sure
             // that SYN-RECEIVED was actually converted from the LISTEN state (another possible
             // reason is TCP simultaneous open).
+            // Nothing of the aborted connection (its MSS, window scale, ...) may carry over
+            // to the next SYN: reset the socket as `listen()` does.
             (State::SynReceived, TcpControl::Rst) if self.listen_endpoint.port != 0 => {
                 tcp_trace!("received RST");
-                self.tuple = None;
+                let listen_endpoint = self.listen_endpoint;
+                self.reset();
+                self.listen_endpoint = listen_endpoint;
                 self.set_state(State::Listen);
                 return None;
             }
@@ -3783,6 +3787,55 @@ mod test {
         assert_eq!(s.state, State::Listen);
         assert_eq!(s.listen_endpoint, LISTEN_END);
         assert_eq!(s.tuple, None);
+    }
+
+    #[test]
+    fn test_syn_received_rst_forgets_the_syn() {
+        // A SYN with MSS and window scale, then an RST: the next SYN, without options, must
+        // get the defaults (MSS 536, no window scaling), not the previous SYN's.
+        let mut s = socket_listen();
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ,
+                ack_number: None,
+                max_seg_size: Some(1000),
+                window_scale: Some(7),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::SynReceived);
+        assert_eq!(s.remote_mss, 1000);
+        s.remote_win_shift = 0; // as if changed while SYN-RECEIVED
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Rst,
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::Listen);
+        assert_eq!(s.listen_endpoint, LISTEN_END);
+        assert_eq!(s.remote_mss, DEFAULT_MSS);
+        assert_eq!(s.remote_win_scale, None);
+        let fresh = socket_listen();
+        assert_eq!(s.remote_win_shift, fresh.remote_win_shift);
+        send!(
+            s,
+            TcpRepr {
+                control: TcpControl::Syn,
+                seq_number: REMOTE_SEQ + 50,
+                ack_number: None,
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.state, State::SynReceived);
+        assert_eq!(s.remote_mss, DEFAULT_MSS);
+        assert_eq!(s.remote_win_scale, None);
+        assert_eq!(s.remote_win_shift, 0);
     }
 
     #[test]
