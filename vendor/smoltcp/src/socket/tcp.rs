@@ -1610,6 +1610,9 @@ impl<'a> Socket<'a> {
             _ => (false, false),
         };
         let control_len = (sent_syn as usize) + (sent_fin as usize);
+        // An ACK below SND.UNA on a segment that carries data or a FIN: the ACK is ignored,
+        // the rest of the segment is not (RFC 9293 3.10.7.4).
+        let mut old_ack = false;
 
         // RFC 5961 (4.2): a SYN on a synchronized connection, whatever its sequence number,
         // elicits a challenge ACK and changes nothing else. A peer that really restarted
@@ -1710,7 +1713,10 @@ impl<'a> Socket<'a> {
                         ack_min,
                         ack_max
                     );
-                    return None;
+                    if repr.payload.is_empty() && repr.control != TcpControl::Fin {
+                        return None;
+                    }
+                    old_ack = true;
                 }
 
                 if ack_number > ack_max {
@@ -2107,12 +2113,13 @@ impl<'a> Socket<'a> {
             _ => self.remote_win_scale.unwrap_or(0),
         };
         let new_remote_win_len = (repr.window_len as usize) << (scale as usize);
-        let is_window_update = new_remote_win_len != self.remote_win_len;
-        self.remote_win_len = new_remote_win_len;
-
-        self.congestion_controller
-            .inner_mut()
-            .set_remote_window(new_remote_win_len);
+        let is_window_update = !old_ack && new_remote_win_len != self.remote_win_len;
+        if !old_ack {
+            self.remote_win_len = new_remote_win_len;
+            self.congestion_controller
+                .inner_mut()
+                .set_remote_window(new_remote_win_len);
+        }
 
         if ack_len > 0 {
             // Dequeue acknowledged octets.
@@ -2129,7 +2136,7 @@ impl<'a> Socket<'a> {
             self.tx_waker.wake();
         }
 
-        if let Some(ack_number) = repr.ack_number {
+        if let Some(ack_number) = repr.ack_number.filter(|_| !old_ack) {
             // TODO: When flow control is implemented,
             // refractor the following block within that implementation
 
@@ -6587,6 +6594,65 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_data_with_old_ack_is_kept() {
+        // RFC 9293 (3.10.7.4): an ACK below SND.UNA is ignored, but not the segment's data.
+        let mut s = socket_established();
+        s.send_slice(b"abcdef").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 6),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.tx_buffer.len(), 0);
+        // Data that acknowledges only the SYN (SND.UNA is 6 past it): acknowledged, kept.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: 10,
+                payload: &b"xyz"[..],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 6,
+                ack_number: Some(REMOTE_SEQ + 1 + 3),
+                window_len: 61,
+                ..RECV_TEMPL
+            }]
+        );
+        assert_eq!(s.recv_slice(&mut [0; 3]), Ok(3));
+        // The old ACK moved neither SND.UNA nor the send window.
+        assert_eq!(s.local_seq_no, LOCAL_SEQ + 1 + 6);
+        assert_eq!(s.remote_win_len, 256);
+        // A bare old ACK is still ignored.
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 3,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.local_seq_no, LOCAL_SEQ + 1 + 6);
     }
 
     #[test]
