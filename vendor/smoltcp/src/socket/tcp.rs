@@ -1561,6 +1561,11 @@ impl<'a> Socket<'a> {
         Some(self.ack_reply(ip_repr, repr))
     }
 
+    /// Whether the socket has a connection's 4-tuple (it is not closed or listening).
+    pub(crate) fn has_tuple(&self) -> bool {
+        self.tuple.is_some()
+    }
+
     pub(crate) fn accepts(&self, _cx: &mut Context, ip_repr: &IpRepr, repr: &TcpRepr) -> bool {
         if self.state == State::Closed {
             return false;

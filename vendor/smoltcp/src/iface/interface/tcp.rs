@@ -29,14 +29,21 @@ impl InterfaceInner {
             &self.caps.checksum
         ));
 
-        for tcp_socket in sockets
-            .items_mut()
-            .filter_map(|i| Socket::downcast_mut(&mut i.socket))
-        {
-            if tcp_socket.accepts(self, &ip_repr, &tcp_repr) {
-                return tcp_socket
-                    .process(self, &ip_repr, &tcp_repr)
-                    .map(|(ip, tcp)| Packet::new(ip, IpPayload::Tcp(tcp)));
+        // A socket of the segment's connection (exact 4-tuple) first, listening sockets after:
+        // a segment of a live connection must never reach a listener on the same port, or a
+        // single SYN with the connection's 4-tuple would take it over.
+        for connected in [true, false] {
+            for tcp_socket in sockets
+                .items_mut()
+                .filter_map(|i| Socket::downcast_mut(&mut i.socket))
+            {
+                if tcp_socket.has_tuple() == connected
+                    && tcp_socket.accepts(self, &ip_repr, &tcp_repr)
+                {
+                    return tcp_socket
+                        .process(self, &ip_repr, &tcp_repr)
+                        .map(|(ip, tcp)| Packet::new(ip, IpPayload::Tcp(tcp)));
+                }
             }
         }
 

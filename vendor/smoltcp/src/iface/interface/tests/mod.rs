@@ -299,3 +299,102 @@ pub fn tcp_listen_drops_unspecified_src() {
     assert_eq!(reply, None);
     assert!(sockets.get_mut::<tcp::Socket>(handle).is_listening());
 }
+
+#[test]
+#[cfg(all(feature = "medium-ip", feature = "socket-tcp", feature = "proto-ipv4"))]
+pub fn tcp_segment_of_a_connection_never_reaches_a_listener() {
+    use crate::socket::tcp;
+
+    let (mut iface, mut sockets, _) = setup(Medium::Ip);
+    let new_socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 64]),
+            tcp::SocketBuffer::new(vec![0; 64]),
+        )
+    };
+    // The listener comes first in the set, the connection's socket after it.
+    let listener = sockets.add(new_socket());
+    let conn = sockets.add(new_socket());
+    sockets.get_mut::<tcp::Socket>(conn).listen(1234).unwrap();
+
+    fn segment(
+        iface: &mut Interface,
+        sockets: &mut SocketSet,
+        control: TcpControl,
+        seq: i32,
+        ack: Option<TcpSeqNumber>,
+    ) -> Option<(TcpControl, Option<TcpSeqNumber>)> {
+        let (src, dst) = (
+            Ipv4Address::new(127, 0, 0, 2),
+            Ipv4Address::new(127, 0, 0, 1),
+        );
+        let tcp = TcpRepr {
+            src_port: 65000,
+            dst_port: 1234,
+            control,
+            seq_number: TcpSeqNumber(seq),
+            ack_number: ack,
+            window_len: 1024,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None, None, None],
+            timestamp: None,
+            payload: &[],
+        };
+        let mut bytes = vec![0u8; tcp.buffer_len()];
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(&mut bytes),
+            &src.into(),
+            &dst.into(),
+            &ChecksumCapabilities::default(),
+        );
+        let ip = IpRepr::Ipv4(Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: tcp.buffer_len(),
+            hop_limit: 64,
+        });
+        let reply = iface.inner.process_tcp(sockets, false, ip, &bytes);
+        reply.map(|p| match p.payload() {
+            IpPayload::Tcp(t) => (t.control, t.ack_number),
+            _ => unreachable!(),
+        })
+    }
+
+    // The SYN-ACK goes out on the next poll; the ISN is 10000 under cfg(test).
+    assert_eq!(
+        segment(&mut iface, &mut sockets, TcpControl::Syn, 100, None),
+        None
+    );
+    let isn = TcpSeqNumber(10000);
+    assert_eq!(
+        segment(
+            &mut iface,
+            &mut sockets,
+            TcpControl::None,
+            101,
+            Some(isn + 1)
+        ),
+        None
+    );
+    assert_eq!(
+        sockets.get::<tcp::Socket>(conn).state(),
+        tcp::State::Established
+    );
+
+    // Now a listener on the same port, before the connection's socket in the set.
+    sockets
+        .get_mut::<tcp::Socket>(listener)
+        .listen(1234)
+        .unwrap();
+    // A SYN with the connection's 4-tuple is the connection's: a challenge ACK, not a SYN-ACK.
+    let reply = segment(&mut iface, &mut sockets, TcpControl::Syn, 5000, None);
+    assert_eq!(reply, Some((TcpControl::None, Some(TcpSeqNumber(101)))));
+    assert!(sockets.get::<tcp::Socket>(listener).is_listening());
+    assert_eq!(
+        sockets.get::<tcp::Socket>(conn).state(),
+        tcp::State::Established
+    );
+}
