@@ -59,7 +59,10 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if !args.log.quiet {
-        eprintln!("{}", banner(&host, resolved.moved.as_deref(), args.services.seed));
+        eprintln!(
+            "{}",
+            banner(&host, resolved.moved.as_deref(), args.services.seed)
+        );
     }
     let result = host.run();
     let st = host.tuntap().stats();
