@@ -205,40 +205,50 @@ fn exchange(s: &mut TcpStream, data: &[u8], what: &str) {
     assert_eq!(back, data, "{what}");
 }
 
+/// Run the probe's `command` against the kernel's live connection to the echo service, which
+/// `open` makes (the probe sniffs from before it), in a namespace of its own: what the probe
+/// said, once the connection has been checked to still echo.
+fn against_a_live_connection(
+    command: &str,
+    open: impl FnOnce() -> TcpStream + Send,
+) -> Vec<(String, String)> {
+    in_netns(|| {
+        let _h = serve(&[]);
+        let mut p = Probe::start(&[command, "7"]);
+        assert_eq!(p.line(), "ready");
+        let mut live = open();
+        p.go(live.local_addr().unwrap().port());
+        let kv = p.finish();
+        let what =
+            format!("echo after the probe's {command} (the connection must survive; {kv:?})");
+        exchange(&mut live, b"still alive\n", &what);
+        kv
+    })
+}
+
 #[test]
 fn blind_rsts_leave_a_live_connection_alive() {
     require_root!();
-    in_netns(|| {
-        let _h = serve(&[]);
-        let mut p = Probe::start(&["rst", "7"]);
-        assert_eq!(p.line(), "ready");
+    let kv = against_a_live_connection("rst", || {
         let mut s = connect();
         exchange(&mut s, b"before\n", "echo before the RSTs");
-        p.go(s.local_addr().unwrap().port());
-        let kv = p.finish();
-        assert_eq!(
-            number(&kv, "challenge"),
-            1,
-            "no challenge ACK to an in-window RST: {kv:?}"
-        );
-        assert_eq!(number(&kv, "sent"), 32768, "{kv:?}");
-        exchange(
-            &mut s,
-            b"after 32768 blind RSTs\n",
-            "echo after the RSTs (the connection must survive)",
-        );
+        s
     });
+    assert_eq!(
+        number(&kv, "challenge"),
+        1,
+        "no challenge ACK to an in-window RST: {kv:?}"
+    );
+    assert_eq!(number(&kv, "sent"), 32768, "{kv:?}");
 }
 
 #[test]
 fn a_spoofed_syn_does_not_take_over_a_live_connection() {
     require_root!();
-    in_netns(|| {
-        let _h = serve(&[]);
-        let mut p = Probe::start(&["syn", "7"]);
-        assert_eq!(p.line(), "ready");
-        // One connection that ends while another lives: its socket listens again, before the
-        // live one's in the host's socket set, where a SYN used to find it first.
+    let kv = against_a_live_connection("syn", || {
+        // One connection that ends while another lives, and a third: the host listens on
+        // the first one's socket again, before the live one's in its socket set, where a
+        // SYN used to find it first.
         let mut first = connect();
         let mut live = connect();
         exchange(&mut first, b"first\n", "first connection");
@@ -248,62 +258,55 @@ fn a_spoofed_syn_does_not_take_over_a_live_connection() {
         first
             .read_to_end(&mut rest)
             .expect("the first connection ends");
-        drop(first);
         std::thread::sleep(Duration::from_millis(300));
-        // A third connection: the host listens on the first one's socket again to keep its
-        // backlog.
         let mut third = connect();
         exchange(&mut third, b"third\n", "third connection");
         std::thread::sleep(Duration::from_millis(300));
-        p.go(live.local_addr().unwrap().port());
-        let kv = p.finish();
-        assert_eq!(
-            number(&kv, "synack"),
-            0,
-            "a SYN-ACK to a SYN on a live 4-tuple: {kv:?}"
-        );
-        assert!(number(&kv, "challenge") >= 1, "no challenge ACK: {kv:?}");
-        exchange(
-            &mut live,
-            b"still mine\n",
-            "echo after the spoofed SYN (the connection must survive)",
-        );
+        live
     });
+    assert_eq!(
+        number(&kv, "synack"),
+        0,
+        "a SYN-ACK to a SYN on a live 4-tuple: {kv:?}"
+    );
+    assert!(number(&kv, "challenge") >= 1, "no challenge ACK: {kv:?}");
+}
+
+/// The probe's `command` against a host of its own, in a namespace of its own.
+fn against_a_host(command: &str) -> Vec<(String, String)> {
+    in_netns(|| {
+        let _h = serve(&[]);
+        probe(&[command, "7"])
+    })
 }
 
 #[test]
 fn mss_and_window_scale_come_from_each_syn() {
     require_root!();
-    in_netns(|| {
-        let _h = serve(&[]);
-        let kv = probe(&["mss", "7"]);
-        let ws: u8 = value(&kv, "wscale")
-            .parse()
-            .unwrap_or_else(|_| panic!("no window scale in the SYN-ACK to a SYN with one: {kv:?}"));
-        assert!(
-            ws > 0,
-            "window scale 0 (a 256 KiB buffer needs more): carried over from the last SYN? {kv:?}"
-        );
-        // Some of the 1400 bytes sent come back at once (the rest waits for an ACK).
-        assert!(number(&kv, "echoed") >= 536, "{kv:?}");
-        let max = number(&kv, "maxseg");
-        assert!(
-            max <= 536,
-            "a {max}-byte segment to a peer whose SYN had no MSS (536): {kv:?}"
-        );
-    });
+    let kv = against_a_host("mss");
+    let ws: u8 = value(&kv, "wscale")
+        .parse()
+        .unwrap_or_else(|_| panic!("no window scale in the SYN-ACK to a SYN with one: {kv:?}"));
+    assert!(
+        ws > 0,
+        "window scale 0 (a 256 KiB buffer needs more): carried over from the last SYN? {kv:?}"
+    );
+    // Some of the 1400 bytes sent come back at once (the rest waits for an ACK).
+    assert!(number(&kv, "echoed") >= 536, "{kv:?}");
+    let max = number(&kv, "maxseg");
+    assert!(
+        max <= 536,
+        "a {max}-byte segment to a peer whose SYN had no MSS (536): {kv:?}"
+    );
 }
 
 #[test]
 fn data_with_an_old_ack_is_acknowledged() {
     require_root!();
-    in_netns(|| {
-        let _h = serve(&[]);
-        let kv = probe(&["oldack", "7"]);
-        assert_eq!(
-            number(&kv, "acked"),
-            1,
-            "data whose ACK is below SND.UNA was not acknowledged: {kv:?}"
-        );
-    });
+    let kv = against_a_host("oldack");
+    assert_eq!(
+        number(&kv, "acked"),
+        1,
+        "data whose ACK is below SND.UNA was not acknowledged: {kv:?}"
+    );
 }
