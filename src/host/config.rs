@@ -15,7 +15,9 @@ pub struct Config {
     pub gateway: Option<IpAddress>,
     /// The host's MAC on a TAP device; `None` makes a random locally administered one.
     pub mac: Option<EthernetAddress>,
-    /// Seed of smoltcp's randomness (ISNs, ephemeral ports); `None` takes one from the OS.
+    /// Seed of smoltcp's randomness and of the secret of TCP's initial sequence numbers
+    /// (RFC 6528: a keyed hash of the 4-tuple plus a clock), ephemeral ports and MAC. `None` takes
+    /// one from the OS; a fixed seed makes the ISNs predictable (tests, replay).
     pub seed: Option<u64>,
     /// After a packet woke the host, keep checking the device (without sleeping) this long
     /// before sleeping again: the next packet of an exchange is then taken without the cost of a

@@ -124,6 +124,9 @@ impl<D: Device, C: Clock> Host<D, C> {
         };
         let mut ic = IfaceConfig::new(hw);
         ic.random_seed = seed;
+        // A fixed seed fixes the ISNs (RFC 6528's secret follows from it); without their clock
+        // term too, a replay on the capture's clock gives the live host's sequence numbers.
+        ic.tcp_isn_clock = config.seed.is_none();
         let mut iface = Interface::new(ic, &mut device, clock.now());
         iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         let mut device = Guard::new(device);

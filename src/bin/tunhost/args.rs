@@ -316,7 +316,9 @@ pub(crate) struct ServiceArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 256 * 1024, value_parser = clap::value_parser!(u32).range(1024..=(1 << 30)), help_heading = "Tuning")]
     socket_buffer: u32,
 
-    /// Seed smoltcp's randomness (TCP sequence numbers, MAC) for reproducible runs.
+    /// Seed smoltcp's randomness (TCP sequence numbers, MAC) for reproducible runs. Without it,
+    /// 8 bytes from the OS: the secret of the TCP initial sequence numbers (RFC 6528) follows
+    /// from the seed, so with --seed they are predictable. For tests and replay only.
     #[arg(long, value_name = "N", help_heading = "Tuning")]
     pub(crate) seed: Option<u64>,
 }

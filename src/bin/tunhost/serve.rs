@@ -59,7 +59,10 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     if !args.log.quiet {
-        eprintln!("{}", banner(&host, resolved.moved.as_deref()));
+        eprintln!(
+            "{}",
+            banner(&host, resolved.moved.as_deref(), args.services.seed)
+        );
     }
     let result = host.run();
     let st = host.tuntap().stats();
@@ -80,8 +83,9 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
 }
 
 /// The one line that says what the host is and how to reach it, and why it is not in the first
-/// default range (`moved`) when it is not.
-fn banner(live: &LiveHost, moved: Option<&str>) -> String {
+/// default range (`moved`) when it is not, and a warning when a fixed `seed` makes TCP's initial
+/// sequence numbers predictable.
+fn banner(live: &LiveHost, moved: Option<&str>, seed: Option<u64>) -> String {
     let host = live.host();
     let t = live.tuntap().tuntap();
     let own = host.iface().ip_addrs();
@@ -126,8 +130,13 @@ fn banner(live: &LiveHost, moved: Option<&str>) -> String {
             }
         })
         .unwrap_or_default();
+    // The secret of the ISNs (RFC 6528) follows from the seed: anyone who knows it can predict
+    // them, and so spoof a handshake.
+    let predictable = seed
+        .map(|n| format!("; --seed {n}: TCP sequence numbers are predictable, for tests only"))
+        .unwrap_or_default();
     format!(
-        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}{moved}); services: {}; try: ping {first}{curl}",
+        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}{moved}); services: {}; try: ping {first}{curl}{predictable}",
         addrs.join(", "),
         t.kind(),
         t.name(),
