@@ -119,7 +119,18 @@ def cmd_spoof(sport, dport, guess):
 
 
 def rcv_nxt(sniffer, port, dport):
-    """The host's RCV.NXT on the kernel's connection from KERNEL:port, from what was sniffed."""
+    """The host's RCV.NXT on the kernel's connection from KERNEL:port, from what was sniffed.
+    The sniffer's thread may lag behind the test under load: wait for the connection's first
+    segment, then until nothing new has come for 0.3 s (3 s at most)."""
+    sniffer.wait(lambda p: p[IP].src == KERNEL and p[TCP].sport == port and p[TCP].dport == dport)
+    end = time.time() + 3.0
+    seen = -1
+    while time.time() < end:
+        n = len(sniffer.tcp())
+        if n == seen:
+            break
+        seen = n
+        time.sleep(0.3)
     nxt = None
     for p in sniffer.tcp(src=KERNEL, sport=port, dport=dport):
         f = p[TCP].flags
