@@ -186,7 +186,7 @@ fn send_raw(fd: &OwnedFd, packet: &[u8]) {
 }
 
 #[test]
-fn a_stray_fragment_does_not_block_reassembly_for_others() {
+fn stray_fragments_from_one_source_do_not_block_reassembly_for_others() {
     require_root!();
     in_netns(|| {
         let _host = Tunhost::serve(TUN_ARGS);
@@ -203,15 +203,18 @@ fn a_stray_fragment_does_not_block_reassembly_for_others() {
             "tun0 mtu {mtu}: the ping would not be fragmented"
         );
         let raw = raw_socket(libc::IPPROTO_RAW);
-        // From an address that is not the kernel's: a datagram that will never be complete.
-        send_raw(&raw, &stray_fragment([192, 0, 2, 77], 0x4242));
+        // From an address that is not the kernel's: datagrams that will never be complete, more
+        // of them than the host has reassembly slots (16): one source gets a share of them only.
+        for id in 0..20 {
+            send_raw(&raw, &stray_fragment([192, 0, 2, 77], 0x4242 + id));
+        }
         std::thread::sleep(Duration::from_millis(100));
         let out = run(&["ping", "-n", "-c", "1", "-W", "3", "-s", "2000", HOST]);
         let text = String::from_utf8_lossy(&out.stdout);
         assert_eq!(
             replies_from_host(&text).len(),
             1,
-            "a fragmented ping after a stray fragment from another source:\n{text}"
+            "a fragmented ping after stray fragments from another source:\n{text}"
         );
     });
 }

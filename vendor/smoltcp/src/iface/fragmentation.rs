@@ -226,6 +226,30 @@ impl<K: Eq + Copy> PacketAssemblerSet<K> {
         Ok(slot)
     }
 
+    /// Get a [`PacketAssembler`] for `key` as [`PacketAssemblerSet::get`] does, except that a
+    /// new one is refused when `same_source` holds for the keys of `share` assemblers already in
+    /// use: one source of fragments that are never completed cannot take every slot.
+    pub(crate) fn get_shared(
+        &mut self,
+        key: &K,
+        expires_at: Instant,
+        same_source: impl Fn(&K) -> bool,
+        share: usize,
+    ) -> Result<&mut PacketAssembler<K>, AssemblerFullError> {
+        let exists = self.assemblers.iter().any(|s| s.key.as_ref() == Some(key));
+        if !exists {
+            let held = self
+                .assemblers
+                .iter()
+                .filter(|s| s.key.as_ref().is_some_and(&same_source))
+                .count();
+            if held >= share {
+                return Err(AssemblerFullError);
+            }
+        }
+        self.get(key, expires_at)
+    }
+
     /// Remove all [`PacketAssembler`]s that are expired.
     pub fn remove_expired(&mut self, timestamp: Instant) {
         for frag in &mut self.assemblers {
@@ -455,6 +479,32 @@ mod tests {
         let mut set = PacketAssemblerSet::new();
 
         assert!(set.get(&key, Instant::ZERO).is_ok());
+    }
+
+    #[test]
+    fn packet_assembler_set_share_per_source() {
+        #[derive(Debug, Eq, PartialEq, Clone, Copy)]
+        struct SrcKey {
+            src: u8,
+            id: u16,
+        }
+        let mut set = PacketAssemblerSet::new();
+        let share = 2.min(REASSEMBLY_BUFFER_COUNT);
+        let from = |src| move |k: &SrcKey| k.src == src;
+        for id in 0..share as u16 {
+            let key = SrcKey { src: 1, id };
+            assert!(set.get_shared(&key, Instant::ZERO, from(1), share).is_ok());
+        }
+        // Source 1 has its share: a new datagram from it is refused, one it has is not.
+        let more = SrcKey { src: 1, id: 99 };
+        assert!(set.get_shared(&more, Instant::ZERO, from(1), share).is_err());
+        let known = SrcKey { src: 1, id: 0 };
+        assert!(set.get_shared(&known, Instant::ZERO, from(1), share).is_ok());
+        // Another source still gets a slot, if the set has one left.
+        if REASSEMBLY_BUFFER_COUNT > share {
+            let other = SrcKey { src: 2, id: 0 };
+            assert!(set.get_shared(&other, Instant::ZERO, from(2), share).is_ok());
+        }
     }
 
     #[test]

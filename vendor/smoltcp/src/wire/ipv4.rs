@@ -40,6 +40,13 @@ pub struct Key {
     protocol: Protocol,
 }
 
+impl Key {
+    /// The source address of the datagram the key stands for.
+    pub(crate) fn src_addr(&self) -> Address {
+        self.src_addr
+    }
+}
+
 pub use core::net::Ipv4Addr as Address;
 
 pub(crate) trait AddressExt {

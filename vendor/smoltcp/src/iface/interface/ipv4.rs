@@ -110,9 +110,20 @@ impl InterfaceInner {
         #[cfg(feature = "proto-ipv4-fragmentation")]
         let ip_payload = {
             if ipv4_packet.more_frags() || ipv4_packet.frag_offset() != 0 {
-                let key = FragKey::Ipv4(ipv4_packet.get_key());
-
-                let f = match frag.assembler.get(&key, self.now + frag.reassembly_timeout) {
+                let ip_key = ipv4_packet.get_key();
+                let key = FragKey::Ipv4(ip_key);
+                // One source may hold at most a quarter of the slots: fragments that are never
+                // completed, from one sender, cannot block reassembly for everyone else.
+                let share = (crate::config::REASSEMBLY_BUFFER_COUNT / 4).max(1);
+                let same_source = |k: &FragKey| {
+                    matches!(k, FragKey::Ipv4(k) if k.src_addr() == ip_key.src_addr())
+                };
+                let f = match frag.assembler.get_shared(
+                    &key,
+                    self.now + frag.reassembly_timeout,
+                    same_source,
+                    share,
+                ) {
                     Ok(f) => f,
                     Err(_) => {
                         net_debug!("No available packet assembler for fragmented packet");
