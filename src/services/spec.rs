@@ -123,7 +123,7 @@ fn build<D: Device, C: Clock>(
 /// `config.epoch` fixes it.
 pub fn http(config: &HttpConfig, board: &StatusBoard, now: Instant) -> Result<Http, ServiceError> {
     let content = match &config.root {
-        Some(root) => Content::Files(Box::new(DirRoot::new(root)?)),
+        Some(root) => Content::Files(Box::new(DirRoot::new(root)?.dotfiles(config.dotfiles))),
         None => Content::Status(board.clone()),
     };
     let epoch = config.epoch.unwrap_or_else(|| {

@@ -297,6 +297,10 @@ pub(crate) struct ServiceArgs {
     #[arg(long, value_name = "DIR", help_heading = "HTTP")]
     root: Option<PathBuf>,
 
+    /// Serve and list names that start with a dot below --root (.env, .git/): hidden by default.
+    #[arg(long, help_heading = "HTTP")]
+    dotfiles: bool,
+
     /// Close an HTTP connection that makes no progress for SECONDS.
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs, help_heading = "HTTP")]
     http_idle_timeout: f64,
@@ -360,6 +364,7 @@ impl ServiceArgs {
                 idle_timeout: duration(self.http_idle_timeout),
                 backlog: self.backlog.map_or(DEFAULT_BACKLOG, |b| b as usize),
                 epoch: None,
+                dotfiles: self.dotfiles,
             },
             ..ServicesConfig::default()
         }

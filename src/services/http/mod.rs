@@ -57,6 +57,8 @@ pub struct HttpConfig {
     /// Wall-clock time (Unix seconds) of the host's `Instant::ZERO`, for `Date`; `None`: the host
     /// maps its clock to the system's wall clock when it builds the service.
     pub epoch: Option<u64>,
+    /// Serve and list names starting with `.` below the root (see [`files::DirRoot::dotfiles`]).
+    pub dotfiles: bool,
 }
 
 impl Default for HttpConfig {
@@ -66,6 +68,7 @@ impl Default for HttpConfig {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             backlog: DEFAULT_BACKLOG,
             epoch: None,
+            dotfiles: false,
         }
     }
 }
@@ -394,10 +397,9 @@ fn listing(target: &Target, entries: &[files::Entry]) -> String {
             "<li><a href=\"{}{slash}\">{}{slash}</a>{}</li>",
             path::encode(&e.name),
             html_escape(&String::from_utf8_lossy(&e.name)),
-            if e.dir {
-                String::new()
-            } else {
-                format!(" ({} bytes)", e.len)
+            match e.len {
+                Some(len) if !e.dir => format!(" ({len} bytes)"),
+                _ => String::new(),
             }
         );
     }

@@ -56,7 +56,7 @@ impl Files for MemFiles {
                     out.push(Entry {
                         name: name.as_bytes().to_vec(),
                         dir,
-                        len: v.len() as u64,
+                        len: Some(v.len() as u64),
                     });
                 }
             }
