@@ -330,6 +330,8 @@ fn status_page(board: &StatusBoard, epoch: u64) -> String {
 
 fn serve_file(files: &mut dyn Files, target: &Target, req: &Request) -> Reply {
     match files.lookup(&target.segments) {
+        // A file is not a directory: `/file.txt/` names nothing.
+        Lookup::File(_) if target.trailing_slash => Reply::error(404),
         Lookup::File(f) => {
             let name = target.segments.last().map(Vec::as_slice).unwrap_or(b"");
             file_reply(f, files::content_type(name), req)
@@ -414,6 +416,15 @@ enum SendFailed {
 }
 
 impl Outgoing {
+    /// The response to a request that could not be parsed, which began `received`: without
+    /// its body if that was a `HEAD` (RFC 9110 §9.3.2), whatever went wrong after the method.
+    fn for_head(mut self, received: &[u8]) -> Outgoing {
+        if received.starts_with(b"HEAD ") {
+            self.body = Body::Empty;
+        }
+        self
+    }
+
     /// Move as much of the response into the socket as it takes; returns the bytes moved.
     fn send(&mut self, socket: &mut tcp::Socket<'_>) -> Result<usize, SendFailed> {
         let mut moved = 0;
@@ -524,8 +535,9 @@ impl Protocol for Http {
                 }
                 Parsed::Error(e) => {
                     debug!("http: {e}");
+                    let out = self.frame(Reply::error(e.status()), None, false, now);
+                    conn.out = Some(out.for_head(&conn.inbuf));
                     conn.inbuf.clear();
-                    conn.out = Some(self.frame(Reply::error(e.status()), None, false, now));
                     conn.close_after = true;
                 }
                 Parsed::Partial => {
@@ -557,8 +569,8 @@ impl Protocol for Http {
                 // A reader that stopped reading: do not wait for it to take the rest.
                 socket.abort();
             } else if !conn.inbuf.is_empty() {
-                let mut out = self.frame(Reply::error(408), None, false, now);
-                let _ = out.send(socket);
+                let out = self.frame(Reply::error(408), None, false, now);
+                let _ = out.for_head(&conn.inbuf).send(socket);
             }
             debug!("http: idle for {}: closing", self.idle_timeout);
             return Step::Close;

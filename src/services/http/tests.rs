@@ -294,6 +294,55 @@ fn if_modified_since() {
 }
 
 #[test]
+fn if_modified_since_in_the_obsolete_forms() {
+    // RFC 9110 §5.6.7: a recipient reads all three forms. The file is from 07:49:37.
+    let mut net = Net::new(files());
+    for (since, status) in [
+        ("Sunday, 06-Nov-94 08:00:00 GMT", 304),
+        ("Sun Nov  6 08:00:00 1994", 304),
+        ("Sunday, 06-Nov-94 07:00:00 GMT", 200),
+        ("Sun Nov  6 07:00:00 1994", 200),
+    ] {
+        let r = net.get(&format!(
+            "GET /a.txt HTTP/1.0\r\nIf-Modified-Since: {since}\r\n\r\n"
+        ));
+        assert_eq!(r.status, status, "{since}");
+    }
+}
+
+#[test]
+fn trailing_slash_on_a_file_is_not_found() {
+    let mut net = Net::new(files());
+    assert_eq!(net.get("GET /a.txt/ HTTP/1.0\r\n\r\n").status, 404);
+    assert_eq!(net.get("GET /sub/b.html/ HTTP/1.0\r\n\r\n").status, 404);
+    assert_eq!(net.get("GET /a.txt HTTP/1.0\r\n\r\n").status, 200);
+}
+
+#[test]
+fn head_refused_with_400_has_no_body() {
+    let mut net = Net::new(files());
+    for req in [
+        // HTTP/1.1 without Host; a broken header; a broken target (after the head parsed).
+        "HEAD /a.txt HTTP/1.1\r\n\r\n",
+        "HEAD /a.txt HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        "HEAD /%zz HTTP/1.0\r\n\r\n",
+    ] {
+        let h = net.connect();
+        let (bytes, closed) = net.exchange(h, req.as_bytes(), 2000);
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(closed, "{req:?}");
+        assert!(text.starts_with("HTTP/1.1 400 "), "{req:?}: {text}");
+        // The head announces the length a GET would get, and nothing follows it.
+        assert!(text.contains("Content-Length: 16\r\n"), "{req:?}: {text}");
+        assert!(text.ends_with("\r\n\r\n"), "{req:?}: {text}");
+    }
+    // A GET refused the same way has its body.
+    let h = net.connect();
+    let (bytes, _) = net.exchange(h, b"GET /a.txt HTTP/1.1\r\n\r\n", 2000);
+    assert!(bytes.ends_with(b"\r\n\r\n400 Bad Request\n"));
+}
+
+#[test]
 fn limits() {
     let mut net = Net::new(files());
     let long = format!("GET /{} HTTP/1.0\r\n\r\n", "a".repeat(9000));
