@@ -303,3 +303,209 @@ fn big_files_stream_without_growing_memory() {
         );
     });
 }
+
+/// `base/www` for the tests of what lies beneath the root: a file, a dotfile, a link to a file
+/// outside (`link_secret.txt`, 7 bytes behind it), a link to a directory outside, a link inside,
+/// and a file dated at the example time of RFC 9110 (Sun, 06 Nov 1994 08:49:37 GMT).
+fn beneath_root(base: &Path) -> PathBuf {
+    let www = base.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::create_dir_all(base.join("outdir")).unwrap();
+    std::fs::write(www.join("hello.txt"), b"hello\n").unwrap();
+    std::fs::write(www.join(".env"), b"API_KEY=hunter2\n").unwrap();
+    std::fs::write(base.join("secret.txt"), b"SECRET\n").unwrap();
+    std::fs::write(base.join("outdir/inner.txt"), b"OUTSIDE\n").unwrap();
+    std::os::unix::fs::symlink(base.join("secret.txt"), www.join("link_secret.txt")).unwrap();
+    std::os::unix::fs::symlink(base.join("outdir"), www.join("link_dir")).unwrap();
+    std::os::unix::fs::symlink("hello.txt", www.join("link_hello.txt")).unwrap();
+    let dated = std::fs::File::create(www.join("dated.txt")).unwrap();
+    dated.set_len(3).unwrap();
+    dated
+        .set_modified(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777))
+        .unwrap();
+    www
+}
+
+/// The line of a listing that links to `name`.
+fn listing_line<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
+    listing
+        .lines()
+        .find(|l| l.contains(&format!("<a href=\"{name}")))
+}
+
+#[test]
+fn links_out_of_the_root_are_403_and_listed_without_what_lies_behind() {
+    require_root!();
+    let dir = Scratch::new("http-beneath");
+    let www = beneath_root(&dir.0);
+    in_netns(|| {
+        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
+        let base = format!("http://{HOST}");
+        for path in ["/link_secret.txt", "/link_dir/", "/link_dir/inner.txt"] {
+            assert_eq!(status_of(&[], &format!("{base}{path}")), "403", "{path}");
+            let (_, body, _) = curl(&[&format!("{base}{path}")]);
+            let body = String::from_utf8_lossy(&body);
+            assert!(
+                !body.contains("SECRET") && !body.contains("OUTSIDE"),
+                "{path}: {body}"
+            );
+        }
+        // A link that stays inside the root is followed.
+        assert_eq!(curl_ok(&[&format!("{base}/link_hello.txt")]), b"hello\n");
+
+        let listing = curl_text(&[&format!("{base}/")]);
+        let line = |name| listing_line(&listing, name).unwrap_or_else(|| panic!("{listing}"));
+        assert!(line("hello.txt").contains("(6 bytes)"), "{listing}");
+        assert!(line("link_hello.txt").contains("(6 bytes)"), "{listing}");
+        // The link out is listed by name: no size of the file behind it...
+        assert!(!line("link_secret.txt").contains("bytes"), "{listing}");
+        // ... and a link to a directory outside is not shown as a directory.
+        assert!(!listing.contains("link_dir/"), "{listing}");
+    });
+}
+
+#[test]
+fn dotfiles_are_404_and_unlisted_unless_dotfiles() {
+    require_root!();
+    let dir = Scratch::new("http-dotfiles");
+    let www = beneath_root(&dir.0);
+    let root = www.to_str().unwrap();
+    in_netns(|| {
+        let _h = serve_http(&["--http", "80", "--root", root]);
+        let base = format!("http://{HOST}");
+        assert_eq!(status_of(&[], &format!("{base}/.env")), "404");
+        assert_eq!(status_of(&[], &format!("{base}/%2eenv")), "404");
+        let listing = curl_text(&[&format!("{base}/")]);
+        assert!(!listing.contains(".env"), "{listing}");
+        assert!(listing.contains("hello.txt"), "{listing}");
+    });
+    in_netns(|| {
+        let _h = serve_http(&["--http", "80", "--root", root, "--dotfiles"]);
+        let base = format!("http://{HOST}");
+        assert_eq!(curl_ok(&[&format!("{base}/.env")]), b"API_KEY=hunter2\n");
+        let listing = curl_text(&[&format!("{base}/")]);
+        assert!(listing.contains("<a href=\".env\">"), "{listing}");
+    });
+}
+
+/// Send `req` on a persistent connection and read one response framed by Content-Length:
+/// (status, body).
+fn keep_alive_get(s: &mut std::io::BufReader<TcpStream>, req: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::BufRead;
+    s.get_mut().write_all(req).unwrap();
+    let mut status = 0;
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        assert!(s.read_line(&mut line).unwrap() > 0, "closed mid-response");
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some(rest) = line.strip_prefix("HTTP/1.1 ") {
+            status = rest[..3].parse().unwrap();
+        } else if let Some(v) = line.strip_prefix("Content-Length: ") {
+            len = v.parse().unwrap();
+        }
+    }
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    (status, body)
+}
+
+#[test]
+fn a_link_swapped_in_and_out_never_serves_the_outside_file() {
+    require_root!();
+    let dir = Scratch::new("http-swap");
+    let www = beneath_root(&dir.0);
+    std::fs::write(www.join("inside.txt"), b"INSIDE\n").unwrap();
+    let (swap, tmp_in, tmp_out) = (www.join("swap"), www.join("tmp_in"), www.join("tmp_out"));
+    std::os::unix::fs::symlink("inside.txt", &swap).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let swaps = std::sync::atomic::AtomicU64::new(0);
+    in_netns(|| {
+        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
+        std::thread::scope(|scope| {
+            // The swapper: `swap` atomically replaced by a link inside, then one outside, for as
+            // long as the client runs (bounded by the client's count and time).
+            scope.spawn(|| {
+                let outside = dir.0.join("secret.txt");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = std::fs::remove_file(&tmp_out);
+                    std::os::unix::fs::symlink(&outside, &tmp_out).unwrap();
+                    std::fs::rename(&tmp_out, &swap).unwrap();
+                    let _ = std::fs::remove_file(&tmp_in);
+                    std::os::unix::fs::symlink("inside.txt", &tmp_in).unwrap();
+                    std::fs::rename(&tmp_in, &swap).unwrap();
+                    swaps.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            let s = TcpStream::connect((HOST, 80)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut s = std::io::BufReader::new(s);
+            let start = Instant::now();
+            let (mut inside, mut refused, mut leaked) = (0, 0, 0);
+            for _ in 0..2_000 {
+                let (status, body) =
+                    keep_alive_get(&mut s, b"GET /swap HTTP/1.1\r\nHost: x\r\n\r\n");
+                match status {
+                    200 if body == b"INSIDE\n" => inside += 1,
+                    200 => leaked += 1,
+                    403 => refused += 1,
+                    other => panic!("status {other}"),
+                }
+                if start.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            assert_eq!(
+                leaked, 0,
+                "the outside file served {leaked} times ({inside} inside, {refused} refused)"
+            );
+            // Both sides of the swap were seen: the test raced the server.
+            assert!(
+                inside > 0 && refused > 0,
+                "{inside} inside, {refused} refused"
+            );
+        });
+    });
+    assert!(swaps.into_inner() > 0);
+}
+
+#[test]
+fn small_items_trailing_slash_long_names_head_400_and_old_dates() {
+    require_root!();
+    let dir = Scratch::new("http-small");
+    let www = beneath_root(&dir.0);
+    in_netns(|| {
+        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
+        let base = format!("http://{HOST}");
+        // A file is not a directory.
+        assert_eq!(status_of(&[], &format!("{base}/hello.txt/")), "404");
+        // A name longer than any file name can be (255 bytes) names nothing: 404, not 403.
+        let long = "a".repeat(300);
+        assert_eq!(status_of(&[], &format!("{base}/{long}")), "404");
+        assert_eq!(status_of(&[], &format!("{base}/{long}/x")), "404");
+        // A HEAD refused with 400 has a head only: the server's close ends the response.
+        let (r, _) = raw(80, b"HEAD /hello.txt HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
+        assert!(r.ends_with("\r\n\r\n"), "{r}");
+        // If-Modified-Since in all three forms of RFC 9110, at and one second before the
+        // file's time.
+        for (since, want) in [
+            ("Sun, 06 Nov 1994 08:49:37 GMT", "304"),
+            ("Sunday, 06-Nov-94 08:49:37 GMT", "304"),
+            ("Sun Nov  6 08:49:37 1994", "304"),
+            ("Sunday, 06-Nov-94 08:49:36 GMT", "200"),
+            ("Sun Nov  6 08:49:36 1994", "200"),
+        ] {
+            let h = format!("If-Modified-Since: {since}");
+            assert_eq!(
+                status_of(&["-H", &h], &format!("{base}/dated.txt")),
+                want,
+                "{since}"
+            );
+        }
+    });
+}
