@@ -326,6 +326,19 @@ fn beneath_root(base: &Path) -> PathBuf {
     www
 }
 
+/// Run `f` in a namespace of its own against `tunhost serve --http 80 --root base/www EXTRA...`
+/// over a fresh [`beneath_root`]; `f` gets the base URL and `base`.
+fn serving_beneath_root(test: &str, extra: &[&str], f: impl FnOnce(&str, &Path) + Send) {
+    let dir = Scratch::new(test);
+    let www = beneath_root(&dir.0);
+    in_netns(|| {
+        let mut args = vec!["--http", "80", "--root", www.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let _h = serve_http(&args);
+        f(&format!("http://{HOST}"), &dir.0);
+    });
+}
+
 /// The line of a listing that links to `name`.
 fn listing_line<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
     listing
@@ -336,11 +349,7 @@ fn listing_line<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn links_out_of_the_root_are_403_and_listed_without_what_lies_behind() {
     require_root!();
-    let dir = Scratch::new("http-beneath");
-    let www = beneath_root(&dir.0);
-    in_netns(|| {
-        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
-        let base = format!("http://{HOST}");
+    serving_beneath_root("http-beneath", &[], |base, _| {
         for path in ["/link_secret.txt", "/link_dir/", "/link_dir/inner.txt"] {
             assert_eq!(status_of(&[], &format!("{base}{path}")), "403", "{path}");
             let (_, body, _) = curl(&[&format!("{base}{path}")]);
@@ -367,21 +376,14 @@ fn links_out_of_the_root_are_403_and_listed_without_what_lies_behind() {
 #[test]
 fn dotfiles_are_404_and_unlisted_unless_dotfiles() {
     require_root!();
-    let dir = Scratch::new("http-dotfiles");
-    let www = beneath_root(&dir.0);
-    let root = www.to_str().unwrap();
-    in_netns(|| {
-        let _h = serve_http(&["--http", "80", "--root", root]);
-        let base = format!("http://{HOST}");
+    serving_beneath_root("http-dotfiles", &[], |base, _| {
         assert_eq!(status_of(&[], &format!("{base}/.env")), "404");
         assert_eq!(status_of(&[], &format!("{base}/%2eenv")), "404");
         let listing = curl_text(&[&format!("{base}/")]);
         assert!(!listing.contains(".env"), "{listing}");
         assert!(listing.contains("hello.txt"), "{listing}");
     });
-    in_netns(|| {
-        let _h = serve_http(&["--http", "80", "--root", root, "--dotfiles"]);
-        let base = format!("http://{HOST}");
+    serving_beneath_root("http-dotfiles-on", &["--dotfiles"], |base, _| {
         assert_eq!(curl_ok(&[&format!("{base}/.env")]), b"API_KEY=hunter2\n");
         let listing = curl_text(&[&format!("{base}/")]);
         assert!(listing.contains("<a href=\".env\">"), "{listing}");
@@ -488,11 +490,7 @@ fn a_link_swapped_in_and_out_never_serves_the_outside_file() {
 #[test]
 fn small_items_trailing_slash_long_names_head_400_and_old_dates() {
     require_root!();
-    let dir = Scratch::new("http-small");
-    let www = beneath_root(&dir.0);
-    in_netns(|| {
-        let _h = serve_http(&["--http", "80", "--root", www.to_str().unwrap()]);
-        let base = format!("http://{HOST}");
+    serving_beneath_root("http-small", &[], |base, _| {
         // A file is not a directory.
         assert_eq!(status_of(&[], &format!("{base}/hello.txt/")), "404");
         // A name longer than any file name can be (255 bytes) names nothing: 404, not 403.
