@@ -417,13 +417,13 @@ mod tests {
     #[test]
     fn wide_address_subnets_are_not_conflicts() {
         let view = KernelView {
-            addrs: vec![addr("wg0", "10.1.2.3/4")],
+            addrs: vec![addr("wg0", "198.18.2.3/4")],
             routes: vec![],
         };
-        assert_eq!(view.conflict(cidr("10.9.9.9/24"), "x"), None);
+        assert_eq!(view.conflict(cidr("198.19.9.9/24"), "x"), None);
         assert_eq!(
-            view.conflict(cidr("10.1.2.3/24"), "x").map(|c| c.clash),
-            Some(Clash::Address(cidr("10.1.2.3/4")))
+            view.conflict(cidr("198.18.2.3/24"), "x").map(|c| c.clash),
+            Some(Clash::Address(cidr("198.18.2.3/4")))
         );
     }
 

@@ -25,7 +25,7 @@ fn client(kind: Client) {
         Client::Reader => 1234,
         Client::Writer => 1235,
     };
-    let mut stream = TcpStream::connect(("192.168.69.1", port)).unwrap();
+    let mut stream = TcpStream::connect(("192.0.2.1", port)).unwrap();
     let mut buffer = vec![0; 1_000_000];
 
     let start = Instant::now();

@@ -539,8 +539,8 @@ mod test {
                 Ok(Ipv4Cidr::new(Ipv4Address::new(127, 0, 0, 1), 8u8)),
             ),
             (
-                "192.168.1.1/24",
-                Ok(Ipv4Cidr::new(Ipv4Address::new(192, 168, 1, 1), 24u8)),
+                "198.51.100.1/24",
+                Ok(Ipv4Cidr::new(Ipv4Address::new(198, 51, 100, 1), 24u8)),
             ),
             (
                 "8.8.8.8/32",

@@ -328,8 +328,8 @@ mod tests {
         use crate::wire::{IpProtocol, Ipv4Address, Ipv4Repr};
 
         let repr = Ipv4Repr {
-            src_addr: Ipv4Address::new(10, 0, 0, 1),
-            dst_addr: Ipv4Address::new(10, 0, 0, 2),
+            src_addr: Ipv4Address::new(192, 0, 2, 1),
+            dst_addr: Ipv4Address::new(192, 0, 2, 2),
             next_header: IpProtocol::Unknown(255),
             payload_len: 0,
             hop_limit: 64,
@@ -350,6 +350,6 @@ mod tests {
         };
 
         let pkt_pretty = pkt.to_string();
-        assert_eq!(pkt_pretty, "-> IPv4 src=10.0.0.1 dst=10.0.0.2 proto=0xff");
+        assert_eq!(pkt_pretty, "-> IPv4 src=192.0.2.1 dst=192.0.2.2 proto=0xff");
     }
 }

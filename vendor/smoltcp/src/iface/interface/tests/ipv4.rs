@@ -1463,12 +1463,12 @@ fn test_icmp_reply_size(#[case] medium: Medium) {
 fn get_source_address(#[case] medium: Medium) {
     let (mut iface, _, _) = setup(medium);
 
-    const OWN_UNIQUE_LOCAL_ADDR1: Ipv4Address = Ipv4Address::new(172, 18, 1, 2);
-    const OWN_UNIQUE_LOCAL_ADDR2: Ipv4Address = Ipv4Address::new(172, 24, 24, 14);
+    const OWN_UNIQUE_LOCAL_ADDR1: Ipv4Address = Ipv4Address::new(198, 51, 100, 2);
+    const OWN_UNIQUE_LOCAL_ADDR2: Ipv4Address = Ipv4Address::new(203, 0, 113, 14);
 
     // List of addresses of the interface:
-    //   172.18.1.2/24
-    //   172.24.24.14/24
+    //   198.51.100.2/24
+    //   203.0.113.14/24
     iface.update_ip_addrs(|addrs| {
         addrs.clear();
 
@@ -1481,12 +1481,12 @@ fn get_source_address(#[case] medium: Medium) {
     });
 
     // List of addresses we test:
-    //   172.18.1.254 -> 172.18.1.2
-    //   172.24.24.12 -> 172.24.24.14
-    //   172.24.23.254 -> 172.18.1.2
-    const UNIQUE_LOCAL_ADDR1: Ipv4Address = Ipv4Address::new(172, 18, 1, 254);
-    const UNIQUE_LOCAL_ADDR2: Ipv4Address = Ipv4Address::new(172, 24, 24, 12);
-    const UNIQUE_LOCAL_ADDR3: Ipv4Address = Ipv4Address::new(172, 24, 23, 254);
+    //   198.51.100.254 -> 198.51.100.2
+    //   203.0.113.12 -> 203.0.113.14
+    //   198.18.0.254 -> 198.51.100.2
+    const UNIQUE_LOCAL_ADDR1: Ipv4Address = Ipv4Address::new(198, 51, 100, 254);
+    const UNIQUE_LOCAL_ADDR2: Ipv4Address = Ipv4Address::new(203, 0, 113, 12);
+    const UNIQUE_LOCAL_ADDR3: Ipv4Address = Ipv4Address::new(198, 18, 0, 254);
 
     assert_eq!(
         iface.inner.get_source_address_ipv4(&UNIQUE_LOCAL_ADDR1),
@@ -1514,12 +1514,12 @@ fn get_source_address_empty_interface(#[case] medium: Medium) {
     iface.update_ip_addrs(|ips| ips.clear());
 
     // List of addresses we test:
-    //   172.18.1.254 -> None
-    //   172.24.24.12 -> None
-    //   172.24.23.254 -> None
-    const UNIQUE_LOCAL_ADDR1: Ipv4Address = Ipv4Address::new(172, 18, 1, 254);
-    const UNIQUE_LOCAL_ADDR2: Ipv4Address = Ipv4Address::new(172, 24, 24, 12);
-    const UNIQUE_LOCAL_ADDR3: Ipv4Address = Ipv4Address::new(172, 24, 23, 254);
+    //   198.51.100.254 -> None
+    //   203.0.113.12 -> None
+    //   198.18.0.254 -> None
+    const UNIQUE_LOCAL_ADDR1: Ipv4Address = Ipv4Address::new(198, 51, 100, 254);
+    const UNIQUE_LOCAL_ADDR2: Ipv4Address = Ipv4Address::new(203, 0, 113, 12);
+    const UNIQUE_LOCAL_ADDR3: Ipv4Address = Ipv4Address::new(198, 18, 0, 254);
 
     assert_eq!(
         iface.inner.get_source_address_ipv4(&UNIQUE_LOCAL_ADDR1),
