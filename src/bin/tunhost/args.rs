@@ -79,12 +79,12 @@ pub(crate) struct DeviceArgs {
 
     /// Default gateway of the host, for peers outside its subnet, e.g. 192.0.2.1.
     #[arg(long, value_name = "IP", value_parser = parse_ip, help_heading = "Addresses")]
-    pub(crate) gateway: Option<IpAddress>,
+    gateway: Option<IpAddress>,
 
     /// The host's MAC on a TAP device, e.g. 02:00:00:00:00:02. [default: random, locally
     /// administered]
     #[arg(long, value_name = "MAC", value_parser = parse_mac, help_heading = "Addresses")]
-    pub(crate) mac: Option<EthernetAddress>,
+    mac: Option<EthernetAddress>,
 }
 
 /// The device to open and the host's addresses, as [`DeviceArgs::resolve`] settled them.
@@ -100,6 +100,16 @@ pub(crate) struct Resolved {
 }
 
 impl DeviceArgs {
+    /// The host's configuration on `addrs`, with this gateway and MAC.
+    pub(crate) fn host_config(&self, addrs: Vec<IpCidr>) -> tunhost::Config {
+        tunhost::Config {
+            addrs,
+            gateway: self.gateway,
+            mac: self.mac,
+            ..tunhost::Config::default()
+        }
+    }
+
     /// The device to open and the host's addresses, with the CLI's defaults filled in and checked
     /// against the addresses and routes of the machine (its network namespace). A failure has
     /// been reported: its exit code (2 for an address in use, 1 if they cannot be read).

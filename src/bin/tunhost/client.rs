@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use tunhost::Config;
 use tunhost::client::{self, Url, http::OutputError};
 use tunhost::live::{Live, LiveHost};
 use tunhost::smoltcp::wire::IpAddress;
@@ -120,12 +119,7 @@ impl ClientCommon {
             log::warn!("{moved}: the host is {}", resolved.addrs[0]);
         }
         let mut live = Live::new(resolved.dev);
-        live.host = Config {
-            addrs: resolved.addrs,
-            gateway: self.device.gateway,
-            mac: self.device.mac,
-            ..Config::default()
-        };
+        live.host = self.device.host_config(resolved.addrs);
         live.validate().map_err(usage)?;
         live.trace = self.trace.spec().map_err(fail)?;
         live.open().map_err(fail)

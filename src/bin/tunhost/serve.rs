@@ -40,11 +40,9 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     };
     let mut live = Live::new(resolved.dev);
     live.host = Config {
-        addrs: resolved.addrs,
-        gateway: args.device.gateway,
-        mac: args.device.mac,
         seed: args.services.seed,
         busy_poll: Duration::from_micros(u64::from(args.busy_poll)),
+        ..args.device.host_config(resolved.addrs)
     };
     live.services = args.services.config();
     if let Err(e) = live.validate() {
