@@ -350,8 +350,15 @@ impl TunTap {
         if wanted != current {
             req.ifr_ifru.ifru_metric = wanted as libc::c_int;
             // SAFETY: valid socket fd and ifreq.
-            unsafe { siocsiftxqlen(ctl, &req) }
-                .map_err(|e| LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e))?;
+            match unsafe { siocsiftxqlen(ctl, &req) } {
+                Ok(_) => {}
+                // Only our own default, on a device a user without CAP_NET_ADMIN attached to
+                // (`ip tuntap add ... user U`): keep the queue its owner gave it.
+                Err(Errno::EPERM) if config.txqueuelen.is_none() => debug!(
+                    "{name}: txqueuelen stays {current} (raising it to {wanted} needs CAP_NET_ADMIN)"
+                ),
+                Err(e) => return Err(LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e)),
+            }
         }
 
         if let Some(peer) = config.peer {
@@ -365,10 +372,15 @@ impl TunTap {
                 .map_err(|e| LinkError::io(name, "read flags (SIOCGIFFLAGS)", e))?;
             // SAFETY: SIOCGIFFLAGS fills ifru_flags.
             let flags = unsafe { req.ifr_ifru.ifru_flags };
-            req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            // SAFETY: valid socket fd and ifreq.
-            unsafe { siocsifflags(ctl, &req) }
-                .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
+            // A device that is up already (one its owner configured) is left alone: setting
+            // flags needs CAP_NET_ADMIN, which a user attaching to their own device lacks.
+            if flags & libc::IFF_UP as libc::c_short == 0 {
+                req.ifr_ifru.ifru_flags =
+                    flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+                // SAFETY: valid socket fd and ifreq.
+                unsafe { siocsifflags(ctl, &req) }
+                    .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
+            }
         }
         Ok(())
     }
