@@ -146,7 +146,8 @@ pub fn check_switch(to: &Identity) -> Result<(), SandboxError> {
 /// With `to`: supplementary groups set to `to.gid` alone, then real, effective and saved gid,
 /// then uid. With or without it: every capability dropped from the bounding set (when the
 /// process may), the ambient, inheritable, permitted and effective sets, and
-/// `PR_SET_NO_NEW_PRIVS` set. Afterwards it checks that it worked: the ids are `to`'s and
+/// `PR_SET_NO_NEW_PRIVS` set. A parent-death signal (`PR_SET_PDEATHSIG`), which the kernel
+/// clears when the ids change, is set again. Afterwards it checks that it worked: the ids are `to`'s and
 /// `setuid(0)` fails.
 pub fn drop_privileges(to: Option<&Identity>) -> Result<(), SandboxError> {
     // The bounding set can only be lowered while CAP_SETPCAP is held: first.
@@ -155,6 +156,11 @@ pub fn drop_privileges(to: Option<&Identity>) -> Result<(), SandboxError> {
         // fine: the other sets are cleared below either way.
         unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
     }
+    // The kernel forgets a parent-death signal when the credentials change: keep the one a
+    // parent (a supervisor, a benchmark) asked for, so the host still dies with it.
+    let mut pdeathsig: libc::c_int = 0;
+    // SAFETY: PR_GET_PDEATHSIG writes one c_int to the pointer.
+    unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut pdeathsig as *mut libc::c_int) };
     if let Some(to) = to {
         let gid = Gid::from_raw(to.gid);
         let uid = Uid::from_raw(to.uid);
@@ -170,6 +176,10 @@ pub fn drop_privileges(to: Option<&Identity>) -> Result<(), SandboxError> {
         }
         step("setresgid", nix::unistd::setresgid(gid, gid, gid))?;
         step("setresuid", nix::unistd::setresuid(uid, uid, uid))?;
+        if pdeathsig != 0 {
+            // SAFETY: prctl with integer arguments.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, pdeathsig as libc::c_ulong) };
+        }
     }
     // SAFETY: prctl with integer arguments.
     if unsafe {
