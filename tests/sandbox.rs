@@ -164,6 +164,16 @@ fn a_system_call_outside_the_list_kills_the_process() {
             "{:?}",
             h.stderr
         );
+        // One line says what happened (socket(2) is call 41 on x86_64).
+        let said = format!(
+            "tunhost: error: the sandbox stopped system call {}, which is not on its list",
+            libc::SYS_socket
+        );
+        assert!(
+            h.stderr.iter().any(|l| l.starts_with(&said)),
+            "{:?}",
+            h.stderr
+        );
     });
 }
 

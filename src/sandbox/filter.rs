@@ -7,8 +7,8 @@
 //! `getdents64`/`lseek`, and signal handling (signal-hook's handler writes to a socket pair it
 //! made before). Everything that makes a new channel out of the process is absent: `socket`,
 //! `connect`, `bind`, `execve`, `fork`/`clone`, `ptrace`, `process_vm_*`, `mount`, `bpf`,
-//! `setuid` and the like. Anything not listed kills the whole process (`SIGSYS`, logged by the
-//! kernel's audit with the call's number).
+//! `setuid` and the like. Anything not listed is trapped: one line on stderr names the call's
+//! number, and the process dies of `SIGSYS`.
 //!
 //! Arguments are checked where it is cheap and matters: memory is never mapped or made
 //! executable (`mmap`/`mprotect` without `PROT_EXEC`), `ioctl` only for the handful of
@@ -176,22 +176,77 @@ fn build(profile: Profile) -> io::Result<BpfProgram> {
     rules.insert(libc::SYS_ioctl, ioctls);
 
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(io::Error::other)?;
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::KillProcess,
-        SeccompAction::Allow,
-        arch,
-    )
-    .map_err(io::Error::other)?;
+    let filter = SeccompFilter::new(rules, SeccompAction::Trap, SeccompAction::Allow, arch)
+        .map_err(io::Error::other)?;
     filter.try_into().map_err(io::Error::other)
 }
 
 /// Compile the filter for `profile` and install it for every thread of the process (it also
-/// sets `PR_SET_NO_NEW_PRIVS`). From then on a call outside the list kills the process.
+/// sets `PR_SET_NO_NEW_PRIVS`). From then on a call outside the list ends the process: the
+/// kernel traps it (`SIGSYS`), a handler installed here writes one line naming the call's number
+/// to stderr, and the process dies of `SIGSYS` (exit status 128 + 31 in a shell).
 pub fn install_filter(profile: Profile) -> Result<(), SandboxError> {
     let program = compile(profile)?;
+    install_sigsys_handler().map_err(SandboxError::Filter)?;
     seccompiler::apply_filter_all_threads(&program)
         .map_err(|e| SandboxError::Filter(io::Error::other(e)))
+}
+
+fn install_sigsys_handler() -> io::Result<()> {
+    // SAFETY: a zeroed sigaction with a handler of the SA_SIGINFO signature; the handler only
+    // makes async-signal-safe calls, all of them on the allowlist.
+    unsafe {
+        let mut action: libc::sigaction = std::mem::zeroed();
+        action.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut action.sa_mask);
+        if libc::sigaction(libc::SIGSYS, &action, std::ptr::null_mut()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// What a trapped call leads to: one line on stderr, then death by `SIGSYS` (the default
+/// action, restored, and the signal raised again; it is delivered when this handler returns).
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // The kernel's siginfo for SIGSYS: after signo, errno and code (and padding to 8 bytes),
+    // the address of the call (a pointer), then the call's number (an int).
+    // SAFETY: info points at the kernel's siginfo for this signal.
+    let nr = unsafe {
+        let base = info as *const u8;
+        std::ptr::read_unaligned(base.add(16 + std::mem::size_of::<usize>()) as *const i32)
+    };
+    let mut line = [0u8; 160];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        for &b in bytes {
+            if n < line.len() {
+                line[n] = b;
+                n += 1;
+            }
+        }
+    };
+    put(b"tunhost: error: the sandbox stopped system call ");
+    let mut digits = [0u8; 12];
+    let mut d = digits.len();
+    let mut v = i64::from(nr).unsigned_abs();
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    put(&digits[d..]);
+    put(b", which is not on its list: a bug of tunhost (please report it); --no-sandbox runs without the filter\n");
+    // SAFETY: write, signal and raise are async-signal-safe and on the allowlist.
+    unsafe {
+        libc::write(2, line.as_ptr().cast(), n);
+        libc::signal(libc::SIGSYS, libc::SIG_DFL);
+        libc::raise(libc::SIGSYS);
+    }
 }
 
 #[cfg(test)]
