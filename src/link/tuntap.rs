@@ -89,9 +89,9 @@ pub struct TunTapConfig {
     pub mtu: Option<u32>,
     /// Set `txqueuelen`; `None` raises it to [`DEFAULT_TXQUEUELEN`] if it is lower.
     pub txqueuelen: Option<u32>,
-    /// The kernel side's address and prefix (e.g. `192.0.2.1/24`); `None` leaves the kernel side
-    /// as the user configured it.
-    pub peer: Option<IpCidr>,
+    /// The kernel side's addresses and prefixes (e.g. `192.0.2.1/24` and `2001:db8::1/64`, at
+    /// most one per family); empty leaves the kernel side as the user configured it.
+    pub peers: Vec<IpCidr>,
     /// Bring the link up (`IFF_UP`). Without it, the kernel does not send or accept packets.
     pub up: bool,
     /// Ask for the offloads (virtio header, checksum, TSO); `false` opens the plain device.
@@ -106,7 +106,7 @@ impl TunTapConfig {
             kind,
             mtu: None,
             txqueuelen: None,
-            peer: None,
+            peers: Vec::new(),
             up: true,
             offload: true,
         }
@@ -153,8 +153,8 @@ pub struct TunTap {
     kind: Kind,
     mtu: u32,
     offload: Offload,
-    /// The kernel side's address, if this process set it.
-    peer: Option<IpCidr>,
+    /// The kernel side's addresses this process set.
+    peers: Vec<IpCidr>,
 }
 
 /// The ioctls this module makes (nix generates them as `pub unsafe fn`).
@@ -321,7 +321,7 @@ impl TunTap {
             kind: config.kind,
             mtu: 0,
             offload,
-            peer: config.peer,
+            peers: config.peers.clone(),
         };
         dev.configure(config)?;
         dev.mtu = dev.read_mtu()?;
@@ -361,7 +361,7 @@ impl TunTap {
             }
         }
 
-        if let Some(peer) = config.peer {
+        for &peer in &config.peers {
             self.set_address(peer)?;
         }
 
@@ -473,9 +473,10 @@ impl TunTap {
         self.offload
     }
 
-    /// The kernel side's address as [`TunTapConfig::peer`] set it (`None`: left as it was).
-    pub fn peer(&self) -> Option<IpCidr> {
-        self.peer
+    /// The kernel side's addresses as [`TunTapConfig::peers`] set them (empty: left as they
+    /// were).
+    pub fn peers(&self) -> &[IpCidr] {
+        &self.peers
     }
 }
 

@@ -104,13 +104,15 @@ fn banner(live: &LiveHost, moved: Option<&str>, seed: Option<u64>) -> String {
     let own = host.iface().ip_addrs();
     let addrs: Vec<String> = own.iter().map(|a| a.to_string()).collect();
     let first = own[0].address();
-    let kernel = match t.peer() {
-        Some(p) => format!("kernel side {}", p.address()),
-        None => format!(
+    let peers: Vec<String> = t.peers().iter().map(|p| p.address().to_string()).collect();
+    let kernel = if !peers.is_empty() {
+        format!("kernel side {}", peers.join(", "))
+    } else {
+        format!(
             "kernel side as configured; e.g. ip addr add {} dev {}",
             partner(own[0]),
             t.name()
-        ),
+        )
     };
     let moved = moved.map(|m| format!("; {m}")).unwrap_or_default();
     let mac = host
