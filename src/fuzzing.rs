@@ -578,6 +578,15 @@ pub fn check_emitted(
             if !is_host(src, addrs) {
                 return Err(format!("source {src} is not the host"));
             }
+            if p.next_header() == IpProtocol::Ipv6Frag {
+                // A fragment: a whole fragment header, and the transport checksum covers the
+                // reassembled payload.
+                let f = p.payload();
+                if f.len() < 8 || (f[3] & 1 == 1 && (f.len() - 8) % 8 != 0) {
+                    return Err("bad IPv6 fragment".into());
+                }
+                return Ok(());
+            }
             check_l4(p.next_header(), p.payload(), src, dst)
         }
         v => Err(format!("IP version {v:?}")),
@@ -812,6 +821,40 @@ pub mod seeds {
         ipv4(PEER_V4, dst, IpProtocol::Udp, &b)
     }
 
+    /// A UDP datagram from the peer to the host over IPv6.
+    fn udp6(dport: u16, data: &[u8]) -> Vec<u8> {
+        let mut b = vec![0u8; 8 + data.len()];
+        let mut u = UdpPacket::new_unchecked(&mut b);
+        u.set_src_port(40000);
+        u.set_dst_port(dport);
+        u.set_len((8 + data.len()) as u16);
+        u.payload_mut().copy_from_slice(data);
+        u.fill_checksum(&IpAddress::Ipv6(PEER_V6), &IpAddress::Ipv6(HOST6));
+        ipv6(PEER_V6, HOST6, IpProtocol::Udp, &b)
+    }
+
+    /// The IPv6 packet `whole` (no extension headers) cut into fragments of `ranges` of its
+    /// payload, with identification `id`.
+    fn fragments6(whole: &[u8], id: u32, ranges: &[(usize, usize)]) -> Vec<Vec<u8>> {
+        let body = &whole[40..];
+        ranges
+            .iter()
+            .map(|&(a, b)| {
+                let mut p = whole[..40].to_vec();
+                let next = p[6];
+                p[6] = 44;
+                let more = u16::from(b < body.len());
+                p.extend_from_slice(&[next, 0]);
+                p.extend_from_slice(&((a as u16) | more).to_be_bytes());
+                p.extend_from_slice(&id.to_be_bytes());
+                p.extend_from_slice(&body[a..b]);
+                let len = (p.len() - 40) as u16;
+                p[4..6].copy_from_slice(&len.to_be_bytes());
+                p
+            })
+            .collect()
+    }
+
     fn ping(dst: Ipv4Address, len: usize) -> Vec<u8> {
         let mut b = vec![0u8; 8 + len];
         let mut i = Icmpv4Packet::new_unchecked(&mut b);
@@ -1039,6 +1082,18 @@ pub mod seeds {
         });
         add("udp-echo", &|s| s.send(&udp(7, b"datagram")));
         add("udp-closed-port", &|s| s.send(&udp(8, b"anyone?")));
+        add("udp-echo-v6-fragments", &|s| {
+            let whole = udp6(7, &[0x6b; 3000]);
+            for f in fragments6(&whole, 0x1234, &[(1448, 2896), (0, 1448), (2896, 3008)]) {
+                s.send(&f);
+            }
+        });
+        add("v6-fragments-overlap", &|s| {
+            let whole = udp6(7, &[0x6c; 3000]);
+            for f in fragments6(&whole, 0x5678, &[(0, 1448), (1440, 2896), (2896, 3008)]) {
+                s.send(&f);
+            }
+        });
         add("syn-storm", &|s| {
             for p in 0..12 {
                 s.send(&tcp(false, 41000 + p, 7, 5000, None, "S", &[]));
@@ -1086,6 +1141,23 @@ mod seed_tests {
             assert!(
                 tx.iter().any(|p| contains(p, b"hello over IPv6\n")),
                 "{medium:?}: no v6 echo"
+            );
+            // IPv6 fragments put back together: the whole datagram is echoed (in fragments);
+            // overlapping ones are dropped whole.
+            let sent: usize = replies(medium, get("udp-echo-v6-fragments"))
+                .iter()
+                .map(|p| p.windows(8).filter(|w| *w == [0x6b; 8]).count())
+                .sum();
+            assert!(
+                sent >= 3000 / 8 - 2,
+                "{medium:?}: v6 fragments not echoed ({sent})"
+            );
+            let echoed = replies(medium, get("v6-fragments-overlap"))
+                .iter()
+                .any(|p| contains(p, &[0x6c; 16]));
+            assert!(
+                !echoed,
+                "{medium:?}: overlapping fragments were reassembled"
             );
             let tx = replies(medium, get("tcp-chargen"));
             assert!(

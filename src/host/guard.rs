@@ -31,6 +31,8 @@
 //!   65,535 bytes a datagram can have (RFC 791; the "ping of death") is dropped, as Linux does:
 //!   smoltcp would grow a reassembly buffer for it up to 128 KiB. With it, each reassembly
 //!   buffer stays under 64 KiB.
+//! - **IPv6 fragments**: smoltcp 0.14 has no IPv6 reassembly; the guard puts datagrams back
+//!   together ([`super::reassembly6`]) and smoltcp sees each whole, once.
 //! - **ICMP and ICMPv6 errors out** (destination or port unreachable, time exceeded, parameter
 //!   problem; RFC 1812 4.3.2.8 and RFC 4443 2.4(f) ask for a limit): smoltcp sends one for every
 //!   datagram to a closed port. The guard lets [`ICMP_ERROR_BURST`] through at once and then one
@@ -46,6 +48,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 use super::ratelimit::TokenBucket;
+use super::reassembly6::{Reassembler6, Verdict};
 
 /// ICMP and ICMPv6 errors the host sends at once before the limit sets in (Linux's
 /// per-destination burst; it answers 200 datagrams to a closed port with 6).
@@ -71,6 +74,12 @@ pub struct GuardStats {
     pub oversized_fragments: u64,
     /// ICMP and ICMPv6 errors not sent: the rate limit.
     pub icmp_errors_limited: u64,
+    /// IPv6 datagrams put back together from fragments (see [`super::reassembly6`]).
+    pub ipv6_reassembled: u64,
+    /// IPv6 fragments dropped: overlapping, of a bad length, past 65,535 bytes, or no slot.
+    pub ipv6_fragments_dropped: u64,
+    /// IPv6 datagrams dropped unfinished when their reassembly time ran out.
+    pub ipv6_reassembly_timeouts: u64,
 }
 
 /// Why the guard refused a packet.
@@ -95,6 +104,7 @@ pub struct Guard<D> {
     addrs: Vec<IpCidr>,
     stats: GuardStats,
     limit: ErrorLimit,
+    reassembly: Reassembler6,
 }
 
 /// The egress side: the ICMP error bucket and the scratch buffer replies are written to.
@@ -119,6 +129,7 @@ impl<D: Device> Guard<D> {
                 scratch: Vec::new(),
                 limited: 0,
             },
+            reassembly: Reassembler6::new(),
         }
     }
 
@@ -147,8 +158,12 @@ impl<D: Device> Guard<D> {
 
     /// Packets refused so far.
     pub fn stats(&self) -> GuardStats {
+        let r = self.reassembly.stats();
         GuardStats {
             icmp_errors_limited: self.limit.limited,
+            ipv6_reassembled: r.reassembled,
+            ipv6_fragments_dropped: r.dropped,
+            ipv6_reassembly_timeouts: r.timed_out,
             ..self.stats
         }
     }
@@ -279,6 +294,7 @@ impl<D: Device> Device for Guard<D> {
             medium: self.medium,
             addrs: &self.addrs,
             stats: &mut self.stats,
+            reassembly: (now, &mut self.reassembly),
         };
         let tx = TxToken {
             inner: tx,
@@ -308,6 +324,7 @@ pub struct RxToken<'a, T> {
     medium: Medium,
     addrs: &'a [IpCidr],
     stats: &'a mut GuardStats,
+    reassembly: (Instant, &'a mut Reassembler6),
 }
 
 impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
@@ -317,9 +334,27 @@ impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
             medium,
             addrs,
             stats,
+            reassembly: (now, reassembly),
         } = self;
         inner.consume(|packet| match check(medium, packet, addrs) {
-            Ok(()) => f(packet),
+            Ok(()) => {
+                let link = match medium {
+                    Medium::Ethernet => 14,
+                    _ => 0,
+                };
+                let version = ip_packet(medium, packet)
+                    .and_then(|ip| ip.first())
+                    .map(|b| b >> 4);
+                if version != Some(6) {
+                    return f(packet);
+                }
+                match reassembly.push(now, link, packet) {
+                    Verdict::NotFragment => f(packet),
+                    Verdict::Whole(datagram) => f(datagram),
+                    // Held for the rest, or dropped: smoltcp sees nothing.
+                    Verdict::Held | Verdict::Dropped(_) => f(&[]),
+                }
+            }
             Err(why) => {
                 match why {
                     Refusal::Ipv6NotForHost => stats.ipv6_not_for_host += 1,

@@ -17,6 +17,7 @@ pub mod config;
 mod error;
 pub mod guard;
 pub mod ratelimit;
+pub mod reassembly6;
 mod service;
 pub mod status;
 pub mod stop;

@@ -60,6 +60,8 @@ const ALWAYS: &[i64] = &[
     libc::SYS_statx,
     libc::SYS_getdents64,
     libc::SYS_readlinkat,
+    // A panic's message and backtrace (the working directory, for file names).
+    libc::SYS_getcwd,
     // Memory.
     libc::SYS_munmap,
     libc::SYS_mremap,
