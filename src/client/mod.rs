@@ -1,8 +1,10 @@
-//! The host as a client: ICMP echo ([`ping`](mod@ping)) and an HTTP/1.1 GET ([`http`]).
+//! The host as a client: ICMP echo ([`ping`](mod@ping)), an HTTP/1.1 GET ([`http`]), and DNS
+//! names for both ([`dns`]).
 //!
 //! Each client is a small state machine over a smoltcp socket in the host's socket set, like the
 //! services, plus a function that drives it with the host's loop until it is done.
 
+pub mod dns;
 mod error;
 pub mod http;
 pub mod ping;

@@ -49,6 +49,52 @@ pub(crate) struct ClientCommon {
 
     #[command(flatten)]
     privileges: SandboxArgs,
+
+    /// Look names up (ping HOST, the host of get's URL) with the DNS server at IP, through the
+    /// host's own stack (repeat for more servers). The machine's resolver is never used.
+    #[arg(long, value_name = "IP", value_parser = parse_ip, help_heading = "Addresses")]
+    dns: Vec<IpAddress>,
+}
+
+/// What a client talks to: an address, or a name to resolve with `--dns`.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Addr(IpAddress),
+    Name(String),
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
+    match parse_ip(s) {
+        Ok(a) => Ok(Target::Addr(a)),
+        Err(_) if client::dns::is_name(s) => Ok(Target::Name(s.to_string())),
+        Err(e) => Err(format!("{e}, or a DNS name")),
+    }
+}
+
+impl ClientCommon {
+    /// A name needs a server to ask: refused before anything is opened when none is given.
+    fn check_dns(&self, name: Option<&str>) -> Result<(), ExitCode> {
+        match name {
+            Some(n) if self.dns.is_empty() => Err(usage(format_args!(
+                "{n} is a name: give the DNS server to ask with --dns IP"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The address of `name` through the live host, or the exit code of the failure.
+    fn resolve(&self, live: &mut LiveHost, name: &str) -> Result<IpAddress, ExitCode> {
+        let (host, stop) = live.parts();
+        let found = client::dns::resolve(
+            host,
+            name,
+            &self.dns,
+            client::dns::DEFAULT_TIMEOUT,
+            Some(stop),
+        )
+        .map_err(fail)?;
+        Ok(found[0])
+    }
 }
 
 #[derive(Args, Debug)]
@@ -72,9 +118,9 @@ pub(crate) struct PingArgs {
     #[arg(short = 's', long = "size", value_name = "BYTES", default_value_t = 56, value_parser = clap::value_parser!(u16).range(0..=1400), help_heading = "Ping")]
     size: u16,
 
-    /// The address to ping, e.g. 192.0.2.1 (no names: tunhost has no DNS).
-    #[arg(value_name = "HOST", value_parser = parse_ip)]
-    host: IpAddress,
+    /// The address to ping, e.g. 192.0.2.1, or a name to look up with --dns.
+    #[arg(value_name = "HOST", value_parser = parse_target)]
+    host: Target,
 }
 
 #[derive(Args, Debug)]
@@ -101,7 +147,7 @@ pub(crate) struct GetArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 15.0, value_parser = parse_secs, help_heading = "Request")]
     timeout: f64,
 
-    /// The URL, e.g. http://192.0.2.1:8000/f.bin (the host must be an IP address).
+    /// The URL, e.g. http://192.0.2.1:8000/f.bin, or http://name.example:8000/ with --dns.
     #[arg(value_name = "URL")]
     url: String,
 }
@@ -137,6 +183,13 @@ impl ClientCommon {
 }
 
 pub(crate) fn ping(args: PingArgs) -> ExitCode {
+    let name = match &args.host {
+        Target::Name(n) => Some(n.as_str()),
+        Target::Addr(_) => None,
+    };
+    if let Err(code) = args.common.check_dns(name) {
+        return code;
+    }
     let mut live = match args.common.open() {
         Ok((live, plan)) => match plan.apply(Profile::Host) {
             Ok(()) => live,
@@ -144,15 +197,28 @@ pub(crate) fn ping(args: PingArgs) -> ExitCode {
         },
         Err(code) => return code,
     };
-    let mut cfg = client::PingConfig::new(args.host);
+    let target = match &args.host {
+        Target::Addr(a) => *a,
+        Target::Name(n) => match args.common.resolve(&mut live, n) {
+            Ok(a) => a,
+            Err(code) => {
+                finish_trace(live);
+                return code;
+            }
+        },
+    };
+    let shown = match name {
+        Some(n) => format!("{n} ({target})"),
+        None => target.to_string(),
+    };
+    let mut cfg = client::PingConfig::new(target);
     cfg.count = args.count;
     cfg.interval = duration(args.interval);
     cfg.timeout = duration(args.timeout);
     cfg.size = usize::from(args.size);
     let from = live.host().iface().ip_addrs()[0].address();
     println!(
-        "PING {} from {from} {}: {} data bytes",
-        args.host,
+        "PING {shown} from {from} {}: {} data bytes",
         live.tuntap().tuntap().name(),
         args.size
     );
@@ -171,7 +237,7 @@ pub(crate) fn ping(args: PingArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    println!("\n--- {} ping statistics ---", args.host);
+    println!("\n--- {} ping statistics ---", name.unwrap_or(&shown));
     println!("{}", summary.counts_line());
     if let Some(rtt) = summary.rtt_line() {
         println!("{rtt}");
@@ -188,6 +254,13 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return usage(e),
     };
+    let name = match &url.host {
+        client::http::UrlHost::Name(n) => Some(n.clone()),
+        client::http::UrlHost::Addr(_) => None,
+    };
+    if let Err(code) = args.common.check_dns(name.as_deref()) {
+        return code;
+    }
     let (mut live, plan) = match args.common.open() {
         Ok(l) => l,
         Err(code) => return code,
@@ -199,12 +272,19 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
         Ok(o) => RefCell::new(o),
         Err(e) => return fail(e),
     };
-    if let Err(code) = plan.apply(Profile::Output) {
-        if let Some(o) = pending.into_inner() {
-            o.abandon();
+    let url = match plan.apply(Profile::Output).and_then(|()| match &name {
+        Some(n) => args.common.resolve(&mut live, n).map(|a| url.resolved(a)),
+        None => Ok(url),
+    }) {
+        Ok(url) => url,
+        Err(code) => {
+            if let Some(o) = pending.into_inner() {
+                o.abandon();
+            }
+            finish_trace(live);
+            return code;
         }
-        return code;
-    }
+    };
     let out_name = args
         .output
         .as_ref()
