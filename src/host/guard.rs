@@ -33,6 +33,10 @@
 //!   buffer stays under 64 KiB.
 //! - **IPv6 fragments**: smoltcp 0.14 has no IPv6 reassembly; the guard puts datagrams back
 //!   together ([`super::reassembly6`]) and smoltcp sees each whole, once.
+//! - **Loopback sources.** A packet from `127.0.0.0/8` or `::1` cannot come from another node
+//!   (RFC 1122 3.2.1.3, RFC 4291 2.5.3); Linux drops such "martians", smoltcp answered them (and
+//!   the kernel then dropped the answer to `::1`). The guard drops them (unless the host itself
+//!   has a loopback address, as on smoltcp's `Loopback` device).
 //! - **ICMP and ICMPv6 errors out** (destination or port unreachable, time exceeded, parameter
 //!   problem; RFC 1812 4.3.2.8 and RFC 4443 2.4(f) ask for a limit): smoltcp sends one for every
 //!   datagram to a closed port. The guard lets [`ICMP_ERROR_BURST`] through at once and then one
@@ -72,6 +76,8 @@ pub struct GuardStats {
     pub echo_not_unicast: u64,
     /// IPv4 fragments that reach past 65,535 bytes.
     pub oversized_fragments: u64,
+    /// Packets from a loopback address (`127.0.0.0/8`, `::1`), which cannot come from outside.
+    pub loopback_source: u64,
     /// ICMP and ICMPv6 errors not sent: the rate limit.
     pub icmp_errors_limited: u64,
     /// IPv6 datagrams put back together from fragments (see [`super::reassembly6`]).
@@ -94,6 +100,8 @@ pub enum Refusal {
     EchoNotUnicast,
     /// An IPv4 fragment that reaches past 65,535 bytes.
     OversizedFragment,
+    /// A packet whose source is a loopback address.
+    LoopbackSource,
 }
 
 /// The host's device behind the filter.
@@ -198,9 +206,20 @@ pub fn check(medium: Medium, packet: &[u8], addrs: &[IpCidr]) -> Result<(), Refu
     }
 }
 
+/// Whether the host itself has a loopback address (a host on smoltcp's `Loopback` device, in
+/// tests): then loopback sources are its own.
+fn on_loopback(addrs: &[IpCidr]) -> bool {
+    addrs
+        .iter()
+        .any(|a| std::net::IpAddr::from(a.address()).is_loopback())
+}
+
 fn check_ipv4(ip: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
     if ip.len() < 20 {
         return Ok(()); // too short: smoltcp drops it as malformed
+    }
+    if ip[12] == 127 && !on_loopback(addrs) {
+        return Err(Refusal::LoopbackSource);
     }
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
@@ -233,6 +252,9 @@ fn check_ipv6(ip: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
     let Some(dst) = ip.get(24..40) else {
         return Ok(()); // too short: smoltcp drops it as malformed
     };
+    if ip[8..24] == Ipv6Address::LOCALHOST.octets() && !on_loopback(addrs) {
+        return Err(Refusal::LoopbackSource);
+    }
     let mut octets = [0u8; 16];
     octets.copy_from_slice(dst);
     let dst = Ipv6Address::from(octets);
@@ -361,6 +383,7 @@ impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
                     Refusal::TcpNotUnicast => stats.tcp_not_unicast += 1,
                     Refusal::EchoNotUnicast => stats.echo_not_unicast += 1,
                     Refusal::OversizedFragment => stats.oversized_fragments += 1,
+                    Refusal::LoopbackSource => stats.loopback_source += 1,
                 }
                 f(&[])
             }
@@ -446,6 +469,26 @@ mod tests {
         assert!(!admits(Medium::Ethernet, &frame, &addrs));
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(admits(Medium::Ethernet, &frame, &addrs));
+    }
+
+    #[test]
+    fn loopback_sources_are_refused() {
+        let addrs: Vec<IpCidr> = vec![
+            "192.0.2.2/24".parse().unwrap(),
+            "2001:db8::2/64".parse().unwrap(),
+        ];
+        let mut p6 = v6("2001:db8::2");
+        assert_eq!(check(Medium::Ip, &p6, &addrs), Ok(()));
+        p6[8..24].copy_from_slice(&Ipv6Address::LOCALHOST.octets());
+        assert_eq!(check(Medium::Ip, &p6, &addrs), Err(Refusal::LoopbackSource));
+        let mut p4 = vec![0u8; 20];
+        p4[0] = 0x45;
+        p4[9] = 17;
+        p4[12..16].copy_from_slice(&[127, 0, 0, 1]);
+        p4[16..20].copy_from_slice(&[192, 0, 2, 2]);
+        assert_eq!(check(Medium::Ip, &p4, &addrs), Err(Refusal::LoopbackSource));
+        p4[12] = 192;
+        assert_eq!(check(Medium::Ip, &p4, &addrs), Ok(()));
     }
 
     #[test]

@@ -324,6 +324,9 @@ impl TunTap {
             peers: config.peers.clone(),
         };
         dev.configure(config)?;
+        if config.up {
+            dev.await_ipv6_peers();
+        }
         dev.mtu = dev.read_mtu()?;
         Ok(dev)
     }
@@ -383,6 +386,50 @@ impl TunTap {
             }
         }
         Ok(())
+    }
+
+    /// Wait (2 s at most) until the kernel may use the IPv6 addresses this process gave the
+    /// kernel side. Bringing the link up restarts duplicate address detection, which is off
+    /// here but still runs as deferred work: until it has, an address is "tentative", and the
+    /// kernel picks another source for a packet to the host, even `::1` (whose answer it then
+    /// drops as a loopback source from outside). Under load that window was long enough to
+    /// lose the first `ping -6`. `/proc/net/if_inet6` lists each address with its flags.
+    fn await_ipv6_peers(&self) {
+        const TENTATIVE: u32 = 0x40;
+        let wanted: Vec<String> = (self.peers.iter())
+            .filter_map(|p| match IpAddr::from(p.address()) {
+                IpAddr::V6(a) => Some(a.octets().iter().map(|b| format!("{b:02x}")).collect()),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let ready = || {
+            let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") else {
+                return true; // no IPv6: nothing to wait for
+            };
+            wanted.iter().all(|addr| {
+                table.lines().any(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    f.len() == 6
+                        && f[0] == addr
+                        && f[5] == self.name
+                        && u32::from_str_radix(f[4], 16).is_ok_and(|fl| fl & TENTATIVE == 0)
+                })
+            })
+        };
+        let start = std::time::Instant::now();
+        while !ready() {
+            if start.elapsed() > std::time::Duration::from_secs(2) {
+                debug!(
+                    "{}: the kernel side's IPv6 address is still tentative",
+                    self.name
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Add `cidr` as an address of the kernel side of the device.
