@@ -68,8 +68,15 @@ pub(crate) struct DeviceArgs {
     /// an existing device; else dual stack: .2 of the first of 192.0.2.0/24, 198.51.100.0/24,
     /// 203.0.113.0/24 and ::2 of the first of 2001:db8::/64, 2001:db8:1::/64, 2001:db8:2::/64
     /// that the machine does not use (IPv4 only when the machine has IPv6 off)]
-    #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
-    addr: Vec<IpCidr>,
+    /// `dhcp` (on TAP): take the IPv4 address, prefix, gateway and DNS servers from a DHCP
+    /// server on the kernel side, and renew the lease.
+    #[arg(long, value_name = "CIDR|dhcp", value_parser = parse_addr, help_heading = "Addresses")]
+    addr: Vec<AddrArg>,
+
+    /// With --addr dhcp: treat a lease as at most SECONDS long (renew at half of it), whatever
+    /// the server grants.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_secs, help_heading = "Addresses")]
+    dhcp_max_lease: Option<f64>,
 
     /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24; once per
     /// address family (add 2001:db8::1/64 for IPv6). Refused like --addr. With a device named
@@ -102,14 +109,32 @@ pub(crate) struct Resolved {
 }
 
 impl DeviceArgs {
-    /// The host's configuration on `addrs`, with this gateway and MAC.
+    /// The host's configuration on `addrs`, with this gateway and MAC (and DHCP if asked).
     pub(crate) fn host_config(&self, addrs: Vec<IpCidr>) -> tunhost::Config {
         tunhost::Config {
             addrs,
             gateway: self.gateway,
             mac: self.mac,
+            dhcp: self.dhcp().then(|| tunhost::host::Dhcp {
+                max_lease: self.dhcp_max_lease.map(duration),
+            }),
             ..tunhost::Config::default()
         }
+    }
+
+    /// Whether `--addr dhcp` was given.
+    pub(crate) fn dhcp(&self) -> bool {
+        self.addr.iter().any(|a| matches!(a, AddrArg::Dhcp))
+    }
+
+    /// The addresses given with `--addr` (not `dhcp`).
+    fn addrs_given(&self) -> Vec<IpCidr> {
+        (self.addr.iter())
+            .filter_map(|a| match a {
+                AddrArg::Cidr(c) => Some(*c),
+                AddrArg::Dhcp => None,
+            })
+            .collect()
     }
 
     /// The device to open and the host's addresses, with the CLI's defaults filled in and checked
@@ -134,6 +159,21 @@ impl DeviceArgs {
                     same[0], same[1]
                 ));
             }
+        }
+        if self.dhcp() {
+            if self.tap.is_none() {
+                return Err(
+                    "--addr dhcp needs a TAP device (DHCP runs over Ethernet): add --tap NAME"
+                        .into(),
+                );
+            }
+            if let Some(a) = self.addrs_given().iter().find(|a| !is_v6(a)) {
+                return Err(format!(
+                    "--addr dhcp and --addr {a}: the IPv4 address comes from DHCP"
+                ));
+            }
+        } else if self.dhcp_max_lease.is_some() {
+            return Err("--dhcp-max-lease is for --addr dhcp".into());
         }
         let named = self.tun.is_some() || self.tap.is_some();
         let (name, kind) = match (&self.tun, &self.tap) {
@@ -184,7 +224,7 @@ impl DeviceArgs {
         dual: bool,
     ) -> Result<(Vec<IpCidr>, Option<String>), String> {
         if !self.addr.is_empty() {
-            return Ok((self.addr.clone(), None));
+            return Ok((self.addrs_given(), None));
         }
         if !self.peer.is_empty() {
             return Ok((self.peer.iter().map(|&p| partner(p)).collect(), None));
@@ -226,8 +266,11 @@ impl DeviceArgs {
         let name = dev.name.as_str();
         // What was asked for first, then the defaults that follow from it: the message names
         // the address the user gave when that is the one at fault.
-        let given = (self.peer.iter().map(|&p| (format!("--peer {p}"), p)))
-            .chain(self.addr.iter().map(|&a| (format!("--addr {a}"), a)));
+        let given = (self.peer.iter().map(|&p| (format!("--peer {p}"), p))).chain(
+            self.addrs_given()
+                .into_iter()
+                .map(|a| (format!("--addr {a}"), a)),
+        );
         let defaults = (dev.peers.iter().filter(|p| !self.peer.contains(p)))
             .map(|&p| (format!("the kernel side's address {p}"), p))
             .chain(
@@ -510,6 +553,22 @@ fn parse_name(s: &str) -> Result<String, String> {
     tuntap::validate_name(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// An `--addr`: an address and prefix, or `dhcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddrArg {
+    Cidr(IpCidr),
+    Dhcp,
+}
+
+fn parse_addr(s: &str) -> Result<AddrArg, String> {
+    if s.eq_ignore_ascii_case("dhcp") {
+        return Ok(AddrArg::Dhcp);
+    }
+    parse_cidr(s)
+        .map(AddrArg::Cidr)
+        .map_err(|e| format!("{e}, or dhcp"))
 }
 
 pub(crate) fn parse_cidr(s: &str) -> Result<IpCidr, String> {

@@ -75,20 +75,45 @@ impl ClientCommon {
     /// A name needs a server to ask: refused before anything is opened when none is given.
     fn check_dns(&self, name: Option<&str>) -> Result<(), ExitCode> {
         match name {
-            Some(n) if self.dns.is_empty() => Err(usage(format_args!(
-                "{n} is a name: give the DNS server to ask with --dns IP"
+            Some(n) if self.dns.is_empty() && !self.device.dhcp() => Err(usage(format_args!(
+                "{n} is a name: give the DNS server to ask with --dns IP (or take one from DHCP \
+                 with --addr dhcp)"
             ))),
             _ => Ok(()),
         }
     }
 
+    /// With `--addr dhcp`: wait (10 s at most) for the lease, and say what it is.
+    fn await_lease(&self, live: &mut LiveHost) -> Result<(), ExitCode> {
+        if !self.device.dhcp() {
+            return Ok(());
+        }
+        let (host, stop) = live.parts();
+        let lease = client::await_lease(
+            host,
+            tunhost::smoltcp::time::Duration::from_secs(10),
+            Some(stop),
+        )
+        .map_err(fail)?;
+        log::info!("DHCP: {lease}");
+        Ok(())
+    }
+
     /// The address of `name` through the live host, or the exit code of the failure.
     fn resolve(&self, live: &mut LiveHost, name: &str) -> Result<IpAddress, ExitCode> {
         let (host, stop) = live.parts();
+        // --dns first, else the servers of the DHCP lease.
+        let servers: Vec<IpAddress> = if self.dns.is_empty() {
+            (host.dhcp_lease().iter())
+                .flat_map(|l| l.dns_servers.iter().map(|&d| IpAddress::Ipv4(d)))
+                .collect()
+        } else {
+            self.dns.clone()
+        };
         let found = client::dns::resolve(
             host,
             name,
-            &self.dns,
+            &servers,
             client::dns::DEFAULT_TIMEOUT,
             Some(stop),
         )
@@ -197,6 +222,10 @@ pub(crate) fn ping(args: PingArgs) -> ExitCode {
         },
         Err(code) => return code,
     };
+    if let Err(code) = args.common.await_lease(&mut live) {
+        finish_trace(live);
+        return code;
+    }
     let target = match &args.host {
         Target::Addr(a) => *a,
         Target::Name(n) => match args.common.resolve(&mut live, n) {
@@ -272,10 +301,13 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
         Ok(o) => RefCell::new(o),
         Err(e) => return fail(e),
     };
-    let url = match plan.apply(Profile::Output).and_then(|()| match &name {
-        Some(n) => args.common.resolve(&mut live, n).map(|a| url.resolved(a)),
-        None => Ok(url),
-    }) {
+    let url = match plan
+        .apply(Profile::Output)
+        .and_then(|()| args.common.await_lease(&mut live))
+        .and_then(|()| match &name {
+            Some(n) => args.common.resolve(&mut live, n).map(|a| url.resolved(a)),
+            None => Ok(url),
+        }) {
         Ok(url) => url,
         Err(code) => {
             if let Some(o) = pending.into_inner() {

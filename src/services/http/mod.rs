@@ -310,6 +310,9 @@ fn status_page(board: &StatusBoard, epoch: u64) -> String {
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(o, "address      {}", addrs.join(", "));
+    if let Some(lease) = &s.lease {
+        let _ = writeln!(o, "DHCP lease   {lease}");
+    }
     let _ = writeln!(o, "device       {device}");
     let _ = writeln!(o, "services     {}", s.services.join(", "));
     let _ = writeln!(o, "started      {}", date::format(epoch));
