@@ -20,6 +20,9 @@ pub mod listener;
 mod spec;
 mod udp_echo;
 
+#[cfg(test)]
+mod pressure_tests;
+
 pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
@@ -31,9 +34,10 @@ pub use udp_echo::{UdpBuffers, UdpEcho};
 
 pub use crate::host::Service;
 
+use log::debug;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 /// What a protocol wants done with a connection after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +62,16 @@ pub trait Protocol {
     fn poll_at(&self, _conn: &Self::Conn) -> Option<Instant> {
         None
     }
+    /// Since when this connection has made no progress, if it may be evicted (reset) to make
+    /// room when every socket of the port is in use: the one idle longest goes first, once idle
+    /// for [`EVICT_AFTER`]. `None` (the default): never evicted.
+    fn idle_since(&self, _conn: &Self::Conn) -> Option<Instant> {
+        None
+    }
 }
+
+/// How long a connection must have made no progress before it may be evicted to make room.
+pub const EVICT_AFTER: Duration = Duration::from_millis(500);
 
 /// Runs a [`Protocol`] on every connection a [`Listener`] accepts.
 pub struct TcpService<P: Protocol> {
@@ -93,6 +106,36 @@ impl<P: Protocol> TcpService<P> {
     }
 }
 
+impl<P: Protocol> TcpService<P> {
+    /// Reset up to `n` connections, those idle longest (at least [`EVICT_AFTER`]), so that their
+    /// sockets listen again. Returns how many were evicted.
+    fn evict(&mut self, sockets: &mut SocketSet<'static>, now: Instant, n: usize) -> usize {
+        let mut idle: Vec<(Instant, usize)> = (self.conns.iter().enumerate())
+            .filter_map(|(i, (_, c))| Some((self.protocol.idle_since(c)?, i)))
+            .filter(|&(since, _)| now >= since + EVICT_AFTER)
+            .collect();
+        let n = n.min(idle.len());
+        if n == 0 {
+            return 0;
+        }
+        if n < idle.len() {
+            idle.select_nth_unstable(n - 1);
+        }
+        let mut victims: Vec<usize> = idle[..n].iter().map(|&(_, i)| i).collect();
+        // From the back, so that each swap_remove moves a connection that is not a victim.
+        victims.sort_unstable_by(|a, b| b.cmp(a));
+        for i in victims {
+            let (h, _) = self.conns.swap_remove(i);
+            self.listener.evict(sockets, h, now);
+        }
+        debug!(
+            "{}: every socket in use: reset the {n} connection(s) idle longest",
+            self.name()
+        );
+        n
+    }
+}
+
 impl<P: Protocol> Service for TcpService<P> {
     fn name(&self) -> String {
         format!("{}/{}", self.protocol.name(), self.listener.endpoint().port)
@@ -122,6 +165,10 @@ impl<P: Protocol> Service for TcpService<P> {
             } else {
                 i += 1;
             }
+        }
+        let short = self.listener.maintain(sockets, now);
+        if short > 0 && self.evict(sockets, now, short) == 0 {
+            self.listener.make_room(sockets, now);
         }
     }
 
