@@ -78,6 +78,8 @@ pub struct TcpService<P: Protocol> {
     protocol: P,
     listener: Listener,
     conns: Vec<(SocketHandle, P::Conn)>,
+    /// LISTEN sockets the listener missed at the last turn, for want of a socket.
+    short: usize,
 }
 
 impl<P: Protocol> TcpService<P> {
@@ -92,6 +94,7 @@ impl<P: Protocol> TcpService<P> {
             protocol,
             listener: Listener::new(sockets, port, config),
             conns: Vec::new(),
+            short: 0,
         }
     }
 
@@ -166,16 +169,23 @@ impl<P: Protocol> Service for TcpService<P> {
                 i += 1;
             }
         }
-        let short = self.listener.maintain(sockets, now);
-        if short > 0 && self.evict(sockets, now, short) == 0 {
+        self.short = self.listener.maintain(sockets, now);
+        if self.short > 0 && self.evict(sockets, now, self.short) == 0 {
             self.listener.make_room(sockets, now);
+            self.short = self.listener.maintain(sockets, now);
         }
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        self.conns
-            .iter()
-            .filter_map(|(_, c)| self.protocol.poll_at(c))
+        // Short of LISTEN sockets: a turn when the next connection may be evicted, before a SYN
+        // finds the pool empty.
+        let evict_at = |c| match self.short {
+            0 => None,
+            _ => Some(self.protocol.idle_since(c)? + EVICT_AFTER),
+        };
+        (self.conns.iter())
+            .flat_map(|(_, c)| [self.protocol.poll_at(c), evict_at(c)])
+            .flatten()
             .min()
     }
 
