@@ -16,9 +16,10 @@
 //!   (handshakes + handed out + closing), so memory is bounded by
 //!   `(max_sockets + LISTEN_AHEAD) × (rx + tx buffer)`.
 //!
-//! **A closed connection gives its slot back at once.** When a socket is needed and none is
-//! left, a released socket still closing is taken back: one in TIME-WAIT, else the one released
-//! longest ago among those that have nothing left unacknowledged (everything sent has arrived;
+//! **A closed connection gives its slot back at once.** A socket in TIME-WAIT is reused before a
+//! new one is made, as `tcp_tw_reuse` does. When a socket is needed and none is left, a
+//! released socket still closing is taken back: the one released longest ago among those that
+//! have nothing left unacknowledged (everything sent has arrived;
 //! only the FIN handshake is missing, e.g. a peer that keeps its half of the connection open
 //! after our FIN, FIN-WAIT-2). It is aborted (RST) and listens again. Closing sockets with data
 //! still in flight are taken back only when nothing else is left
@@ -329,13 +330,16 @@ impl Listener {
         self.reap(sockets, now);
     }
 
-    /// Move closing sockets that are done to the free list; abort those that lingered.
+    /// Move closing sockets that are done to the free list; abort those that lingered. A socket
+    /// in TIME-WAIT counts as done: it is reused before a new one is made, as `tcp_tw_reuse`
+    /// does (otherwise a port that takes thousands of short connections a second would keep
+    /// thousands of sockets in TIME-WAIT, each one more for smoltcp to walk per packet).
     fn reap(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
         let mut i = 0;
         while i < self.closing.len() {
             let (h, since) = self.closing[i];
             let socket = sockets.get_mut::<tcp::Socket>(h);
-            if done(socket) {
+            if done(socket) || socket.state() == State::TimeWait {
                 self.closing.swap_remove(i);
                 self.free.push(h);
                 continue;
@@ -407,8 +411,7 @@ impl Listener {
                 tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
             )));
         }
-        // TIME-WAIT first (as tcp_tw_reuse does), then the oldest with nothing unacknowledged,
-        // then, if desperate, the oldest at all.
+        // The oldest with nothing unacknowledged, then, if desperate, the oldest at all.
         let mut best: Option<(u8, Instant, usize)> = None;
         for (i, &(h, since)) in self.closing.iter().enumerate() {
             let socket = sockets.get::<tcp::Socket>(h);
