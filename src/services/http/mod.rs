@@ -120,6 +120,8 @@ pub struct Conn {
     last_progress: Instant,
     /// When the first byte of the request head now being received arrived.
     head_since: Option<Instant>,
+    /// The length of `inbuf` when its head was last found incomplete.
+    partial_at: Option<usize>,
     /// Last time the connection did something useful: opened, a request head arrived whole, a
     /// response byte was sent. What eviction ranks by: a byte of a head that never ends is not
     /// progress.
@@ -530,6 +532,7 @@ impl Protocol for Http {
             close_after: false,
             last_progress: now,
             head_since: None,
+            partial_at: None,
             last_done: now,
         }
     }
@@ -558,7 +561,16 @@ impl Protocol for Http {
                     return Step::Close;
                 }
             }
-            match request::parse(&conn.inbuf) {
+            // The same bytes parse the same way: with nothing new since the head was found
+            // incomplete, do not parse it again (10,000 slow clients would cost a parse each per
+            // turn).
+            let parsed = if conn.partial_at == Some(conn.inbuf.len()) {
+                Parsed::Partial
+            } else {
+                request::parse(&conn.inbuf)
+            };
+            conn.partial_at = None;
+            match parsed {
                 Parsed::Complete(req) => {
                     conn.inbuf.drain(..req.head_len);
                     conn.head_since = None;
@@ -579,6 +591,7 @@ impl Protocol for Http {
                     conn.close_after = true;
                 }
                 Parsed::Partial => {
+                    conn.partial_at = Some(conn.inbuf.len());
                     let room = MAX_HEAD - conn.inbuf.len().min(MAX_HEAD);
                     if socket.can_recv() && room > 0 {
                         let inbuf = &mut conn.inbuf;
