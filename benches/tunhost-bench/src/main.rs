@@ -24,6 +24,7 @@
 
 mod client;
 mod servers;
+mod slow;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
@@ -364,8 +365,9 @@ fn bench(args: &Args) -> Res<bool> {
         }
         drop(servers);
     }
+    let slow_row = slow::measure_row(&tunhost, &available, args.smoke, reps, secs);
     println!("finished {} (load {})\n", utc_now(), loadavg());
-    let ok = print_table(&rows, &available, &missing);
+    let ok = print_table(&rows, &available, &missing) & slow_row.print(&available);
     if args.smoke {
         if ok {
             println!("smoke: every row produced a number");
