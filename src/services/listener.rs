@@ -25,7 +25,7 @@
 //! still in flight are taken back only when nothing else is left
 //! ([`Listener::make_room`]). Linux, too, resets orphaned connections under pressure.
 //!
-//! **Under pressure** (no socket left for the LISTEN pool), [`Listener::short`] says how many
+//! **Under pressure** (no socket left for the LISTEN pool), [`Listener::maintain`] says how many
 //! LISTEN sockets are missing; the service ([`TcpService`](super::TcpService)) then evicts its
 //! connections that have made no progress the longest ([`Listener::evict`]).
 //!
