@@ -536,21 +536,8 @@ impl Server {
                 "--chargen",
                 "19",
             ])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-            let mut child = spawn(cmd)?;
-            let err = child.stderr.take().expect("piped");
-            wait_line(err, "serving ", &mut child)?;
-            return Ok(Server {
-                target,
-                child,
-                addr,
-                tun: Some(dev.to_string()),
-                _stdin: None,
-                persistent: None,
-            });
+            .args(flags);
+            return Server::tunhost(target, cmd);
         }
         match target {
             Target::Stock => {
@@ -622,6 +609,25 @@ impl Server {
             }
             _ => unreachable!("tunhost targets handled above"),
         }
+    }
+
+    /// Start `cmd`, a `tunhost serve` on the device of `target`, and wait for its banner.
+    fn tunhost(target: Target, mut cmd: Command) -> Res<Server> {
+        let (dev, addr, _) = target.net();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = spawn(cmd)?;
+        let err = child.stderr.take().expect("piped");
+        wait_line(err, "serving ", &mut child)?;
+        Ok(Server {
+            target,
+            child,
+            addr,
+            tun: Some(dev.to_string()),
+            _stdin: None,
+            persistent: None,
+        })
     }
 
     fn measure(&self, test: Test, secs: f64) -> Res<Sample> {

@@ -16,11 +16,11 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::{Res, Server, Target, median, spawn, wait_line};
+use crate::{Res, Server, Target, median};
 
 /// Slow clients in the full run (the smoke run uses 200).
 pub(crate) const SLOW_CLIENTS: usize = 10_000;
@@ -120,21 +120,8 @@ fn start(target: Target, tunhost: &std::path::Path) -> Res<Server> {
     let mut cmd = Command::new(tunhost);
     cmd.args(["serve", "--tun", dev, "--addr", &format!("{addr}/24")])
         .args(["--peer", &format!("{peer}/24"), "--http", "80"])
-        .args(["--http-header-timeout", "120", "--http-idle-timeout", "120"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = spawn(cmd)?;
-    let err = child.stderr.take().expect("piped");
-    wait_line(err, "serving ", &mut child)?;
-    Ok(Server {
-        target,
-        child,
-        addr,
-        tun: Some(dev.to_string()),
-        _stdin: None,
-        persistent: None,
-    })
+        .args(["--http-header-timeout", "120", "--http-idle-timeout", "120"]);
+    Server::tunhost(target, cmd)
 }
 
 /// Open `clients` slow clients to `server`, then probe with new clients for `reps` × `secs`.
