@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,9 +226,8 @@ fn raise_nofile(n: u64) -> Res<()> {
 /// The kernel's HTTP server for the row: answer every request head with a 200 page and close;
 /// hold a connection that never completes its head for as long as it stays open. One thread,
 /// epoll, non-blocking sockets; the listen backlog raised to 4096.
-pub(crate) fn serve_http(ip: Ipv4Addr) {
+pub(crate) fn serve_http(listener: TcpListener) {
     let _ = raise_nofile(4 * SLOW_CLIENTS as u64);
-    let listener = TcpListener::bind((ip, 80)).expect("bind 80");
     // SAFETY: listen(2) again on a listening socket only changes its backlog.
     unsafe { libc::listen(listener.as_raw_fd(), 4096) };
     listener.set_nonblocking(true).expect("non-blocking");
