@@ -166,3 +166,25 @@ fn the_connection_idle_longest_is_evicted_for_a_new_one() {
     assert!(port.client(d).is_active());
     assert_eq!(port.status_of(b), "HTTP/1.1 200 OK");
 }
+
+#[test]
+fn time_wait_sockets_are_reused_before_new_ones_are_made() {
+    let mut port = Port::new();
+    for i in 0..20 {
+        // HTTP/1.0: the server closes first, so its socket ends in TIME-WAIT.
+        let h = port.open();
+        port.send(h, b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(
+            port.state(h),
+            State::CloseWait,
+            "request {i}: the server closed"
+        );
+        port.client(h).close();
+        port.run(Duration::from_millis(5));
+        port.host.sockets_mut().remove(h);
+    }
+    // The 2 listening sockets and the one that served the last request, not a pile of sockets
+    // in TIME-WAIT (at most 6 here: 4 connections + 2 listening).
+    let sockets = port.host.sockets().iter().count();
+    assert!(sockets <= 3, "{sockets} sockets after 20 connections");
+}
