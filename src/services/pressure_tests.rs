@@ -1,6 +1,7 @@
 //! An HTTP port with every socket in use, on smoltcp's loopback device and the virtual clock:
-//! a closed connection gives its slot back at once (also past [`LINGER`]), and the connection
-//! idle longest is the one evicted for a new client.
+//! a closed connection gives its slot back at once (also past [`LINGER`]), the connection idle
+//! longest is the one evicted for a new client, and sockets in TIME-WAIT are reused before new
+//! ones are made.
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::phy::{Loopback, Medium};
