@@ -107,9 +107,7 @@ impl<P: Protocol> TcpService<P> {
     pub fn protocol(&self) -> &P {
         &self.protocol
     }
-}
 
-impl<P: Protocol> TcpService<P> {
     /// Reset up to `n` connections, those idle longest (at least [`EVICT_AFTER`]), so that their
     /// sockets listen again. Returns how many were evicted.
     fn evict(&mut self, sockets: &mut SocketSet<'static>, now: Instant, n: usize) -> usize {
