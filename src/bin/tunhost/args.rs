@@ -386,7 +386,7 @@ pub(crate) struct ServiceArgs {
     /// LISTEN come on top), e.g. 1024. When all are in use, closing ones are taken back and the
     /// HTTP connections idle longest are reset to make room. Bounds memory: each socket has a
     /// receive and a transmit buffer of --socket-buffer bytes.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SOCKETS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), help_heading = "Tuning")]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SOCKETS as u32, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
     max_connections: u32,
 
     /// Receive and transmit buffer of each TCP socket, in bytes, e.g. 65536. Bulk throughput is
