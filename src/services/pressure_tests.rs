@@ -25,6 +25,16 @@ struct Port {
 
 impl Port {
     fn new() -> Port {
+        Port::with(ListenerConfig {
+            backlog: 2,
+            max_sockets: 4,
+            rx_buffer: 4096,
+            tx_buffer: 4096,
+        })
+    }
+
+    /// The same with other limits.
+    fn with(tcp: ListenerConfig) -> Port {
         let clock = VirtualClock::new(Instant::ZERO);
         let config = Config {
             seed: Some(3),
@@ -33,15 +43,10 @@ impl Port {
         let mut host = Host::new(Loopback::new(Medium::Ip), clock.clone(), config).unwrap();
         let mut services = ServicesConfig {
             services: vec![ServiceSpec::Http(80)],
-            tcp: ListenerConfig {
-                backlog: 2,
-                max_sockets: 4,
-                rx_buffer: 4096,
-                tx_buffer: 4096,
-            },
+            tcp,
             ..ServicesConfig::default()
         };
-        services.http.backlog = 2;
+        services.http.backlog = tcp.backlog;
         add(&mut host, &services).unwrap();
         Port {
             host,
@@ -52,6 +57,13 @@ impl Port {
 
     /// A client connected (or connecting) to the port.
     fn open(&mut self) -> SocketHandle {
+        let h = self.connect();
+        self.run(Duration::from_millis(5));
+        h
+    }
+
+    /// A client whose SYN goes out with the host's next turn.
+    fn connect(&mut self) -> SocketHandle {
         self.next_port += 1;
         let mut s = tcp::Socket::new(
             tcp::SocketBuffer::new(vec![0; 8192]),
@@ -61,9 +73,7 @@ impl Port {
         let server = IpAddress::v4(192, 0, 2, 2);
         s.connect(iface.context(), (server, 80), self.next_port)
             .unwrap();
-        let h = sockets.add(s);
-        self.run(Duration::from_millis(5));
-        h
+        sockets.add(s)
     }
 
     fn client(&mut self, h: SocketHandle) -> &mut tcp::Socket<'static> {
@@ -188,4 +198,22 @@ fn time_wait_sockets_are_reused_before_new_ones_are_made() {
     // in TIME-WAIT (at most 6 here: 4 connections + 2 listening).
     let sockets = port.host.sockets().iter().count();
     assert!(sockets <= 3, "{sockets} sockets after 20 connections");
+}
+
+#[test]
+fn a_burst_of_300_syns_in_one_turn_is_all_accepted() {
+    // The default limits, small buffers: 300 SYNs reach the host at once (the loopback device
+    // holds them all), more than the 64 sockets kept listening; the pool is refilled after
+    // every 64 packets, and the handshakes in flight may grow to the backlog (4096).
+    let mut port = Port::with(ListenerConfig {
+        rx_buffer: 4096,
+        tx_buffer: 4096,
+        ..ListenerConfig::default()
+    });
+    let clients: Vec<SocketHandle> = (0..300).map(|_| port.connect()).collect();
+    port.run(Duration::from_millis(20));
+    for (i, &h) in clients.iter().enumerate() {
+        assert_eq!(port.state(h), State::Established, "client {i}");
+    }
+    assert_eq!(port.status_of(clients[299]), "HTTP/1.1 200 OK");
 }
