@@ -24,6 +24,7 @@
 
 mod client;
 mod servers;
+mod slow;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
@@ -364,8 +365,9 @@ fn bench(args: &Args) -> Res<bool> {
         }
         drop(servers);
     }
+    let slow_row = slow::measure_row(&tunhost, &available, args.smoke, reps, secs);
     println!("finished {} (load {})\n", utc_now(), loadavg());
-    let ok = print_table(&rows, &available, &missing);
+    let ok = print_table(&rows, &available, &missing) & slow_row.print(&available);
     if args.smoke {
         if ok {
             println!("smoke: every row produced a number");
@@ -534,21 +536,8 @@ impl Server {
                 "--chargen",
                 "19",
             ])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-            let mut child = spawn(cmd)?;
-            let err = child.stderr.take().expect("piped");
-            wait_line(err, "serving ", &mut child)?;
-            return Ok(Server {
-                target,
-                child,
-                addr,
-                tun: Some(dev.to_string()),
-                _stdin: None,
-                persistent: None,
-            });
+            .args(flags);
+            return Server::tunhost(target, cmd);
         }
         match target {
             Target::Stock => {
@@ -620,6 +609,25 @@ impl Server {
             }
             _ => unreachable!("tunhost targets handled above"),
         }
+    }
+
+    /// Start `cmd`, a `tunhost serve` on the device of `target`, and wait for its banner.
+    fn tunhost(target: Target, mut cmd: Command) -> Res<Server> {
+        let (dev, addr, _) = target.net();
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = spawn(cmd)?;
+        let err = child.stderr.take().expect("piped");
+        wait_line(err, "serving ", &mut child)?;
+        Ok(Server {
+            target,
+            child,
+            addr,
+            tun: Some(dev.to_string()),
+            _stdin: None,
+            persistent: None,
+        })
     }
 
     fn measure(&self, test: Test, secs: f64) -> Res<Sample> {

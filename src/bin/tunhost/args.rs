@@ -10,7 +10,8 @@ use tunhost::link::kernel::network;
 use tunhost::link::{Conflict, KernelView, Kind, TunTapConfig, tuntap};
 use tunhost::live::{TraceSpec, TraceTarget};
 use tunhost::pcap::{Format, TraceConfig};
-use tunhost::services::http::{DEFAULT_BACKLOG, HttpConfig};
+use tunhost::services::http::HttpConfig;
+use tunhost::services::listener::{DEFAULT_BACKLOG, DEFAULT_MAX_SOCKETS};
 use tunhost::services::{ListenerConfig, ServiceSpec, ServicesConfig};
 use tunhost::smoltcp::time::Duration;
 use tunhost::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
@@ -413,14 +414,22 @@ pub(crate) struct ServiceArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs, help_heading = "HTTP")]
     http_idle_timeout: f64,
 
-    /// TCP connections that can wait for the host per port (sockets kept in LISTEN), e.g. 256.
-    /// [default: 64, and 128 on HTTP ports]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Tuning")]
-    backlog: Option<u32>,
+    /// Answer 408 and close when a request head has not arrived whole SECONDS after its first
+    /// byte, however slowly it trickles (as nginx's client_header_timeout).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs, help_heading = "HTTP")]
+    http_header_timeout: f64,
 
-    /// Most TCP sockets per service port (listening + open + closing), e.g. 1024. Bounds memory:
-    /// each socket has a receive and a transmit buffer of --socket-buffer bytes.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
+    /// TCP handshakes that can be in flight per port at once (SYN received, not yet
+    /// established), as the backlog of listen(2), e.g. 256. Sockets are put in LISTEN 64 at a
+    /// time as SYNs take them.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG as u32, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
+    backlog: u32,
+
+    /// Most TCP connections per service port (handshakes + open + closing; 64 sockets kept in
+    /// LISTEN come on top), e.g. 1024. When all are in use, closing ones are taken back and the
+    /// HTTP connections idle longest are reset to make room. Bounds memory: each socket has a
+    /// receive and a transmit buffer of --socket-buffer bytes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SOCKETS as u32, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
     max_connections: u32,
 
     /// Receive and transmit buffer of each TCP socket, in bytes, e.g. 65536. Bulk throughput is
@@ -456,21 +465,20 @@ impl ServiceArgs {
                 ServiceSpec::Http(80),
             ];
         }
-        let backlog = self
-            .backlog
-            .map_or(ListenerConfig::default().backlog, |b| b as usize);
+        let backlog = self.backlog as usize;
         ServicesConfig {
             services,
             tcp: ListenerConfig {
                 backlog,
-                max_sockets: (self.max_connections as usize).max(backlog),
+                max_sockets: self.max_connections as usize,
                 rx_buffer: self.socket_buffer as usize,
                 tx_buffer: self.socket_buffer as usize,
             },
             http: HttpConfig {
                 root: self.root.clone(),
                 idle_timeout: duration(self.http_idle_timeout),
-                backlog: self.backlog.map_or(DEFAULT_BACKLOG, |b| b as usize),
+                header_timeout: duration(self.http_header_timeout),
+                backlog,
                 epoch: None,
                 dotfiles: self.dotfiles,
             },
