@@ -136,7 +136,6 @@ mod tests {
                 port: 7,
             }
             .into(),
-            ReplayError::UnknownMac.into(),
             ReplayError::MacOnIpCapture.into(),
             Error::File {
                 path: "trace.pcapng".into(),

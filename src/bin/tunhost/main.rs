@@ -160,7 +160,6 @@ impl From<Error> for Failure {
                 format!(" (use --{} {device}, or another name)", wanted.other())
             }
             Error::Link(LinkError::Permission { .. }) => " (try sudo)".to_string(),
-            Error::Replay(ReplayError::UnknownMac) => ": give it with --mac".to_string(),
             Error::Replay(ReplayError::MacOnIpCapture) => {
                 return Failure(
                     "--mac is for Ethernet captures; this capture holds IP packets (replayed \
