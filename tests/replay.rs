@@ -186,7 +186,10 @@ fn replay_cli_rejects_bad_input_in_one_line() {
     std::fs::write(&wifi, &hdr).unwrap();
     for (file, says) in [
         (text.as_str(), "not a pcap or pcapng capture"),
-        (wifi.as_str(), "unsupported link type 105 (LINKTYPE_IEEE802_11)"),
+        (
+            wifi.as_str(),
+            "unsupported link type 105 (LINKTYPE_IEEE802_11)",
+        ),
         ("/nonexistent/in.pcap", "cannot read /nonexistent/in.pcap"),
     ] {
         let (code, err) = tunhost(&["replay", file, "--addr", "192.0.2.2/24"]);

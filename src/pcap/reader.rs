@@ -396,7 +396,9 @@ impl<R: Read> CaptureReader<R> {
                         self.record = 1;
                         Ok(())
                     }
-                    Err(CaptureError::Truncated { .. }) => Err(CaptureError::Truncated { record: 0 }),
+                    Err(CaptureError::Truncated { .. }) => {
+                        Err(CaptureError::Truncated { record: 0 })
+                    }
                     Err(CaptureError::Malformed { reason, .. }) => Err(malformed(0, reason)),
                     Err(CaptureError::Read { reason, .. }) => {
                         Err(CaptureError::Read { record: 0, reason })
@@ -584,9 +586,8 @@ impl<R: Read> CaptureReader<R> {
                 PCAPNG_BOM => Order { big: true },
                 m if m.swap_bytes() == PCAPNG_BOM => Order { big: false },
                 _ => {
-                    return Err(self.untrusted(
-                        "a section header without the pcapng byte-order magic".into(),
-                    ));
+                    return Err(self
+                        .untrusted("a section header without the pcapng byte-order magic".into()));
                 }
             },
             (Kind::PcapNg { order, .. }, false) => *order,
@@ -676,7 +677,13 @@ impl<R: Read> CaptureReader<R> {
                 let snaplen = interfaces.first().map_or(u32::MAX, |i| i.snaplen);
                 let room = (b.len() - 4) as u32;
                 let snaplen = if snaplen == 0 { u32::MAX } else { snaplen };
-                (0, None, original_len.min(room).min(snaplen), original_len, 4)
+                (
+                    0,
+                    None,
+                    original_len.min(room).min(snaplen),
+                    original_len,
+                    4,
+                )
             }
             _ => return Ok(None),
         };
@@ -834,7 +841,11 @@ mod tests {
                 "{format:?}: {:?}",
                 cut.damage
             );
-            assert!(cut.damage.to_string().contains("truncated"), "{}", cut.damage);
+            assert!(
+                cut.damage.to_string().contains("truncated"),
+                "{}",
+                cut.damage
+            );
             assert!(Capture::parse(&full).unwrap().damage.is_clean());
             assert_eq!(
                 Capture::parse(&full[..10]).unwrap_err(),
@@ -919,7 +930,13 @@ mod tests {
 
     #[test]
     fn classic_link_types_use_their_low_16_bits() {
-        for linktype in [0x3000_0001, 0x4000_0001, 0x0400_0001, 0x3000_0065, 0x3000_00e5] {
+        for linktype in [
+            0x3000_0001,
+            0x4000_0001,
+            0x0400_0001,
+            0x3000_0065,
+            0x3000_00e5,
+        ] {
             let cap = Capture::parse(&pcap(linktype, &[(1, 0, &[0x45; 24])])).unwrap();
             assert_eq!(cap.packets.len(), 1, "{linktype:#x}");
             let want = if linktype & 0xffff == 1 {
@@ -932,7 +949,10 @@ mod tests {
         }
         // LT_FCS_LENGTH_PRESENT with 2 words: a 4-byte FCS at the end of each frame, stripped.
         let cap = Capture::parse(&pcap(0x2400_0001, &[(1, 0, &[1; 64])])).unwrap();
-        assert_eq!((cap.packets[0].data.len(), cap.packets[0].original_len), (60, 60));
+        assert_eq!(
+            (cap.packets[0].data.len(), cap.packets[0].original_len),
+            (60, 60)
+        );
     }
 
     #[test]
@@ -947,7 +967,12 @@ mod tests {
         // Options with no end marker in the section header, the interface and the packet.
         let mut file = shb(&option(4, b"a writer"));
         file.extend(idb(101, &option(9, &[6])));
-        file.extend(epb(0, 2_000_001, &[0x45; 20], &option(2, &2u32.to_le_bytes())));
+        file.extend(epb(
+            0,
+            2_000_001,
+            &[0x45; 20],
+            &option(2, &2u32.to_le_bytes()),
+        ));
         let cap = Capture::parse(&file).unwrap();
         assert_eq!(cap.packets.len(), 1);
         let p = &cap.packets[0];
@@ -988,7 +1013,12 @@ mod tests {
 
     #[test]
     fn loopback_and_ppp_link_types_are_read() {
-        for (linktype, link) in [(0, Link::Null), (108, Link::Loop), (9, Link::Ppp), (50, Link::Ppp)] {
+        for (linktype, link) in [
+            (0, Link::Null),
+            (108, Link::Loop),
+            (9, Link::Ppp),
+            (50, Link::Ppp),
+        ] {
             let cap = Capture::parse(&pcap(linktype, &[(1, 0, &[0; 24])])).unwrap();
             assert_eq!(cap.packets[0].link, link);
             let mut file = shb(&[]);

@@ -629,7 +629,9 @@ impl StagedFile {
         if self.staged == self.path {
             return Ok(());
         }
-        let done = file.sync_all().and_then(|()| std::fs::rename(&self.staged, &self.path));
+        let done = file
+            .sync_all()
+            .and_then(|()| std::fs::rename(&self.staged, &self.path));
         if done.is_err() {
             let _ = std::fs::remove_file(&self.staged);
         }
@@ -1031,7 +1033,10 @@ mod tests {
         let whole = whole_packets(&data) as u64;
         let damage = Capture::parse(&data).unwrap().damage;
         assert!(
-            matches!(damage.stopped, Some(crate::pcap::CaptureError::Truncated { .. })),
+            matches!(
+                damage.stopped,
+                Some(crate::pcap::CaptureError::Truncated { .. })
+            ),
             "{damage:?}"
         );
         assert_eq!(

@@ -34,8 +34,7 @@ pub use error::{ReplayError, Result};
 use crate::host::{Clock, Config, Host, HostError, VirtualClock};
 use crate::link::device::{RxToken, base_capabilities};
 use crate::pcap::{
-    Capture, CaptureReader, Damage, Direction, Link, Packet, Pcap, TraceConfig,
-    TraceStats,
+    Capture, CaptureReader, Damage, Direction, Link, Packet, Pcap, TraceConfig, TraceStats,
 };
 use crate::services::{self, ServicesConfig};
 
@@ -634,10 +633,7 @@ fn learn_mac(packets: &mut impl Packets, config: &Config) -> Result<Option<Ether
         if src.is_unicast() && d.sender_ip().is_some_and(mine) {
             return Ok(Some(src));
         }
-        if to_host.is_none()
-            && dst.is_unicast()
-            && d.header_ips().is_some_and(|(_, to)| mine(to))
-        {
+        if to_host.is_none() && dst.is_unicast() && d.header_ips().is_some_and(|(_, to)| mine(to)) {
             to_host = Some(dst);
         }
     }
