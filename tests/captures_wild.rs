@@ -12,7 +12,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TUNHOST, tunhost};
-use tools::{Scratch, tool, tshark_fields};
+use tools::{Scratch, captures_dir, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
+use tunhost::Config;
+use tunhost::replay::{ReplayConfig, replay as replay_capture};
+use tunhost::services::{ServiceSpec, ServicesConfig};
 
 const HOST: [u8; 4] = [192, 0, 2, 2];
 const PEER: [u8; 4] = [192, 0, 2, 1];
@@ -432,6 +435,15 @@ fn a_refused_replay_leaves_an_existing_output_file_alone() {
     assert_eq!(hidden(&dir), Vec::<String>::new());
 }
 
+/// Removes a (large) file when dropped, even if the test fails.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// A Raw IP capture of about `size` bytes, written quickly in large chunks: records of 64 KiB
 /// IP packets to another host, and every 1024th a ping to the host. How many pings.
 fn big_capture(path: &Path, size: u64) -> u64 {
@@ -468,6 +480,7 @@ fn big_capture(path: &Path, size: u64) -> u64 {
 fn replays_in_constant_memory(test: &str, size: u64) {
     let dir = Scratch::new(test);
     let input = dir.path("big.pcap");
+    let _remove = RemoveOnDrop(input.clone().into());
     let start = Instant::now();
     let pings = big_capture(Path::new(&input), size);
     eprintln!("{test}: wrote {size} bytes in {:?}", start.elapsed());
@@ -524,7 +537,6 @@ fn replays_in_constant_memory(test: &str, size: u64) {
     let peak_mib = peak_kib / 1024;
     eprintln!("{test}: replayed in {took:?}, peak RSS {peak_mib} MiB");
     assert!(peak_mib < 64, "peak RSS {peak_mib} MiB");
-    std::fs::remove_file(&input).unwrap();
     // The trace holds each ping fed in and its reply.
     assert_eq!(tshark_count(&out), 2 * pings as usize);
 }
@@ -539,4 +551,50 @@ fn a_256_mib_capture_replays_in_constant_memory() {
             cargo test --test captures_wild -- --ignored"]
 fn a_2_gib_capture_replays_in_constant_memory() {
     replays_in_constant_memory("wild-2gib", 2 << 30);
+}
+
+/// The captures of captures/ derived from ping-tcpdump.pcap (`cargo xtask derive-captures`):
+/// tshark dissects their link layer, and their replay gives the echo replies the live host sent.
+#[test]
+fn loopback_and_ppp_captures_of_captures_replay_to_the_live_replies() {
+    let dir = captures_dir();
+    let live: Vec<Vec<u8>> = read_capture(&dir.join("ping-tcpdump.pcap").to_string_lossy())
+        .packets
+        .iter()
+        .filter_map(|p| icmp_echo_reply(l3(p)).map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(live.len(), 3);
+    for (name, protocols) in [
+        ("ping-null.pcap", "null:ip:icmp"),
+        ("ping-loop.pcap", "null:ip:icmp"),
+        ("ping-ppp.pcapng", "ppp:ip:icmp"),
+    ] {
+        let path = dir.join(name).to_string_lossy().into_owned();
+        let dissected = tshark_fields(&path, "", &["frame.protocols"]);
+        assert_eq!(dissected.len(), 6, "{name}");
+        assert!(
+            dissected.iter().all(|p| p[0].starts_with(protocols)),
+            "{name}: {dissected:?}"
+        );
+        let cap = read_capture(&path);
+        let host = Config {
+            addrs: vec!["192.0.2.2/24".parse().unwrap()],
+            ..Config::default()
+        };
+        let services = ServicesConfig {
+            services: vec![ServiceSpec::Echo(7)],
+            ..ServicesConfig::default()
+        };
+        let config = ReplayConfig {
+            keep_output: true,
+            ..ReplayConfig::new(host, services)
+        };
+        let r = replay_capture::<Vec<u8>>(&cap, &config, None).expect("replay");
+        let replies: Vec<Vec<u8>> = r
+            .output
+            .iter()
+            .filter_map(|(_, p)| icmp_echo_reply(p).map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(replies, live, "{name}: {}", r.summary);
+    }
 }

@@ -304,3 +304,142 @@ fn closed_port() -> Result {
     u.send(b"anyone there?").context("send to 192.0.2.2:9")?;
     refused("UDP to 192.0.2.2:9", u.recv(&mut [0; 16]))
 }
+
+/// A capture of captures/ made from another by putting its packets under another link header
+/// (link types that a Linux TUN/TAP device never has): its name, its format, the pcap link type
+/// and the header before each IP packet.
+type Derived = (&'static str, Format, u32, &'static [u8]);
+
+/// Classic pcap or pcapng, for [`DERIVED`].
+#[derive(Clone, Copy)]
+enum Format {
+    Pcap,
+    PcapNg,
+}
+
+/// The source of the derived captures: the kernel's tcpdump on `tun0` (Raw IP).
+const DERIVED_FROM: &str = "ping-tcpdump.pcap";
+
+#[rustfmt::skip]
+const DERIVED: &[Derived] = &[
+    // BSD loopback: AF_INET in the byte order of the writer (a little-endian machine).
+    ("ping-null.pcap", Format::Pcap, 0, &[2, 0, 0, 0]),
+    // OpenBSD loopback: AF_INET in network byte order.
+    ("ping-loop.pcap", Format::Pcap, 108, &[0, 0, 0, 2]),
+    // PPP: address 0xff, control 0x03, protocol 0x0021 (IPv4).
+    ("ping-ppp.pcapng", Format::PcapNg, 9, &[0xff, 0x03, 0x00, 0x21]),
+];
+
+/// Write the derived captures of captures/ (see captures/README.md): [`DERIVED_FROM`]'s packets,
+/// with the same times, under the link headers of [`DERIVED`]. Needs no privileges; the same
+/// source gives the same bytes.
+pub(crate) fn derive(root: &Path) -> Result {
+    let dir = root.join("captures");
+    let source = dir.join(DERIVED_FROM);
+    let cap = Capture::parse(&read(&source)?).context(source.display())?;
+    for &(name, format, linktype, header) in DERIVED {
+        let packets: Vec<(Duration, Vec<u8>)> = cap
+            .packets
+            .iter()
+            .map(|p| (p.timestamp, [header, &p.data[..]].concat()))
+            .collect();
+        let bytes = match format {
+            Format::Pcap => pcap_file(linktype, &packets),
+            Format::PcapNg => pcapng_file(linktype as u16, &packets),
+        };
+        crate::write(&dir.join(name), &bytes)?;
+        eprintln!("captures/{name}: {} packets", packets.len());
+    }
+    Ok(())
+}
+
+/// A classic pcap file (little-endian, microseconds, snap length 262144).
+fn pcap_file(linktype: u32, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
+    let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    f.extend(262_144u32.to_le_bytes());
+    f.extend(linktype.to_le_bytes());
+    for (t, p) in packets {
+        let fields = [
+            t.as_secs() as u32,
+            t.subsec_micros(),
+            p.len() as u32,
+            p.len() as u32,
+        ];
+        fields.iter().for_each(|v| f.extend(v.to_le_bytes()));
+        f.extend(p);
+    }
+    f
+}
+
+/// A pcapng block (little-endian), its body padded to 4 bytes.
+fn pcapng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
+    let len = 12 + body.len().next_multiple_of(4) as u32;
+    let mut b = block_type.to_le_bytes().to_vec();
+    b.extend(len.to_le_bytes());
+    b.extend(body);
+    b.resize(len as usize - 4, 0);
+    b.extend(len.to_le_bytes());
+    b
+}
+
+/// A pcapng file: one section, one interface (`ppp0`, microseconds), one Enhanced Packet Block
+/// each.
+fn pcapng_file(linktype: u16, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend([1, 0, 0, 0]);
+    shb.extend((-1i64).to_le_bytes());
+    let mut f = pcapng_block(0x0a0d_0d0a, &shb);
+    let mut idb = linktype.to_le_bytes().to_vec();
+    idb.extend([0, 0]);
+    idb.extend(262_144u32.to_le_bytes());
+    // if_name "ppp0" and if_tsresol 6, and no opt_endofopt after them: some writers leave it
+    // out, and tshark reads such lists.
+    idb.extend([2, 0, 4, 0]);
+    idb.extend(b"ppp0");
+    idb.extend([9, 0, 1, 0, 6, 0, 0, 0]);
+    f.extend(pcapng_block(1, &idb));
+    for (t, p) in packets {
+        let micros = t.as_micros() as u64;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend(((micros >> 32) as u32).to_le_bytes());
+        epb.extend((micros as u32).to_le_bytes());
+        epb.extend((p.len() as u32).to_le_bytes());
+        epb.extend((p.len() as u32).to_le_bytes());
+        epb.extend(p);
+        f.extend(pcapng_block(6, &epb));
+    }
+    f
+}
+
+/// Seeds of the capture fuzz targets with what captures from the wild have and captures/ does
+/// not: [`DERIVED_FROM`]'s packets under a link type with its upper bits set, in Ethernet frames
+/// with a VLAN tag and an FCS (said by the link type's FCS bits), and with a microseconds field
+/// of a second or more.
+pub(crate) fn wild_seeds(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let source = root.join("captures").join(DERIVED_FROM);
+    let cap = Capture::parse(&read(&source)?).context(source.display())?;
+    let packets = |header: &[u8], trailer: &[u8]| -> Vec<(Duration, Vec<u8>)> {
+        cap.packets
+            .iter()
+            .map(|p| (p.timestamp, [header, &p.data[..], trailer].concat()))
+            .collect()
+    };
+    let vlan = [&[
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x0a, 0x08, 0x00,
+    ][..]]
+    .concat();
+    let mut subsecond = pcap_file(101, &packets(&[], &[]));
+    // The first record's microseconds field: 1.5 s.
+    subsecond[24 + 4..24 + 8].copy_from_slice(&1_500_000u32.to_le_bytes());
+    Ok(vec![
+        (
+            "wild-linktype-bits.pcap".into(),
+            pcap_file(0x3000_0065, &packets(&[], &[])),
+        ),
+        (
+            "wild-vlan-fcs.pcap".into(),
+            pcap_file(0x2400_0001, &packets(&vlan, &[0; 4])),
+        ),
+        ("wild-subsecond.pcap".into(), subsecond),
+    ])
+}
