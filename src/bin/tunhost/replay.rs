@@ -19,6 +19,11 @@ The host runs on a virtual clock that follows the capture's timestamps: no devic
 the same capture with the same --seed (default 0) always gives the same --pcap output, byte for
 byte. TCP sessions replay faithfully when --seed is the seed the live host had.
 
+The capture is streamed (any size, constant memory). Malformed records are skipped and counted; a
+capture cut short replays up to the cut, with a warning. With no --mac and no unicast frame to
+learn the host's MAC from, an Ethernet replay runs with a MAC of its own. --pcap FILE is written
+beside FILE and renamed into place at the end: a failed replay leaves an existing FILE as it was.
+
 Examples:
   tunhost replay captures/ping.pcapng --addr 192.0.2.2/24 --pcap out.pcapng
   sudo tcpdump -i tun0 -w live.pcap & ...; tunhost replay live.pcap --addr 192.0.2.2/24
