@@ -1072,7 +1072,7 @@ mod tests {
         assert_eq!(r.next_packet().unwrap().unwrap().data.len(), 20);
         r.rewind().unwrap();
         let mut n = 0;
-        while let Some(_) = r.next_packet().unwrap() {
+        while r.next_packet().unwrap().is_some() {
             n += 1;
         }
         assert_eq!(n, 2);

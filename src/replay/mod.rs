@@ -1075,4 +1075,102 @@ mod tests {
         assert!(a.len() > 5 * 60);
         assert_eq!(a, b);
     }
+
+    #[test]
+    fn link_headers_are_taken_off() {
+        let ip4 = ping(
+            Ipv4Address::new(192, 0, 2, 1),
+            Ipv4Address::new(192, 0, 2, 2),
+            1,
+        );
+        let mut ip6 = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
+        ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 12]));
+        ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[2]));
+        let cases: [(Link, &[u8], &[u8], u16); 9] = [
+            (Link::Null, &[2, 0, 0, 0], &ip4, ETHERTYPE_IPV4),
+            (Link::Null, &[0, 0, 0, 2], &ip4, ETHERTYPE_IPV4),
+            // AF_INET6 as FreeBSD (28) and macOS (30) number it.
+            (Link::Null, &[28, 0, 0, 0], &ip6, ETHERTYPE_IPV6),
+            (Link::Loop, &[0, 0, 0, 30], &ip6, ETHERTYPE_IPV6),
+            (Link::Ppp, &[0xff, 0x03, 0x00, 0x21], &ip4, ETHERTYPE_IPV4),
+            // Address and control left out, the protocol compressed to one byte.
+            (Link::Ppp, &[0x21], &ip4, ETHERTYPE_IPV4),
+            (Link::Ppp, &[0x00, 0x57], &ip6, ETHERTYPE_IPV6),
+            // An 802.1ad tag, an 802.1Q tag, then IPv4.
+            (
+                Link::Ethernet,
+                &[
+                    2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xa8, 0, 1, 0x81, 0, 0, 2, 8, 0,
+                ],
+                &ip4,
+                ETHERTYPE_IPV4,
+            ),
+            // Two MPLS labels, the second the bottom of the stack.
+            (
+                Link::Ethernet,
+                &[
+                    2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0x47, 0, 1, 0, 64, 0, 2, 1, 64,
+                ],
+                &ip4,
+                ETHERTYPE_IPV4,
+            ),
+        ];
+        for (link, header, ip, ethertype) in cases {
+            let data = [header, ip].concat();
+            let d = decode(link, &data).expect("decodes");
+            assert_eq!((d.ethertype, d.l3), (ethertype, ip), "{link:?} {header:?}");
+            assert!(d.header_ips().is_some(), "{link:?} {header:?}");
+        }
+        // Cut short: the addresses come from the header alone.
+        let d = decode(Link::Raw, &ip4[..20]).unwrap();
+        assert!(d.ips().is_none());
+        assert_eq!(
+            d.header_ips().map(|(_, dst)| dst),
+            Some(Ipv4Address::new(192, 0, 2, 2).into())
+        );
+    }
+
+    #[test]
+    fn with_nothing_to_learn_an_ethernet_replay_has_a_mac_of_its_own() {
+        let me = Ipv4Address::new(192, 0, 2, 2);
+        let peer = Ipv4Address::new(192, 0, 2, 1);
+        // A ping to the host's address in a multicast frame, and a frame "from" the host whose
+        // source MAC is a multicast one: neither gives the host's MAC.
+        let to_other = [
+            &[1, 0, 0x5e, 0, 0, 9, 2, 0, 0, 0, 0, 1, 8, 0][..],
+            &ping(peer, me, 1),
+        ]
+        .concat();
+        let multicast = [
+            &[2, 0, 0, 0, 0, 1, 1, 0, 0x5e, 0, 0, 1, 8, 0][..],
+            &ping(me, peer, 1),
+        ]
+        .concat();
+        let capture = Capture {
+            format: crate::pcap::Format::Pcap,
+            damage: Damage::default(),
+            packets: [to_other, multicast]
+                .into_iter()
+                .enumerate()
+                .map(|(i, data)| Packet {
+                    link: Link::Ethernet,
+                    ..packet(i as u64, data)
+                })
+                .collect(),
+        };
+        let r = replay::<Vec<u8>>(
+            &capture,
+            &ReplayConfig::new(host(), ServicesConfig::default()),
+            None,
+        )
+        .unwrap();
+        assert_eq!((r.mac, r.mac_origin), (Some(OWN_MAC), Some(MacOrigin::Own)));
+        assert_eq!(r.summary.fed, 1, "{}", r.summary);
+        assert_eq!(r.summary.ignored[&Ignored::NotForHost], 1, "{}", r.summary);
+        assert_eq!(r.summary.addressed, 1);
+        assert!(
+            r.summary.destinations.is_empty(),
+            "some packet is for the host"
+        );
+    }
 }
