@@ -7,11 +7,14 @@
 mod common;
 mod tools;
 
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TUNHOST, tunhost};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tools::{Scratch, captures_dir, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
 use tunhost::Config;
 use tunhost::replay::{ReplayConfig, replay as replay_capture};
@@ -475,8 +478,9 @@ fn big_capture(path: &Path, size: u64) -> u64 {
     pings
 }
 
-/// Replay a generated capture of `size` bytes with `--pcap` over an existing file: killed while
-/// it runs, the existing file stays; run to the end, its peak RSS stays under 64 MiB.
+/// Replay a generated capture of `size` bytes with `--pcap` over an existing file: killed or
+/// interrupted while it runs, the existing file stays (and an interrupted one removes its staged
+/// file); run to the end, its peak RSS stays under 64 MiB.
 fn replays_in_constant_memory(test: &str, size: u64) {
     let dir = Scratch::new(test);
     let input = dir.path("big.pcap");
@@ -509,6 +513,22 @@ fn replays_in_constant_memory(test: &str, size: u64) {
     child.wait().unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), b"yesterday's trace");
     let _ = std::fs::remove_file(&staged);
+    // Interrupted: it dies of the signal as before, and takes its staged file with it.
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        let mut child = run();
+        let staged = dir
+            .0
+            .join(format!(".out.pcapng.tunhost-{}.partial", child.id()));
+        while !staged.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(staged.exists(), "the replay stages its trace");
+        kill(Pid::from_raw(child.id() as i32), sig).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(sig as i32), "{sig}: {status}");
+        assert!(!staged.exists(), "{sig}: the staged trace is removed");
+        assert_eq!(std::fs::read(&out).unwrap(), b"yesterday's trace");
+    }
     // Run to the end, reading its peak RSS (VmHWM) until it exits: the RSS of the replay
     // itself (a `wait4` rusage would also count the test process's pages before the exec).
     let start = Instant::now();

@@ -621,6 +621,11 @@ impl StagedFile {
         &self.staged
     }
 
+    /// Whether it is written beside its final name (`false`: in place, not a regular file).
+    pub fn is_staged(&self) -> bool {
+        self.staged != self.path
+    }
+
     /// Write it to disk and rename it into place.
     pub fn commit(mut self) -> io::Result<()> {
         let Some(file) = self.file.take() else {

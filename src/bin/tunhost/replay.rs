@@ -1,10 +1,15 @@
 //! `tunhost replay`: a capture through the host, offline, on a virtual clock.
 
+use std::ffi::CString;
 use std::fs::File;
-use std::path::PathBuf;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::Args;
+use nix::sys::signal::{SigSet, Signal};
 use tunhost::Config;
 use tunhost::live::TraceTarget;
 use tunhost::pcap::{CaptureReader, StagedFile, Timestamps, TraceConfig};
@@ -66,6 +71,41 @@ pub(crate) struct ReplayArgs {
     log: LogArgs,
 }
 
+/// The staged trace, for the signal handlers to remove (set once it exists).
+static STAGED: OnceLock<CString> = OnceLock::new();
+
+/// Create the staged trace of `path` so that SIGINT, SIGTERM or SIGHUP remove it before the
+/// process dies of them as it would anyway: an interrupted replay leaves neither a replaced file
+/// nor a stray staged one. The signals are held back while the file is made and its name kept.
+fn create_staged(path: &Path) -> io::Result<StagedFile> {
+    let signals = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP];
+    let held: SigSet = signals.into_iter().collect();
+    held.thread_block().map_err(io::Error::from)?;
+    let staged = (|| {
+        for sig in signals {
+            let sig = sig as libc::c_int;
+            // SAFETY: the action calls only unlink(2) and signal-hook's emulation of the default
+            // action, both async-signal-safe, on a name stored before the signals are let in.
+            unsafe {
+                signal_hook::low_level::register(sig, move || {
+                    if let Some(staged) = STAGED.get() {
+                        libc::unlink(staged.as_ptr());
+                    }
+                    let _ = signal_hook::low_level::emulate_default_handler(sig);
+                })
+            }?;
+        }
+        let file = StagedFile::create(path)?;
+        if file.is_staged() {
+            let name = CString::new(file.staged_path().as_os_str().as_bytes())?;
+            let _ = STAGED.set(name);
+        }
+        Ok(file)
+    })();
+    let _ = held.thread_unblock();
+    staged
+}
+
 /// Where the replayed host's trace goes.
 enum Output {
     None,
@@ -115,7 +155,7 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
             let label = spec.label();
             let out = match &spec.target {
                 TraceTarget::Stdout => spec.open().map(Output::Stdout),
-                TraceTarget::File(p) => StagedFile::create(p)
+                TraceTarget::File(p) => create_staged(p)
                     .map(|f| Output::File(f, label.clone()))
                     .map_err(|source| tunhost::Error::File {
                         path: label.clone(),
