@@ -9,14 +9,15 @@ mod tools;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{TUNHOST, tunhost};
+use common::{TUNHOST, run, spawn, tunhost};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tools::{Scratch, captures_dir, icmp_echo_reply, l3, read_capture, tool, tshark_fields};
 use tunhost::Config;
+use tunhost::fuzzing::capture_files::{self as files, pcap_record, pcapng_option as option};
 use tunhost::replay::{ReplayConfig, replay as replay_capture};
 use tunhost::services::{ServiceSpec, ServicesConfig};
 
@@ -76,75 +77,26 @@ fn arp_request(target: [u8; 4]) -> Vec<u8> {
     ethernet([0xff; 6], PEER_MAC, 0x0806, &arp)
 }
 
-/// A classic pcap file (little-endian, microseconds) of `linktype` with one record per packet,
-/// a second apart.
+/// A classic pcap file of `linktype` with one record per packet, a second apart.
 fn pcap(linktype: u32, packets: &[Vec<u8>]) -> Vec<u8> {
-    let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
-    f.extend([0; 8]);
-    f.extend(262_144u32.to_le_bytes());
-    f.extend(linktype.to_le_bytes());
+    let mut f = files::pcap_header(linktype);
     for (i, p) in packets.iter().enumerate() {
         pcap_record(&mut f, 1_700_000_000 + i as u32, 0, p);
     }
     f
 }
 
-fn pcap_record(f: &mut Vec<u8>, secs: u32, micros: u32, p: &[u8]) {
-    for v in [secs, micros, p.len() as u32, p.len() as u32] {
-        f.extend(v.to_le_bytes());
-    }
-    f.extend(p);
-}
-
-/// A pcapng block (little-endian), its body padded to 4 bytes.
-fn block(block_type: u32, body: &[u8]) -> Vec<u8> {
-    let len = 12 + body.len().next_multiple_of(4) as u32;
-    let mut b = block_type.to_le_bytes().to_vec();
-    b.extend(len.to_le_bytes());
-    b.extend(body);
-    b.resize(len as usize - 4, 0);
-    b.extend(len.to_le_bytes());
-    b
-}
-
-/// One pcapng option, padded.
-fn option(code: u16, value: &[u8]) -> Vec<u8> {
-    let mut o = code.to_le_bytes().to_vec();
-    o.extend((value.len() as u16).to_le_bytes());
-    o.extend(value);
-    o.resize(4 + value.len().next_multiple_of(4), 0);
-    o
-}
-
 /// A pcapng file: one section, one interface of `linktype`, one Enhanced Packet Block per
 /// packet. Every option list ends without `opt_endofopt` when `no_end` is set.
 fn pcapng(linktype: u16, packets: &[Vec<u8>], no_end: bool) -> Vec<u8> {
-    let end = if no_end { vec![] } else { vec![0; 4] };
-    let mut shb = 0x1a2b3c4du32.to_le_bytes().to_vec();
-    shb.extend([1, 0, 0, 0]);
-    shb.extend((-1i64).to_le_bytes());
-    shb.extend(option(4, b"a writer from the wild"));
-    shb.extend(&end);
-    let mut f = block(0x0a0d0d0a, &shb);
-    let mut idb = linktype.to_le_bytes().to_vec();
-    idb.extend([0, 0]);
-    idb.extend(262_144u32.to_le_bytes());
-    idb.extend(option(2, b"eth0"));
-    idb.extend(option(9, &[6]));
-    idb.extend(&end);
-    f.extend(block(1, &idb));
+    let end = if no_end { vec![] } else { option(0, &[]) };
+    let mut f = files::pcapng_shb(&[option(4, b"a writer from the wild"), end.clone()].concat());
+    let idb = [option(2, b"eth0"), option(9, &[6]), end.clone()].concat();
+    f.extend(files::pcapng_idb(linktype, &idb));
     for (i, p) in packets.iter().enumerate() {
         let micros = (1_700_000_000 + i as u64) * 1_000_000;
-        let mut epb = 0u32.to_le_bytes().to_vec();
-        epb.extend(((micros >> 32) as u32).to_le_bytes());
-        epb.extend((micros as u32).to_le_bytes());
-        epb.extend((p.len() as u32).to_le_bytes());
-        epb.extend((p.len() as u32).to_le_bytes());
-        epb.extend(p);
-        epb.resize(epb.len().next_multiple_of(4), 0);
-        epb.extend(option(1, b"a comment"));
-        epb.extend(&end);
-        f.extend(block(6, &epb));
+        let options = [option(1, b"a comment"), end.clone()].concat();
+        f.extend(files::pcapng_epb(0, micros, p, &options));
     }
     f
 }
@@ -167,18 +119,10 @@ fn tshark_count(file: &str) -> usize {
 
 /// `tunhost replay FILE ARGS`: exit code, stdout, stderr.
 fn replay(file: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(TUNHOST)
-        .arg("replay")
-        .arg(file)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tunhost replay");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = run(&[&[TUNHOST, "replay", file], args].concat());
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let code = out.status.code().unwrap_or(-1);
+    (code, text(&out.stdout), text(&out.stderr))
 }
 
 /// Replay `bytes` (written to `name` in `dir`) through 192.0.2.2/24 with echo, with a trace;
@@ -492,13 +436,11 @@ fn replays_in_constant_memory(test: &str, size: u64) {
     std::fs::write(&out, b"yesterday's trace").unwrap();
     let args = ["replay", &input, "--addr", "192.0.2.2/24", "--pcap", &out];
     let run = || {
-        Command::new(TUNHOST)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("run tunhost replay")
+        spawn(
+            &[&[TUNHOST][..], &args].concat(),
+            Stdio::null(),
+            Stdio::null(),
+        )
     };
     // Killed while it runs: the existing file is untouched, whatever it had written.
     let mut child = run();

@@ -191,31 +191,27 @@ struct Order {
 }
 
 impl Order {
+    /// The `N`-byte unsigned number at `at` of `b`, in this byte order.
+    fn uint<const N: usize>(self, b: &[u8], at: usize) -> Option<u64> {
+        let bytes: [u8; N] = b.get(at..at.checked_add(N)?)?.try_into().ok()?;
+        let mut v = 0;
+        for i in 0..N {
+            let byte = if self.big { bytes[i] } else { bytes[N - 1 - i] };
+            v = (v << 8) | u64::from(byte);
+        }
+        Some(v)
+    }
+
     fn u16(self, b: &[u8], at: usize) -> Option<u16> {
-        let b: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
-        Some(if self.big {
-            u16::from_be_bytes(b)
-        } else {
-            u16::from_le_bytes(b)
-        })
+        self.uint::<2>(b, at).map(|v| v as u16)
     }
 
     fn u32(self, b: &[u8], at: usize) -> Option<u32> {
-        let b: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        Some(if self.big {
-            u32::from_be_bytes(b)
-        } else {
-            u32::from_le_bytes(b)
-        })
+        self.uint::<4>(b, at).map(|v| v as u32)
     }
 
     fn u64(self, b: &[u8], at: usize) -> Option<u64> {
-        let b: [u8; 8] = b.get(at..at + 8)?.try_into().ok()?;
-        Some(if self.big {
-            u64::from_be_bytes(b)
-        } else {
-            u64::from_le_bytes(b)
-        })
+        self.uint::<8>(b, at)
     }
 }
 
@@ -465,11 +461,12 @@ impl<R: Read> CaptureReader<R> {
     }
 
     /// Fill `self.buf` with `len` bytes of record `self.record`: a short read is the file cut.
+    /// The buffer grows with what is read, not with what a (maybe hostile) length says.
     fn read_body(&mut self, len: usize) -> Result<(), CaptureError> {
         self.buf.clear();
-        self.buf.resize(len, 0);
-        let n = fill(&mut self.src, &mut self.buf).map_err(|e| self.read_error(e))?;
-        if n < len {
+        let read = (&mut self.src).take(len as u64).read_to_end(&mut self.buf);
+        read.map_err(|e| self.read_error(e))?;
+        if self.buf.len() < len {
             return Err(self.cut());
         }
         Ok(())
@@ -768,6 +765,10 @@ impl Capture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fuzzing::capture_files::{
+        self as files, pcapng_epb as epb, pcapng_idb as idb, pcapng_option as option,
+        pcapng_shb as shb,
+    };
     use crate::pcap::writer::{self as trace_writer};
     use crate::pcap::{self as trace, TraceConfig};
     use smoltcp::phy::Medium;
@@ -865,67 +866,13 @@ mod tests {
         assert!(e.contains("105 (LINKTYPE_IEEE802_11)"), "{e}");
     }
 
-    /// A classic pcap file (little-endian, microseconds) of `linktype` holding `records`
-    /// (seconds, fraction, bytes).
+    /// A classic pcap file of `linktype` holding `records` (seconds, fraction, bytes).
     fn pcap(linktype: u32, records: &[(u32, u32, &[u8])]) -> Vec<u8> {
-        let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-        f.extend(65535u32.to_le_bytes());
-        f.extend(linktype.to_le_bytes());
+        let mut f = files::pcap_header(linktype);
         for (secs, frac, data) in records {
-            for v in [*secs, *frac, data.len() as u32, data.len() as u32] {
-                f.extend(v.to_le_bytes());
-            }
-            f.extend(*data);
+            files::pcap_record(&mut f, *secs, *frac, data);
         }
         f
-    }
-
-    /// A pcapng block (little-endian) of `block_type` with `body` (padded here).
-    fn block(block_type: u32, body: &[u8]) -> Vec<u8> {
-        let len = 12 + body.len().next_multiple_of(4) as u32;
-        let mut b = block_type.to_le_bytes().to_vec();
-        b.extend(len.to_le_bytes());
-        b.extend(body);
-        b.resize(len as usize - 4, 0);
-        b.extend(len.to_le_bytes());
-        b
-    }
-
-    /// An option list entry (padded), little-endian.
-    fn option(code: u16, value: &[u8]) -> Vec<u8> {
-        let mut o = code.to_le_bytes().to_vec();
-        o.extend((value.len() as u16).to_le_bytes());
-        o.extend(value);
-        o.resize(4 + value.len().next_multiple_of(4), 0);
-        o
-    }
-
-    fn shb(options: &[u8]) -> Vec<u8> {
-        let mut body = 0x1a2b3c4du32.to_le_bytes().to_vec();
-        body.extend([1, 0, 0, 0]);
-        body.extend((-1i64).to_le_bytes());
-        body.extend(options);
-        block(0x0a0d0d0a, &body)
-    }
-
-    fn idb(linktype: u16, options: &[u8]) -> Vec<u8> {
-        let mut body = linktype.to_le_bytes().to_vec();
-        body.extend([0, 0]);
-        body.extend(0u32.to_le_bytes());
-        body.extend(options);
-        block(1, &body)
-    }
-
-    fn epb(interface: u32, micros: u64, data: &[u8], options: &[u8]) -> Vec<u8> {
-        let mut body = interface.to_le_bytes().to_vec();
-        body.extend(((micros >> 32) as u32).to_le_bytes());
-        body.extend((micros as u32).to_le_bytes());
-        body.extend((data.len() as u32).to_le_bytes());
-        body.extend((data.len() as u32).to_le_bytes());
-        body.extend(data);
-        body.resize(body.len().next_multiple_of(4), 0);
-        body.extend(options);
-        block(6, &body)
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, geteuid};
+use tunhost::fuzzing::capture_files as files;
 use tunhost::pcap::Capture;
 
 use crate::{Context, Result, read};
@@ -353,60 +354,28 @@ pub(crate) fn derive(root: &Path) -> Result {
     Ok(())
 }
 
-/// A classic pcap file (little-endian, microseconds, snap length 262144).
+/// A classic pcap file (microseconds).
 fn pcap_file(linktype: u32, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
-    let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
-    f.extend(262_144u32.to_le_bytes());
-    f.extend(linktype.to_le_bytes());
+    let mut f = files::pcap_header(linktype);
     for (t, p) in packets {
-        let fields = [
-            t.as_secs() as u32,
-            t.subsec_micros(),
-            p.len() as u32,
-            p.len() as u32,
-        ];
-        fields.iter().for_each(|v| f.extend(v.to_le_bytes()));
-        f.extend(p);
+        files::pcap_record(&mut f, t.as_secs() as u32, t.subsec_micros(), p);
     }
     f
 }
 
-/// A pcapng block (little-endian), its body padded to 4 bytes.
-fn pcapng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
-    let len = 12 + body.len().next_multiple_of(4) as u32;
-    let mut b = block_type.to_le_bytes().to_vec();
-    b.extend(len.to_le_bytes());
-    b.extend(body);
-    b.resize(len as usize - 4, 0);
-    b.extend(len.to_le_bytes());
-    b
-}
-
 /// A pcapng file: one section, one interface (`ppp0`, microseconds), one Enhanced Packet Block
-/// each.
+/// each. The interface's options end without opt_endofopt: some writers leave it out, and
+/// tshark reads such lists.
 fn pcapng_file(linktype: u16, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
-    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
-    shb.extend([1, 0, 0, 0]);
-    shb.extend((-1i64).to_le_bytes());
-    let mut f = pcapng_block(0x0a0d_0d0a, &shb);
-    let mut idb = linktype.to_le_bytes().to_vec();
-    idb.extend([0, 0]);
-    idb.extend(262_144u32.to_le_bytes());
-    // if_name "ppp0" and if_tsresol 6, and no opt_endofopt after them: some writers leave it
-    // out, and tshark reads such lists.
-    idb.extend([2, 0, 4, 0]);
-    idb.extend(b"ppp0");
-    idb.extend([9, 0, 1, 0, 6, 0, 0, 0]);
-    f.extend(pcapng_block(1, &idb));
+    let mut f = files::pcapng_shb(&[]);
+    let options = [
+        files::pcapng_option(2, b"ppp0"),
+        files::pcapng_option(9, &[6]),
+    ]
+    .concat();
+    f.extend(files::pcapng_idb(linktype, &options));
     for (t, p) in packets {
-        let micros = t.as_micros() as u64;
-        let mut epb = 0u32.to_le_bytes().to_vec();
-        epb.extend(((micros >> 32) as u32).to_le_bytes());
-        epb.extend((micros as u32).to_le_bytes());
-        epb.extend((p.len() as u32).to_le_bytes());
-        epb.extend((p.len() as u32).to_le_bytes());
-        epb.extend(p);
-        f.extend(pcapng_block(6, &epb));
+        f.extend(files::pcapng_epb(0, t.as_micros() as u64, p, &[]));
     }
     f
 }
