@@ -4,8 +4,10 @@
 //! - [`writer`]: [`TraceWriter`] encodes packets into a pcapng (default) or classic pcap stream.
 //! - [`tracer`]: [`Pcap`], a `phy::Device` wrapper that records every packet read from or written
 //!   to the device it wraps.
-//! - [`reader`]: [`Capture`] parses pcap and pcapng files as tcpdump, tshark, Wireshark and
-//!   tunhost itself write them.
+//! - [`reader`]: [`CaptureReader`] streams pcap and pcapng files as tcpdump, tshark, Wireshark,
+//!   libpcap's test suite and tunhost itself write them (damage skipped and counted in
+//!   [`Damage`]); [`Capture::parse`] reads one whole.
+//! - [`StagedFile`]: an output written beside its final name and renamed into place when done.
 //!
 //! This layer sits on the link layer (it implements [`Housekeeping`](crate::link::Housekeeping)
 //! for the tracer) and imports nothing above it.
