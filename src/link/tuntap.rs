@@ -89,9 +89,9 @@ pub struct TunTapConfig {
     pub mtu: Option<u32>,
     /// Set `txqueuelen`; `None` raises it to [`DEFAULT_TXQUEUELEN`] if it is lower.
     pub txqueuelen: Option<u32>,
-    /// The kernel side's address and prefix (e.g. `192.0.2.1/24`); `None` leaves the kernel side
-    /// as the user configured it.
-    pub peer: Option<IpCidr>,
+    /// The kernel side's addresses and prefixes (e.g. `192.0.2.1/24` and `2001:db8::1/64`, at
+    /// most one per family); empty leaves the kernel side as the user configured it.
+    pub peers: Vec<IpCidr>,
     /// Bring the link up (`IFF_UP`). Without it, the kernel does not send or accept packets.
     pub up: bool,
     /// Ask for the offloads (virtio header, checksum, TSO); `false` opens the plain device.
@@ -106,7 +106,7 @@ impl TunTapConfig {
             kind,
             mtu: None,
             txqueuelen: None,
-            peer: None,
+            peers: Vec::new(),
             up: true,
             offload: true,
         }
@@ -153,8 +153,8 @@ pub struct TunTap {
     kind: Kind,
     mtu: u32,
     offload: Offload,
-    /// The kernel side's address, if this process set it.
-    peer: Option<IpCidr>,
+    /// The kernel side's addresses this process set.
+    peers: Vec<IpCidr>,
 }
 
 /// The ioctls this module makes (nix generates them as `pub unsafe fn`).
@@ -321,7 +321,7 @@ impl TunTap {
             kind: config.kind,
             mtu: 0,
             offload,
-            peer: config.peer,
+            peers: config.peers.clone(),
         };
         dev.configure(config)?;
         dev.mtu = dev.read_mtu()?;
@@ -350,11 +350,18 @@ impl TunTap {
         if wanted != current {
             req.ifr_ifru.ifru_metric = wanted as libc::c_int;
             // SAFETY: valid socket fd and ifreq.
-            unsafe { siocsiftxqlen(ctl, &req) }
-                .map_err(|e| LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e))?;
+            match unsafe { siocsiftxqlen(ctl, &req) } {
+                Ok(_) => {}
+                // Only our own default, on a device a user without CAP_NET_ADMIN attached to
+                // (`ip tuntap add ... user U`): keep the queue its owner gave it.
+                Err(Errno::EPERM) if config.txqueuelen.is_none() => debug!(
+                    "{name}: txqueuelen stays {current} (raising it to {wanted} needs CAP_NET_ADMIN)"
+                ),
+                Err(e) => return Err(LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e)),
+            }
         }
 
-        if let Some(peer) = config.peer {
+        for &peer in &config.peers {
             self.set_address(peer)?;
         }
 
@@ -365,10 +372,15 @@ impl TunTap {
                 .map_err(|e| LinkError::io(name, "read flags (SIOCGIFFLAGS)", e))?;
             // SAFETY: SIOCGIFFLAGS fills ifru_flags.
             let flags = unsafe { req.ifr_ifru.ifru_flags };
-            req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            // SAFETY: valid socket fd and ifreq.
-            unsafe { siocsifflags(ctl, &req) }
-                .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
+            // A device that is up already (one its owner configured) is left alone: setting
+            // flags needs CAP_NET_ADMIN, which a user attaching to their own device lacks.
+            if flags & libc::IFF_UP as libc::c_short == 0 {
+                req.ifr_ifru.ifru_flags =
+                    flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+                // SAFETY: valid socket fd and ifreq.
+                unsafe { siocsifflags(ctl, &req) }
+                    .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
+            }
         }
         Ok(())
     }
@@ -461,9 +473,10 @@ impl TunTap {
         self.offload
     }
 
-    /// The kernel side's address as [`TunTapConfig::peer`] set it (`None`: left as it was).
-    pub fn peer(&self) -> Option<IpCidr> {
-        self.peer
+    /// The kernel side's addresses as [`TunTapConfig::peers`] set them (empty: left as they
+    /// were).
+    pub fn peers(&self) -> &[IpCidr] {
+        &self.peers
     }
 }
 

@@ -64,18 +64,20 @@ pub(crate) struct DeviceArgs {
 
     /// The host's own address and prefix, e.g. 192.0.2.2/24 (repeat for a second address,
     /// e.g. 2001:db8::2/64). Refused if another interface of the machine has it, or a subnet or
-    /// route that overlaps it. [default: in the subnet of --peer, or of the kernel side of an
-    /// existing device; else .2 of the first of 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24
-    /// that the machine does not use]
+    /// route that overlaps it. [default: in the subnet of each --peer, or of the kernel side of
+    /// an existing device; else dual stack: .2 of the first of 192.0.2.0/24, 198.51.100.0/24,
+    /// 203.0.113.0/24 and ::2 of the first of 2001:db8::/64, 2001:db8:1::/64, 2001:db8:2::/64
+    /// that the machine does not use (IPv4 only when the machine has IPv6 off)]
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
     addr: Vec<IpCidr>,
 
-    /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24. Refused
-    /// like --addr. Without it the kernel side is left as configured (`ip addr add 192.0.2.1/24
-    /// dev tun0`); with no device flag it is in the subnet of the host's first address (.1 of
-    /// the default range).
+    /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24; once per
+    /// address family (add 2001:db8::1/64 for IPv6). Refused like --addr. With a device named
+    /// (--tun/--tap) and no --peer, the kernel side is left as configured (`ip addr add
+    /// 192.0.2.1/24 dev tun0`); without one, each family of the host's addresses gets its
+    /// kernel side in the host's subnet (.1, ::1).
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
-    peer: Option<IpCidr>,
+    peer: Vec<IpCidr>,
 
     /// Default gateway of the host, for peers outside its subnet, e.g. 192.0.2.1.
     #[arg(long, value_name = "IP", value_parser = parse_ip, help_heading = "Addresses")]
@@ -115,11 +117,24 @@ impl DeviceArgs {
     /// been reported: its exit code (2 for an address in use, 1 if they cannot be read).
     pub(crate) fn resolve(&self) -> Result<Resolved, ExitCode> {
         let kernel = KernelView::read().map_err(|e| crate::fail(tunhost::Error::from(e)))?;
-        self.resolve_in(&kernel).map_err(crate::usage)
+        self.resolve_in(&kernel, ipv6_on()).map_err(crate::usage)
     }
 
-    /// [`DeviceArgs::resolve`] on a given view of the machine.
-    fn resolve_in(&self, kernel: &KernelView) -> Result<Resolved, String> {
+    /// [`DeviceArgs::resolve`] on a given view of the machine; `ipv6`: whether a new device gets
+    /// IPv6 (for the dual-stack default).
+    fn resolve_in(&self, kernel: &KernelView, ipv6: bool) -> Result<Resolved, String> {
+        for (fam, v6) in [("IPv4", false), ("IPv6", true)] {
+            let same: Vec<String> = (self.peer.iter())
+                .filter(|p| is_v6(p) == v6)
+                .map(|p| p.to_string())
+                .collect();
+            if same.len() > 1 {
+                return Err(format!(
+                    "--peer {} and --peer {}: one kernel-side address per family ({fam})",
+                    same[0], same[1]
+                ));
+            }
+        }
         let named = self.tun.is_some() || self.tap.is_some();
         let (name, kind) = match (&self.tun, &self.tap) {
             (_, Some(tap)) => (tap.clone(), Kind::Tap),
@@ -133,9 +148,21 @@ impl DeviceArgs {
         dev.mtu = self.mtu;
         dev.txqueuelen = self.txqueuelen;
         dev.offload = !self.no_offload;
-        let (addrs, moved) = self.host_addrs(kernel, &dev.name)?;
-        dev.peer = self.peer.or_else(|| (!named).then(|| partner(addrs[0])));
-        if let Some(peer) = dev.peer {
+        let (addrs, moved) = self.host_addrs(kernel, &dev.name, ipv6 && !named)?;
+        dev.peers = self.peer.clone();
+        if !named {
+            // Each family of the host's addresses without a --peer: its kernel side in the
+            // subnet of the host's first address of that family.
+            for v6 in [false, true] {
+                if dev.peers.iter().any(|p| is_v6(p) == v6) {
+                    continue;
+                }
+                if let Some(&a) = addrs.iter().find(|a| is_v6(a) == v6) {
+                    dev.peers.push(partner(a));
+                }
+            }
+        }
+        for peer in &dev.peers {
             if addrs.iter().any(|a| a.address() == peer.address()) {
                 return Err(format!(
                     "--peer {peer} and --addr use the same address: the kernel side and the \
@@ -154,11 +181,15 @@ impl DeviceArgs {
         &self,
         kernel: &KernelView,
         device: &str,
+        dual: bool,
     ) -> Result<(Vec<IpCidr>, Option<String>), String> {
         if !self.addr.is_empty() {
             return Ok((self.addr.clone(), None));
         }
-        if let Some(near) = self.peer.or_else(|| kernel.addrs_of(device).next()) {
+        if !self.peer.is_empty() {
+            return Ok((self.peer.iter().map(|&p| partner(p)).collect(), None));
+        }
+        if let Some(near) = kernel.addrs_of(device).next() {
             return Ok((vec![partner(near)], None));
         }
         let (range, taken) = first_free(kernel, device, &DEFAULT_RANGES);
@@ -169,8 +200,19 @@ impl DeviceArgs {
                 in_use(&taken)
             ));
         };
-        let moved = (!taken.is_empty()).then(|| in_use(&taken));
-        Ok((vec![nth(range, 2)], moved))
+        let mut moved = (!taken.is_empty()).then(|| in_use(&taken));
+        let mut addrs = vec![nth(range, 2)];
+        if dual {
+            let (range6, taken6) = first_free(kernel, device, &IPV6_RANGES);
+            // No free IPv6 range (unlikely): the host is IPv4 only, and the start line says why.
+            let why6 = (!taken6.is_empty()).then(|| in_use(&taken6));
+            moved = match (moved, why6) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            };
+            addrs.extend(range6.map(|r| nth(r, 2)));
+        }
+        Ok((addrs, moved))
     }
 
     /// Refuse addresses that another interface of the machine uses (see [`KernelView::conflict`]),
@@ -186,7 +228,7 @@ impl DeviceArgs {
         // the address the user gave when that is the one at fault.
         let given = (self.peer.iter().map(|&p| (format!("--peer {p}"), p)))
             .chain(self.addr.iter().map(|&a| (format!("--addr {a}"), a)));
-        let defaults = (dev.peer.iter().filter(|_| self.peer.is_none()))
+        let defaults = (dev.peers.iter().filter(|p| !self.peer.contains(p)))
             .map(|&p| (format!("the kernel side's address {p}"), p))
             .chain(
                 (addrs.iter().filter(|_| self.addr.is_empty()))
@@ -265,6 +307,19 @@ fn nth(subnet: IpCidr, n: u8) -> IpCidr {
             c.prefix_len(),
         ),
     }
+}
+
+/// Whether `cidr` is IPv6.
+fn is_v6(cidr: &IpCidr) -> bool {
+    matches!(cidr, IpCidr::Ipv6(_))
+}
+
+/// Whether a device made now gets IPv6: the kernel has it and new interfaces do not start with
+/// it off (`net.ipv6.conf.default.disable_ipv6`).
+fn ipv6_on() -> bool {
+    std::path::Path::new("/proc/net/if_inet6").exists()
+        && std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6")
+            .is_ok_and(|v| v.trim() == "0")
 }
 
 /// Another address in the subnet of `cidr`, for the other end of the device: .1, or .2 if
@@ -543,11 +598,12 @@ mod tests {
 
     fn resolve(args: &[&str], kernel: &KernelView) -> Result<Resolved, String> {
         let cli = Cli::try_parse_from([&["tunhost"], args].concat()).unwrap();
-        cli.device.resolve_in(kernel)
+        cli.device.resolve_in(kernel, false)
     }
 
-    fn hosts(r: &Resolved) -> (Vec<IpCidr>, Option<IpCidr>) {
-        (r.addrs.clone(), r.dev.peer)
+    /// The host's addresses and the kernel side's.
+    fn hosts(r: &Resolved) -> (Vec<IpCidr>, Vec<IpCidr>) {
+        (r.addrs.clone(), r.dev.peers.clone())
     }
 
     #[test]
@@ -555,13 +611,13 @@ mod tests {
         let free = resolve(&[], &KernelView::default()).unwrap();
         assert_eq!(
             hosts(&free),
-            (vec![cidr("192.0.2.2/24")], Some(cidr("192.0.2.1/24")))
+            (vec![cidr("192.0.2.2/24")], vec![cidr("192.0.2.1/24")])
         );
         assert_eq!(free.moved, None);
         let r = resolve(&[], &machine(&[])).unwrap();
         assert_eq!(
             hosts(&r),
-            (vec![cidr("198.51.100.2/24")], Some(cidr("198.51.100.1/24")))
+            (vec![cidr("198.51.100.2/24")], vec![cidr("198.51.100.1/24")])
         );
         assert_eq!(r.moved.as_deref(), Some("192.0.2.0/24 is in use on eth0"));
         let r = resolve(&[], &machine(&["198.51.100.0/23"])).unwrap();
@@ -620,18 +676,79 @@ mod tests {
     }
 
     #[test]
+    fn no_address_flag_is_dual_stack_when_the_machine_has_ipv6() {
+        let dual = |args: &[&str], m: &KernelView| {
+            let cli = Cli::try_parse_from([&["tunhost"], args].concat()).unwrap();
+            cli.device.resolve_in(m, true)
+        };
+        let r = dual(&[], &KernelView::default()).unwrap();
+        assert_eq!(
+            hosts(&r),
+            (
+                vec![cidr("192.0.2.2/24"), cidr("2001:db8::2/64")],
+                vec![cidr("192.0.2.1/24"), cidr("2001:db8::1/64")]
+            )
+        );
+        assert_eq!(r.moved, None);
+        // A taken IPv6 range moves the IPv6 side only, and says so.
+        let mut m = machine(&[]);
+        m.addrs.push(IfAddr {
+            interface: "eth0".into(),
+            cidr: cidr("2001:db8::5/64"),
+        });
+        let r = dual(&[], &m).unwrap();
+        assert_eq!(r.addrs, [cidr("198.51.100.2/24"), cidr("2001:db8:1::2/64")]);
+        assert_eq!(
+            r.moved.as_deref(),
+            Some("192.0.2.0/24 is in use on eth0; 2001:db8::/64 is in use on eth0")
+        );
+        // IPv6 off: IPv4 only, as before.
+        assert_eq!(resolve(&[], &KernelView::default()).unwrap().addrs.len(), 1);
+        // Addresses given: those families only, each with its kernel side.
+        let e = dual(
+            &["--addr", "203.0.113.2/24", "--addr", "2001:db8::2/64"],
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("--addr 2001:db8::2/64: "), "{e}");
+        let r = dual(
+            &["--addr", "203.0.113.2/24", "--addr", "2001:db8:2::2/64"],
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            r.dev.peers,
+            [cidr("203.0.113.1/24"), cidr("2001:db8:2::1/64")]
+        );
+        let r = dual(&["--addr", "203.0.113.2/24"], &m).unwrap();
+        assert_eq!(r.dev.peers, [cidr("203.0.113.1/24")]);
+        // --peer once per family; the host follows each.
+        let r = dual(
+            &["--peer", "203.0.113.1/24", "--peer", "2001:db8:2::1/64"],
+            &m,
+        )
+        .unwrap();
+        assert_eq!(r.addrs, [cidr("203.0.113.2/24"), cidr("2001:db8:2::2/64")]);
+        let e = dual(&["--peer", "203.0.113.1/24", "--peer", "198.18.0.1/24"], &m).unwrap_err();
+        assert_eq!(
+            e,
+            "--peer 203.0.113.1/24 and --peer 198.18.0.1/24: one kernel-side address per family (IPv4)"
+        );
+    }
+
+    #[test]
     fn one_address_flag_brings_the_other_into_its_subnet() {
         let m = machine(&[]);
         let r = resolve(&["--addr", "198.51.100.7/24"], &m).unwrap();
         assert_eq!(
             hosts(&r),
-            (vec![cidr("198.51.100.7/24")], Some(cidr("198.51.100.1/24")))
+            (vec![cidr("198.51.100.7/24")], vec![cidr("198.51.100.1/24")])
         );
         let r = resolve(&["--peer", "198.51.100.1/24"], &m).unwrap();
         assert_eq!(r.addrs, vec![cidr("198.51.100.2/24")]);
         // With a device named and no --peer, the kernel side is left as it is.
         let r = resolve(&["--tun", "tun0", "--addr", "198.51.100.7/24"], &m).unwrap();
-        assert_eq!(r.dev.peer, None);
+        assert_eq!(r.dev.peers, []);
     }
 
     #[test]
@@ -647,7 +764,7 @@ mod tests {
         });
         // tun9's own address and route are no conflict; with no address flag the host joins it.
         let r = resolve(&["--tun", "tun9"], &m).unwrap();
-        assert_eq!(hosts(&r), (vec![cidr("203.0.113.2/24")], None));
+        assert_eq!(hosts(&r), (vec![cidr("203.0.113.2/24")], vec![]));
         let r = resolve(&["--tun", "tun9", "--peer", "203.0.113.1/24"], &m).unwrap();
         assert_eq!(r.addrs, vec![cidr("203.0.113.2/24")]);
         // ... but the host cannot take the kernel side's own address.

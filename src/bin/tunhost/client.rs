@@ -1,16 +1,19 @@
 //! `tunhost ping` and `tunhost get`: the userspace host as a client of the kernel side.
 
 use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
 use tunhost::client::{self, Url, http::OutputError};
 use tunhost::live::{Live, LiveHost};
+use tunhost::sandbox::Profile;
 use tunhost::smoltcp::wire::IpAddress;
 
 use crate::args::{DeviceArgs, TraceArgs, duration, parse_ip, parse_secs};
+use crate::privileges::{Plan, SandboxArgs};
 use crate::{fail, finish_trace, usage};
 
 pub(crate) const PING_HELP: &str = "\
@@ -43,6 +46,9 @@ pub(crate) struct ClientCommon {
 
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    privileges: SandboxArgs,
 }
 
 #[derive(Args, Debug)]
@@ -76,7 +82,9 @@ pub(crate) struct GetArgs {
     #[command(flatten)]
     common: ClientCommon,
 
-    /// Write the body to FILE instead of stdout (created only for a 2xx response).
+    /// Write the body to FILE instead of stdout. FILE is opened at the start (before the host
+    /// drops its privileges) but written only for a 2xx response; otherwise an existing FILE is
+    /// left as it was and one this run created is removed.
     #[arg(
         short = 'o',
         long = "output",
@@ -99,8 +107,9 @@ pub(crate) struct GetArgs {
 }
 
 impl ClientCommon {
-    /// Logging, then a live host with no services on the device.
-    fn open(&self) -> Result<LiveHost, ExitCode> {
+    /// Logging, then a live host with no services on the device, and what to do with the
+    /// privileges once everything is open.
+    fn open(&self) -> Result<(LiveHost, Plan), ExitCode> {
         let default = match self.log {
             0 => "tunhost=warn,smoltcp=error",
             1 => "tunhost=debug,smoltcp=info",
@@ -114,6 +123,7 @@ impl ClientCommon {
                 "--pcap - is for serve: ping and get print on stdout; give --pcap a file name",
             ));
         }
+        let plan = self.privileges.plan()?;
         let resolved = self.device.resolve()?;
         if let Some(moved) = &resolved.moved {
             log::warn!("{moved}: the host is {}", resolved.addrs[0]);
@@ -122,13 +132,16 @@ impl ClientCommon {
         live.host = self.device.host_config(resolved.addrs);
         live.validate().map_err(usage)?;
         live.trace = self.trace.spec().map_err(fail)?;
-        live.open().map_err(fail)
+        Ok((live.open().map_err(fail)?, plan))
     }
 }
 
 pub(crate) fn ping(args: PingArgs) -> ExitCode {
     let mut live = match args.common.open() {
-        Ok(l) => l,
+        Ok((live, plan)) => match plan.apply(Profile::Host) {
+            Ok(()) => live,
+            Err(code) => return code,
+        },
         Err(code) => return code,
     };
     let mut cfg = client::PingConfig::new(args.host);
@@ -175,10 +188,23 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
         Ok(u) => u,
         Err(e) => return usage(e),
     };
-    let mut live = match args.common.open() {
+    let (mut live, plan) = match args.common.open() {
         Ok(l) => l,
         Err(code) => return code,
     };
+    // The output file is opened now, while the process may still create it; it is emptied and
+    // written only once a 2xx head arrives, and removed again if this run created it and none
+    // did.
+    let pending = match args.output.as_deref().map(Output::open).transpose() {
+        Ok(o) => RefCell::new(o),
+        Err(e) => return fail(e),
+    };
+    if let Err(code) = plan.apply(Profile::Output) {
+        if let Some(o) = pending.into_inner() {
+            o.abandon();
+        }
+        return code;
+    }
     let out_name = args
         .output
         .as_ref()
@@ -210,14 +236,8 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
                 }
             }
             if r.is_success() {
-                *out.borrow_mut() = Some(match &args.output {
-                    Some(p) => Box::new(std::io::BufWriter::new(
-                        std::fs::File::create(p).map_err(|e| tunhost::Error::File {
-                            path: p.display().to_string(),
-                            op: "create",
-                            source: e,
-                        })?,
-                    )),
+                *out.borrow_mut() = Some(match pending.borrow_mut().take() {
+                    Some(o) => Box::new(std::io::BufWriter::new(o.start()?)),
                     None => Box::new(std::io::BufWriter::new(std::io::stdout())),
                 });
             }
@@ -233,11 +253,80 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
         .as_mut()
         .map_or(Ok(()), |w| w.flush().map_err(write_err));
     finish_trace(live);
+    // No 2xx head came: leave an existing file as it was, remove one this run created.
+    if let Some(o) = pending.into_inner() {
+        o.abandon();
+    }
     if let Err(e) = result {
         return fail(e);
     }
     match flushed {
         Err(e) => fail(e),
         Ok(()) => ExitCode::SUCCESS,
+    }
+}
+
+/// `get -o FILE` between the start and the 2xx head: open, maybe just created.
+struct Output {
+    path: PathBuf,
+    file: File,
+    created: bool,
+}
+
+impl Output {
+    /// Open `path` for writing without emptying it, creating it if it does not exist.
+    fn open(path: &Path) -> Result<Output, tunhost::Error> {
+        let err = |op, source| tunhost::Error::File {
+            path: path.display().to_string(),
+            op,
+            source,
+        };
+        let created = OpenOptions::new().write(true).create_new(true).open(path);
+        let (file, created) = match created {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (
+                OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| err("open", e))?,
+                false,
+            ),
+            Err(e) => return Err(err("create", e)),
+        };
+        Ok(Output {
+            path: path.to_path_buf(),
+            file,
+            created,
+        })
+    }
+
+    /// A 2xx head arrived: the file, emptied, to write the body to.
+    fn start(self) -> Result<File, OutputError> {
+        // A regular file is emptied first; /dev/null, a FIFO or a terminal cannot be.
+        let regular = self.file.metadata().is_ok_and(|m| m.is_file());
+        if !regular {
+            return Ok(self.file);
+        }
+        self.file.set_len(0).map_err(|e| {
+            Box::new(tunhost::Error::File {
+                path: self.path.display().to_string(),
+                op: "truncate",
+                source: e,
+            }) as OutputError
+        })?;
+        Ok(self.file)
+    }
+
+    /// No body for it: remove the file if this run created it.
+    fn abandon(self) {
+        if self.created
+            && let Err(e) = std::fs::remove_file(&self.path)
+        {
+            log::warn!(
+                "{}: created empty for a body that never came, and cannot be removed now ({e}): \
+                 remove it",
+                self.path.display()
+            );
+        }
     }
 }
