@@ -321,13 +321,6 @@ fn strip_fcs(data: &mut Vec<u8>, original_len: &mut u32, fcs: usize) {
     data.truncate(*original_len as usize);
 }
 
-impl CaptureReader<&[u8]> {
-    /// A reader of a capture held in memory.
-    pub fn from_bytes(bytes: &[u8]) -> Result<CaptureReader<&[u8]>, CaptureError> {
-        CaptureReader::new(bytes)
-    }
-}
-
 impl<R: Read> CaptureReader<R> {
     /// Read the file header of the capture `src` (buffered here: give it a plain `File`).
     pub fn new(src: R) -> Result<CaptureReader<R>, CaptureError> {
