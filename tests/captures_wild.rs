@@ -240,7 +240,7 @@ fn malformed_records_are_skipped_and_counted() {
 }
 
 #[test]
-fn loopback_and_ppp_captures_replay() {
+fn loopback_ppp_hdlc_and_slip_captures_replay() {
     let dir = Scratch::new("wild-links");
     let wrap = |header: &[u8]| -> Vec<Vec<u8>> {
         pings(2)
@@ -258,6 +258,9 @@ fn loopback_and_ppp_captures_replay() {
         ("ppp.pcap", 9, wrap(&[0xff, 0x03, 0x00, 0x21])),
         ("ppp-acfc.pcap", 9, wrap(&[0x00, 0x21])),
         ("ppp-hdlc.pcap", 50, wrap(&[0xff, 0x03, 0x00, 0x21])),
+        // Cisco HDLC: unicast address, control, ethertype IPv4; SLIP: its 16-byte header.
+        ("c-hdlc.pcap", 104, wrap(&[0x0f, 0x00, 0x08, 0x00])),
+        ("slip.pcap", 8, wrap(&[0; 16])),
     ];
     for (name, linktype, packets) in cases {
         let bytes = pcap(linktype, &packets);

@@ -95,6 +95,10 @@ pub enum Link {
     /// PPP (`LINKTYPE_PPP`, `LINKTYPE_PPP_HDLC`): optional address and control bytes, then the
     /// PPP protocol number.
     Ppp,
+    /// Cisco HDLC (`LINKTYPE_C_HDLC`): address, control, then an ethertype.
+    CiscoHdlc,
+    /// SLIP (`LINKTYPE_SLIP`): a 16-byte header (direction, compression), then the IP packet.
+    Slip,
 }
 
 impl Link {
@@ -112,6 +116,8 @@ impl Link {
         Some(match linktype & 0xffff {
             0 => Link::Null,
             1 => Link::Ethernet,
+            8 => Link::Slip,
+            104 => Link::CiscoHdlc,
             9 | 50 => Link::Ppp,
             // 12 and 14: DLT_RAW as some BSDs numbered it, found in old files.
             12 | 14 | 101 | 228 | 229 => Link::Raw,
@@ -132,6 +138,8 @@ impl Link {
             Link::Null => DataLink::NULL,
             Link::Loop => DataLink::LOOP,
             Link::Ppp => DataLink::PPP,
+            Link::CiscoHdlc => DataLink::C_HDLC,
+            Link::Slip => DataLink::SLIP,
         }
     }
 }

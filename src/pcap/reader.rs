@@ -7,8 +7,9 @@
 //! interfaces, either byte order; Enhanced, Simple and the obsolete Packet blocks; `if_tsresol`,
 //! `if_tsoffset`, `if_fcslen`, `epb_flags`), with the link types Ethernet, Raw IP (also
 //! `LINKTYPE_IPV4`/`LINKTYPE_IPV6` and the old BSD numbers 12 and 14), Linux cooked capture v1
-//! and v2, BSD loopback (`NULL`, `LOOP`) and PPP. A classic pcap link type is its low 16 bits, as
-//! libpcap reads it; its FCS-length bits, or a pcapng `if_fcslen`, strip the frame check sequence.
+//! and v2, BSD loopback (`NULL`, `LOOP`), PPP, Cisco HDLC and SLIP. A classic pcap link type is
+//! its low 16 bits, as libpcap reads it; its FCS-length bits, or a pcapng `if_fcslen`, strip the
+//! frame check sequence.
 //!
 //! Read as tshark reads them: option lists that end without `opt_endofopt`, a sub-second field of
 //! a second or more (carried into the seconds), a packet longer than its file's snap length. What
@@ -166,7 +167,8 @@ impl fmt::Display for CaptureError {
             CaptureError::UnsupportedLinkType { linktype } => write!(
                 f,
                 "unsupported link type {linktype} ({}); replay reads Ethernet (1), Raw IP (101), \
-                 Linux SLL (113) and SLL2 (276), BSD loopback (0, 108) and PPP (9, 50)",
+                 Linux SLL (113) and SLL2 (276), BSD loopback (0, 108), PPP (9, 50), Cisco HDLC \
+                 (104) and SLIP (8)",
                 linktype_name(*linktype)
             ),
             CaptureError::Read { record: 0, reason } => {

@@ -414,6 +414,11 @@ fn decode(link: Link, data: &[u8]) -> Option<Decoded<'_>> {
         Link::Raw => (None, (ip_version(data), data), false),
         Link::LinuxSll => (None, (be16(data, 14)?, data.get(16..)?), false),
         Link::LinuxSll2 => (None, (be16(data, 0)?, data.get(20..)?), false),
+        Link::CiscoHdlc => (None, (be16(data, 2)?, data.get(4..)?), false),
+        Link::Slip => {
+            let l3 = data.get(16..)?;
+            (None, (ip_version(l3), l3), false)
+        }
         Link::Null | Link::Loop => {
             let af: [u8; 4] = data.get(..4)?.try_into().ok()?;
             let af = match link {
@@ -1086,7 +1091,7 @@ mod tests {
         let mut ip6 = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
         ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 12]));
         ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[2]));
-        let cases: [(Link, &[u8], &[u8], u16); 9] = [
+        let cases: [(Link, &[u8], &[u8], u16); 11] = [
             (Link::Null, &[2, 0, 0, 0], &ip4, ETHERTYPE_IPV4),
             (Link::Null, &[0, 0, 0, 2], &ip4, ETHERTYPE_IPV4),
             // AF_INET6 as FreeBSD (28) and macOS (30) number it.
@@ -1105,6 +1110,13 @@ mod tests {
                 &ip4,
                 ETHERTYPE_IPV4,
             ),
+            (
+                Link::CiscoHdlc,
+                &[0x0f, 0x00, 0x08, 0x00],
+                &ip4,
+                ETHERTYPE_IPV4,
+            ),
+            (Link::Slip, &[0; 16], &ip4, ETHERTYPE_IPV4),
             // Two MPLS labels, the second the bottom of the stack.
             (
                 Link::Ethernet,

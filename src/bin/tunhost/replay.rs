@@ -37,7 +37,7 @@ Examples:
 #[derive(Args, Debug)]
 pub(crate) struct ReplayArgs {
     /// The capture to replay: pcap or pcapng with Ethernet, Raw IP, Linux cooked (SLL, SLL2),
-    /// BSD loopback or PPP packets, e.g. from `tcpdump -i tun0 -w IN.pcap` or `tunhost serve
+    /// BSD loopback, PPP, Cisco HDLC or SLIP packets, e.g. from `tcpdump -i tun0 -w IN.pcap` or `tunhost serve
     /// --pcap IN.pcapng`; read as it streams, whatever its size. Malformed records are skipped
     /// and a file cut short is replayed up to the cut, with a warning.
     #[arg(value_name = "IN")]
