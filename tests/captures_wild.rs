@@ -511,3 +511,49 @@ fn replays_in_constant_memory(test: &str, size: u64) {
 fn a_2_gib_capture_replays_in_constant_memory() {
     replays_in_constant_memory("wild-2gib", 2 << 30);
 }
+
+/// The captures of captures/ derived from ping-tcpdump.pcap (`cargo xtask derive-captures`):
+/// tshark dissects their link layer, and their replay gives the echo replies the live host sent.
+#[test]
+fn loopback_and_ppp_captures_of_captures_replay_to_the_live_replies() {
+    let dir = captures_dir();
+    let live: Vec<Vec<u8>> = read_capture(&dir.join("ping-tcpdump.pcap").to_string_lossy())
+        .packets
+        .iter()
+        .filter_map(|p| icmp_echo_reply(l3(p)).map(<[u8]>::to_vec))
+        .collect();
+    assert_eq!(live.len(), 3);
+    for (name, protocols) in [
+        ("ping-null.pcap", "null:ip:icmp"),
+        ("ping-loop.pcap", "null:ip:icmp"),
+        ("ping-ppp.pcapng", "ppp:ip:icmp"),
+    ] {
+        let path = dir.join(name).to_string_lossy().into_owned();
+        let dissected = tshark_fields(&path, "", &["frame.protocols"]);
+        assert_eq!(dissected.len(), 6, "{name}");
+        assert!(
+            dissected.iter().all(|p| p[0].starts_with(protocols)),
+            "{name}: {dissected:?}"
+        );
+        let cap = read_capture(&path);
+        let host = Config {
+            addrs: vec!["192.0.2.2/24".parse().unwrap()],
+            ..Config::default()
+        };
+        let services = ServicesConfig {
+            services: vec![ServiceSpec::Echo(7)],
+            ..ServicesConfig::default()
+        };
+        let config = ReplayConfig {
+            keep_output: true,
+            ..ReplayConfig::new(host, services)
+        };
+        let r = replay_capture::<Vec<u8>>(&cap, &config, None).expect("replay");
+        let replies: Vec<Vec<u8>> = r
+            .output
+            .iter()
+            .filter_map(|(_, p)| icmp_echo_reply(p).map(<[u8]>::to_vec))
+            .collect();
+        assert_eq!(replies, live, "{name}: {}", r.summary);
+    }
+}
