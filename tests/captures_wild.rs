@@ -383,6 +383,19 @@ fn a_refused_replay_leaves_an_existing_output_file_alone() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(tshark_count(&out), 4);
     assert_eq!(hidden(&dir), Vec::<String>::new());
+    // Through a symbolic link: the file it points to is replaced, the link stays a link.
+    let link = dir.path("link.pcapng");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    std::fs::write(&out, b"yesterday's trace").unwrap();
+    let (code, _, stderr) = replay(&input, &["--addr", "192.0.2.2/24", "--pcap", &link]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(tshark_count(&out), 4);
 }
 
 /// Removes a (large) file when dropped, even if the test fails.
