@@ -141,7 +141,6 @@ mod tests {
                 port: 7,
             }
             .into(),
-            ReplayError::UnknownMac.into(),
             ReplayError::MacOnIpCapture.into(),
             Error::File {
                 path: "trace.pcapng".into(),

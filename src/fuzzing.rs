@@ -1255,3 +1255,78 @@ mod seed_tests {
         }
     }
 }
+
+/// Capture files built byte by byte (little-endian): the synthetic captures of the tests, the
+/// derived captures of `captures/` and the fuzz seeds of `cargo xtask`, with the quirks of files
+/// from the wild that a writer of our own would never produce.
+pub mod capture_files {
+    /// A classic pcap header (microseconds, snap length 262144) with this link type word.
+    pub fn pcap_header(linktype: u32) -> Vec<u8> {
+        let mut f = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        f.extend(262_144u32.to_le_bytes());
+        f.extend(linktype.to_le_bytes());
+        f
+    }
+
+    /// A classic pcap record of `data`, whole, at `secs` and `micros` (which may be a second or
+    /// more), appended to `f`.
+    pub fn pcap_record(f: &mut Vec<u8>, secs: u32, micros: u32, data: &[u8]) {
+        for v in [secs, micros, data.len() as u32, data.len() as u32] {
+            f.extend(v.to_le_bytes());
+        }
+        f.extend(data);
+    }
+
+    /// A pcapng block of `block_type` around `body` (padded to 4 bytes).
+    pub fn pcapng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
+        let len = 12 + body.len().next_multiple_of(4) as u32;
+        let mut b = block_type.to_le_bytes().to_vec();
+        b.extend(len.to_le_bytes());
+        b.extend(body);
+        b.resize(len as usize - 4, 0);
+        b.extend(len.to_le_bytes());
+        b
+    }
+
+    /// One pcapng option (padded). An option list ends with `pcapng_option(0, &[])`, or does not
+    /// end at all, as some writers leave it.
+    pub fn pcapng_option(code: u16, value: &[u8]) -> Vec<u8> {
+        let mut o = code.to_le_bytes().to_vec();
+        o.extend((value.len() as u16).to_le_bytes());
+        o.extend(value);
+        o.resize(4 + value.len().next_multiple_of(4), 0);
+        o
+    }
+
+    /// A pcapng Section Header Block with `options` (already encoded).
+    pub fn pcapng_shb(options: &[u8]) -> Vec<u8> {
+        let mut body = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+        body.extend([1, 0, 0, 0]);
+        body.extend((-1i64).to_le_bytes());
+        body.extend(options);
+        pcapng_block(0x0a0d_0d0a, &body)
+    }
+
+    /// A pcapng Interface Description Block (snap length 262144) with `options`.
+    pub fn pcapng_idb(linktype: u16, options: &[u8]) -> Vec<u8> {
+        let mut body = linktype.to_le_bytes().to_vec();
+        body.extend([0, 0]);
+        body.extend(262_144u32.to_le_bytes());
+        body.extend(options);
+        pcapng_block(1, &body)
+    }
+
+    /// A pcapng Enhanced Packet Block of `data`, whole, on `interface` at `units` of its clock,
+    /// with `options`.
+    pub fn pcapng_epb(interface: u32, units: u64, data: &[u8], options: &[u8]) -> Vec<u8> {
+        let mut body = interface.to_le_bytes().to_vec();
+        body.extend(((units >> 32) as u32).to_le_bytes());
+        body.extend((units as u32).to_le_bytes());
+        body.extend((data.len() as u32).to_le_bytes());
+        body.extend((data.len() as u32).to_le_bytes());
+        body.extend(data);
+        body.resize(body.len().next_multiple_of(4), 0);
+        body.extend(options);
+        pcapng_block(6, &body)
+    }
+}

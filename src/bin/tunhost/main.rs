@@ -173,7 +173,6 @@ impl From<Error> for Failure {
                 " (try sudo, or have root make {device} for you, configured and up: \
                  ip tuntap add dev {device} mode tun user $USER; see tunhost --help)"
             ),
-            Error::Replay(ReplayError::UnknownMac) => ": give it with --mac".to_string(),
             Error::Replay(ReplayError::MacOnIpCapture) => {
                 return Failure(
                     "--mac is for Ethernet captures; this capture holds IP packets (replayed \
