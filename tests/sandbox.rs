@@ -305,3 +305,27 @@ fn a_user_without_privilege_attaches_to_a_device_made_for_them() {
         }
     });
 }
+
+#[test]
+fn replay_parses_captures_under_the_filter_without_capabilities() {
+    // Replay needs no privilege and keeps its user; it still drops capabilities and installs the
+    // filter before it reads a packet: the selftest's socket(2) kills it.
+    let capture = format!("{}/captures/ping-tcpdump.pcap", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(TUNHOST)
+        .args([
+            "replay",
+            &capture,
+            "--addr",
+            "192.0.2.2/24",
+            "--sandbox-selftest",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tunhost replay");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{err}");
+    assert!(err.contains("the sandbox stopped system call"), "{err}");
+    // Without the hook it replays, sandboxed, as before.
+    let (code, err) = tunhost(&["replay", &capture, "--addr", "192.0.2.2/24"]);
+    assert_eq!(code, 0, "{err}");
+}

@@ -49,6 +49,17 @@ impl SandboxArgs {
     /// Look the user and group up and check the switch is possible: a typo or a switch only
     /// root may make fails here, exit 2, before any device is touched.
     pub(crate) fn plan(&self) -> Result<Plan, ExitCode> {
+        self.plan_with(true)
+    }
+
+    /// [`SandboxArgs::plan`] for a run that needs no privilege to begin with (replay): it keeps
+    /// its user unless `--user`/`--group` say otherwise (its output is renamed into place in the
+    /// user's directory at the end), and still drops every capability and installs the filter.
+    pub(crate) fn plan_keeping_user(&self) -> Result<Plan, ExitCode> {
+        self.plan_with(false)
+    }
+
+    fn plan_with(&self, root_becomes_nobody: bool) -> Result<Plan, ExitCode> {
         if self.no_sandbox {
             return Ok(Plan {
                 to: None,
@@ -57,7 +68,7 @@ impl SandboxArgs {
                 selftest: false,
             });
         }
-        let root = sandbox::running_as_root();
+        let root = sandbox::running_as_root() && root_becomes_nobody;
         let lookup = |user: &str, group: Option<&str>| {
             Identity::lookup(user, group).map_err(|e| usage(format_args!("--user/--group: {e}")))
         };

@@ -17,7 +17,9 @@ use tunhost::replay::{MacOrigin, ReplayConfig, ReplayError, replay_reader};
 use tunhost::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use crate::args::{LogArgs, ServiceArgs, TraceArgs, colons, parse_cidr, parse_ip, parse_mac};
+use crate::privileges::SandboxArgs;
 use crate::{fail, init_logging, usage};
+use tunhost::sandbox::Profile;
 
 pub(crate) const REPLAY_AFTER_HELP: &str = "\
 The host runs on a virtual clock that follows the capture's timestamps: no device, no root, and
@@ -66,6 +68,9 @@ pub(crate) struct ReplayArgs {
 
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    privileges: SandboxArgs,
 
     #[command(flatten)]
     log: LogArgs,
@@ -117,6 +122,10 @@ enum Output {
 
 pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
     init_logging(args.log.verbose, args.log.quiet);
+    let plan = match args.privileges.plan_keeping_user() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let path = args.input.display().to_string();
     let file = match File::open(&args.input) {
         Ok(f) => f,
@@ -170,6 +179,12 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         }
         Err(msg) => return fail(msg),
     };
+    // The capture and the output are open: the packets of the capture, which anyone may have
+    // written, are parsed without privilege and under the filter.
+    if let Err(code) = plan.apply(Profile::Output) {
+        return code;
+    }
+    plan.selftest();
     let trace = |label: &String| TraceConfig {
         interface: "replay".into(),
         label: label.clone(),
