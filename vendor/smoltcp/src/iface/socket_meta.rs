@@ -36,6 +36,9 @@ pub(crate) struct Meta {
     pub(crate) handle: SocketHandle,
     /// See [NeighborState](struct.NeighborState.html).
     neighbor_state: NeighborState,
+    /// Where the set's scheduler has the socket (index, ready list, deadline).
+    #[cfg(feature = "alloc")]
+    pub(crate) sched: super::socket_sched::SchedMeta,
 }
 
 impl Meta {
@@ -123,6 +126,7 @@ mod tests {
         Meta {
             handle: SocketHandle::default(),
             neighbor_state: NeighborState::Active,
+            ..Meta::default()
         }
     }
 

@@ -4,13 +4,16 @@ use managed::ManagedSlice;
 use super::socket_meta::Meta;
 use crate::socket::{AnySocket, Socket};
 
+#[cfg(feature = "alloc")]
+pub(crate) use super::socket_sched::Sched;
+
 /// Opaque struct with space for storing one socket.
 ///
 /// This is public so you can use it to allocate space for storing
 /// sockets when creating an Interface.
 #[derive(Debug, Default)]
 pub struct SocketStorage<'a> {
-    inner: Option<Item<'a>>,
+    pub(crate) inner: Option<Item<'a>>,
 }
 
 impl<'a> SocketStorage<'a> {
@@ -29,6 +32,18 @@ pub(crate) struct Item<'a> {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct SocketHandle(usize);
 
+impl SocketHandle {
+    #[allow(unused)] // without alloc
+    pub(crate) fn index(self) -> usize {
+        self.0
+    }
+
+    #[allow(unused)] // without alloc
+    pub(crate) fn from_index(index: usize) -> SocketHandle {
+        SocketHandle(index)
+    }
+}
+
 impl fmt::Display for SocketHandle {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "#{}", self.0)
@@ -42,7 +57,11 @@ impl fmt::Display for SocketHandle {
 /// `SocketSet<'static>`.
 #[derive(Debug)]
 pub struct SocketSet<'a> {
-    sockets: ManagedSlice<'a, SocketStorage<'a>>,
+    pub(crate) sockets: ManagedSlice<'a, SocketStorage<'a>>,
+    /// What makes the cost of a packet independent of the number of sockets: an index of TCP
+    /// sockets by 4-tuple, the sockets due for egress, their deadlines (see `socket_sched`).
+    #[cfg(feature = "alloc")]
+    pub(crate) sched: Sched,
 }
 
 impl<'a> SocketSet<'a> {
@@ -52,7 +71,11 @@ impl<'a> SocketSet<'a> {
         SocketsT: Into<ManagedSlice<'a, SocketStorage<'a>>>,
     {
         let sockets = sockets.into();
-        SocketSet { sockets }
+        SocketSet {
+            sockets,
+            #[cfg(feature = "alloc")]
+            sched: Sched::default(),
+        }
     }
 
     /// Add a socket to the set, and return its handle.
@@ -60,6 +83,13 @@ impl<'a> SocketSet<'a> {
     /// # Panics
     /// This function panics if the storage is fixed-size (not a `Vec`) and is full.
     pub fn add<T: AnySocket<'a>>(&mut self, socket: T) -> SocketHandle {
+        let handle = self.add_socket(socket.upcast());
+        #[cfg(feature = "alloc")]
+        self.sched.added(handle.0, &mut self.sockets[handle.0]);
+        handle
+    }
+
+    fn add_socket(&mut self, socket: Socket<'a>) -> SocketHandle {
         fn put<'a>(index: usize, slot: &mut SocketStorage<'a>, socket: Socket<'a>) -> SocketHandle {
             net_trace!("[{}]: adding", index);
             let handle = SocketHandle(index);
@@ -70,8 +100,6 @@ impl<'a> SocketSet<'a> {
             };
             handle
         }
-
-        let socket = socket.upcast();
 
         for (index, slot) in self.sockets.iter_mut().enumerate() {
             if slot.inner.is_none() {
@@ -110,6 +138,11 @@ impl<'a> SocketSet<'a> {
     /// This function may panic if the handle does not belong to this socket set
     /// or the socket has the wrong type.
     pub fn get_mut<T: AnySocket<'a>>(&mut self, handle: SocketHandle) -> &mut T {
+        // The caller may change anything: look at the socket again at the next poll.
+        #[cfg(feature = "alloc")]
+        if let Some(item) = self.sockets[handle.0].inner.as_mut() {
+            self.sched.touch(&mut item.meta, handle.0);
+        }
         match self.sockets[handle.0].inner.as_mut() {
             Some(item) => T::downcast_mut(&mut item.socket)
                 .expect("handle refers to a socket of a wrong type"),
@@ -124,7 +157,11 @@ impl<'a> SocketSet<'a> {
     pub fn remove(&mut self, handle: SocketHandle) -> Socket<'a> {
         net_trace!("[{}]: removing", handle.0);
         match self.sockets[handle.0].inner.take() {
-            Some(item) => item.socket,
+            Some(item) => {
+                #[cfg(feature = "alloc")]
+                self.sched.removed(handle.0, &item.meta);
+                item.socket
+            }
             None => panic!("handle does not refer to a valid socket"),
         }
     }
@@ -136,12 +173,64 @@ impl<'a> SocketSet<'a> {
 
     /// Get a mutable iterator to the inner sockets.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (SocketHandle, &mut Socket<'a>)> {
-        self.items_mut().map(|i| (i.meta.handle, &mut i.socket))
+        #[cfg(feature = "alloc")]
+        let sched = &mut self.sched;
+        self.sockets
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(i, x)| Some((i, x.inner.as_mut()?)))
+            .map(move |(_i, item)| {
+                #[cfg(feature = "alloc")]
+                sched.touch(&mut item.meta, _i);
+                (item.meta.handle, &mut item.socket)
+            })
+    }
+
+    /// The sockets whose state may have changed since [`SocketSet::clear_changed`]: TCP sockets
+    /// that took in a segment, or whose state changed when they sent (a timeout, say); every
+    /// other kind of socket is always listed. A program with many sockets looks at these after
+    /// a poll instead of at every socket. Without the `alloc` feature, every socket is listed.
+    pub fn changed(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        #[cfg(feature = "alloc")]
+        {
+            self.sched.changed()
+        }
+        #[cfg(not(feature = "alloc"))]
+        {
+            self.iter().map(|(h, _)| h)
+        }
+    }
+
+    /// Forget the list of [`SocketSet::changed`] sockets (after looking at them).
+    pub fn clear_changed(&mut self) {
+        #[cfg(feature = "alloc")]
+        self.sched.clear_changed(&mut self.sockets);
     }
 
     /// Iterate every socket in this set.
     pub(crate) fn items(&self) -> impl Iterator<Item = &Item<'a>> + '_ {
         self.sockets.iter().filter_map(|x| x.inner.as_ref())
+    }
+
+    /// How many sockets of kinds other than TCP [`SocketSet::other_mut`] may give (an upper
+    /// bound: it gives `None` for a slot that holds a TCP socket or nothing).
+    pub(crate) fn others_len(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        {
+            self.sched.others().len()
+        }
+        #[cfg(not(feature = "alloc"))]
+        {
+            self.sockets.len()
+        }
+    }
+
+    /// The `i`-th socket of a kind other than TCP (UDP, ICMP, raw, ...), in set order: what
+    /// the interface walks for a packet that is not TCP, without walking the TCP sockets.
+    pub(crate) fn other_mut(&mut self, i: usize) -> Option<&mut Item<'a>> {
+        #[cfg(feature = "alloc")]
+        let i = *self.sched.others().get(i)?;
+        self.sockets.get_mut(i)?.inner.as_mut()
     }
 
     /// Iterate every socket in this set.

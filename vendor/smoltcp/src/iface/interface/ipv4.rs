@@ -341,10 +341,13 @@ impl InterfaceInner {
         let mut handled_by_icmp_socket = false;
 
         #[cfg(all(feature = "socket-icmp", feature = "proto-ipv4"))]
-        for icmp_socket in _sockets
-            .items_mut()
-            .filter_map(|i| icmp::Socket::downcast_mut(&mut i.socket))
-        {
+        for other in 0.._sockets.others_len() {
+            let Some(icmp_socket) = _sockets
+                .other_mut(other)
+                .and_then(|i| icmp::Socket::downcast_mut(&mut i.socket))
+            else {
+                continue;
+            };
             if icmp_socket.accepts_v4(self, &ip_repr, &icmp_repr) {
                 icmp_socket.process_v4(self, &ip_repr, &icmp_repr);
                 handled_by_icmp_socket = true;
