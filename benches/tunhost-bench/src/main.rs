@@ -22,6 +22,7 @@
 //! and read+write syscalls of the server per packet the device counted.
 
 mod client;
+mod scale;
 mod servers;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -61,6 +62,13 @@ struct Args {
     /// Measure only the MTU 1500 rows.
     #[arg(long)]
     mtu1500_only: bool,
+    /// Measure only the connection-scale rows (RR and connect+close with 0 / 1k / 10k idle
+    /// connections, tunhost and kernel).
+    #[arg(long, conflicts_with = "no_scale")]
+    scale_only: bool,
+    /// Leave out the connection-scale rows.
+    #[arg(long)]
+    no_scale: bool,
     /// (internal) run as a server child: stock or kernel.
     #[arg(long, hide = true)]
     role: Option<String>,
@@ -305,7 +313,9 @@ fn bench(args: &Args) -> Res<bool> {
         loadavg()
     );
     let mut rows: Vec<Row> = Vec::new();
-    let mtus: &[u32] = if args.mtu1500_only {
+    let mtus: &[u32] = if args.scale_only {
+        &[]
+    } else if args.mtu1500_only {
         &[1500]
     } else {
         &[1500, 65535]
@@ -356,8 +366,13 @@ fn bench(args: &Args) -> Res<bool> {
         }
         drop(servers);
     }
+    let scale_ok = if args.no_scale {
+        true
+    } else {
+        scale::run(&tunhost, &pcap, reps, secs, args.smoke)?
+    };
     println!("finished {} (load {})\n", utc_now(), loadavg());
-    let ok = print_table(&rows, &available, &missing);
+    let ok = print_table(&rows, &available, &missing) && scale_ok;
     if args.smoke {
         if ok {
             println!("smoke: every row produced a number");
@@ -498,6 +513,17 @@ impl Server {
         tunhost: &std::path::Path,
         pcap: &std::path::Path,
     ) -> Res<Server> {
+        Server::start_with(target, mtu, tunhost, pcap, &[])
+    }
+
+    /// [`Server::start`], with `extra` flags for a tunhost server.
+    fn start_with(
+        target: Target,
+        mtu: u32,
+        tunhost: &std::path::Path,
+        pcap: &std::path::Path,
+        extra: &[&str],
+    ) -> Res<Server> {
         let (dev, addr, peer) = target.net();
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let host_cidr = format!("{addr}/24");
@@ -522,6 +548,7 @@ impl Server {
                 "19",
             ])
             .args(flags)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
