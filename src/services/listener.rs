@@ -289,9 +289,10 @@ impl Listener {
             let handle = if let Some(h) = self.free.pop() {
                 h
             } else if self.owned() < self.config.max_sockets {
+                // Allocated at the first byte each way: an idle connection costs no buffer.
                 let socket = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0; self.config.rx_buffer]),
-                    tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
+                    tcp::SocketBuffer::new_lazy(self.config.rx_buffer),
+                    tcp::SocketBuffer::new_lazy(self.config.tx_buffer),
                 );
                 sockets.add(socket)
             } else if let Some(i) = self
