@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{HOST, TUN_ARGS, Tunhost, assert_echoes, in_netns};
 
-/// Idle connections the test opens.
+/// Idle connections the test opens (on the echo port, so that any of them can be checked).
 const IDLE: usize = 10_000;
 
 /// RSS an idle connection may add to the host, the README's bound ("## Memory").
@@ -97,8 +97,6 @@ fn ten_thousand_idle_connections_cost_nothing_per_packet_and_little_memory() {
         args.extend_from_slice(&[
             "--echo",
             "7",
-            "--discard",
-            "9",
             "--max-connections",
             "12000",
             "--busy-poll",
@@ -110,14 +108,22 @@ fn ten_thousand_idle_connections_cost_nothing_per_packet_and_little_memory() {
 
         let mut idle = Vec::with_capacity(IDLE);
         for i in 0..IDLE {
-            match TcpStream::connect((HOST, 9)) {
+            match TcpStream::connect((HOST, 7)) {
                 Ok(s) => idle.push(s),
                 Err(e) => panic!("idle connection {i} of {IDLE}: {e}"),
             }
         }
-        // The first connection still reaches its socket through the index, and a new client
-        // is served.
-        idle[0].write_all(b"still there").unwrap();
+        // The first and the last connection still reach their sockets (through the index), and
+        // a new client is served.
+        for i in [0, IDLE - 1] {
+            let s = &mut idle[i];
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"still there").unwrap();
+            let mut b = [0u8; 11];
+            s.read_exact(&mut b)
+                .unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+            assert_eq!(&b, b"still there", "idle connection {i}");
+        }
         assert_echoes((HOST, 7), 100_000, 14);
         let rss1 = rss(&host);
         let crowded = exchange_cost(&host);
@@ -129,24 +135,32 @@ fn ten_thousand_idle_connections_cost_nothing_per_packet_and_little_memory() {
             rss0 / 1024,
             rss1 / 1024
         );
-        assert!(
-            per_conn <= RSS_PER_IDLE_CONNECTION,
-            "an idle connection costs {per_conn} bytes of RSS, over the README's {RSS_PER_IDLE_CONNECTION}"
-        );
-        // A generous bound on CPU, not on time: walking 10,000 sockets per packet costs the
-        // host about 20 times what the exchanges cost alone.
-        assert!(
-            crowded <= 3 * alone + 20,
-            "{EXCHANGES} exchanges cost the host {crowded} ticks of CPU with {IDLE} idle \
-             connections against {alone} with none"
-        );
+        let mut failures = Vec::new();
+        if per_conn > RSS_PER_IDLE_CONNECTION {
+            failures.push(format!(
+                "an idle connection costs {per_conn} bytes of RSS, over the README's \
+                 {RSS_PER_IDLE_CONNECTION}"
+            ));
+        }
+        // A generous bound on CPU, not on time: walking 10,000 sockets per packet cost the host
+        // some 200 times what the exchanges cost alone.
+        if crowded > 3 * alone + 20 {
+            failures.push(format!(
+                "{EXCHANGES} exchanges cost the host {crowded} ticks of CPU with {IDLE} idle \
+                 connections against {alone} with none"
+            ));
+        }
+        assert!(failures.is_empty(), "{}", failures.join("; "));
         // Every idle connection is still open: none was reset to make room.
         for (i, s) in idle.iter().enumerate().step_by(997) {
             s.set_nonblocking(true).unwrap();
+            // (The two that echoed above have nothing left to read either.)
             let mut b = [0u8; 1];
             match (&*s).read(&mut b) {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                other => panic!("idle connection {i}: {other:?} instead of an open, silent connection"),
+                other => {
+                    panic!("idle connection {i}: {other:?} instead of an open, silent connection")
+                }
             }
         }
     });
