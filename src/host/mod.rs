@@ -206,7 +206,10 @@ impl<D: Device, C: Clock> Host<D, C> {
             .map(|f| f(self.device.inner()).stats())
             .unwrap_or_default();
         // Counting walks every socket: at most once per STATUS_COUNT_INTERVAL, not per turn.
-        if self.counted_at.is_none_or(|t| now >= t + STATUS_COUNT_INTERVAL || now < t) {
+        if self
+            .counted_at
+            .is_none_or(|t| now >= t + STATUS_COUNT_INTERVAL || now < t)
+        {
             self.counted_at = Some(now);
             self.connections = self.active_connections();
         }

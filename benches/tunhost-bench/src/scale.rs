@@ -59,7 +59,13 @@ fn fmt(kind: Kind, v: Option<f64>) -> String {
 
 /// The connection-scale rows for tunhost and kernel TCP; prints its table and returns whether
 /// every cell has a number.
-pub fn run(tunhost: &std::path::Path, pcap: &std::path::Path, reps: usize, secs: f64, smoke: bool) -> Res<bool> {
+pub fn run(
+    tunhost: &std::path::Path,
+    pcap: &std::path::Path,
+    reps: usize,
+    secs: f64,
+    smoke: bool,
+) -> Res<bool> {
     let steps = if smoke { SMOKE_STEPS } else { IDLE_STEPS };
     let most = steps[steps.len() - 1];
     raise_nofile(most as u64 + 1024)?;
@@ -87,23 +93,45 @@ pub fn run(tunhost: &std::path::Path, pcap: &std::path::Path, reps: usize, secs:
             }
         };
         let rr = |n: usize| -> Option<f64> {
-            sample(reps, || client::rr(server.addr, secs)).map_err(|e| eprintln!("warning: {} RR with {n} idle: {e}", target.name())).ok()
+            sample(reps, || client::rr(server.addr, secs))
+                .map_err(|e| eprintln!("warning: {} RR with {n} idle: {e}", target.name()))
+                .ok()
         };
         let cc = |n: usize| -> Option<f64> {
             sample(reps, || client::connect_close(server.addr, secs))
-                .map_err(|e| eprintln!("warning: {} connect+close with {n} idle: {e}", target.name()))
+                .map_err(|e| {
+                    eprintln!(
+                        "warning: {} connect+close with {n} idle: {e}",
+                        target.name()
+                    )
+                })
                 .ok()
         };
         for (i, &n) in steps.iter().enumerate() {
             if let Err(e) = open_idle(server.addr, n, &mut idle) {
-                eprintln!("warning: {}: opening {n} idle connections: {e}", target.name());
+                eprintln!(
+                    "warning: {}: opening {n} idle connections: {e}",
+                    target.name()
+                );
                 break;
             }
-            put(format!("RR with {} idle connections", count(n)), Kind::Rate, rr(n));
+            put(
+                format!("RR with {} idle connections", count(n)),
+                Kind::Rate,
+                rr(n),
+            );
             if i == 0 || n == most {
-                put(format!("connect+close with {} idle", count(n)), Kind::Rate, cc(n));
+                put(
+                    format!("connect+close with {} idle", count(n)),
+                    Kind::Rate,
+                    cc(n),
+                );
             }
-            put(format!("server RSS with {} idle", count(n)), Kind::Rss, rss_kib(pid));
+            put(
+                format!("server RSS with {} idle", count(n)),
+                Kind::Rss,
+                rss_kib(pid),
+            );
         }
         if idle.len() == most {
             // A quiet second: no packet but the idle connections' own (keep-alive) ones.
@@ -112,19 +140,29 @@ pub fn run(tunhost: &std::path::Path, pcap: &std::path::Path, reps: usize, secs:
             let t0 = Instant::now();
             std::thread::sleep(Duration::from_secs_f64(quiet));
             let cpu = (proc_cpu(pid) - c0) * 100.0 / t0.elapsed().as_secs_f64();
-            put(format!("server CPU, quiet, {} idle", count(most)), Kind::Cpu, Some(cpu));
+            put(
+                format!("server CPU, quiet, {} idle", count(most)),
+                Kind::Cpu,
+                Some(cpu),
+            );
         }
         drop(idle);
         drop(server);
         eprintln!("  done: connection scale, {}", target.name());
     }
     print(&rows);
-    Ok(rows.iter().all(|r| r.tunhost.is_some() && r.kernel.is_some()))
+    Ok(rows
+        .iter()
+        .all(|r| r.tunhost.is_some() && r.kernel.is_some()))
 }
 
 fn print(rows: &[Row]) {
-    println!("Connection scale (MTU 1500; idle connections on port {IDLE_PORT}; the ratio to 0 idle is of the rows' first figure of the same kind):\n");
-    println!("| test | tunhost | kernel veth | tunhost/kernel | tunhost vs 0 idle | kernel vs 0 idle |");
+    println!(
+        "Connection scale (MTU 1500; idle connections on port {IDLE_PORT}; the ratio to 0 idle is of the rows' first figure of the same kind):\n"
+    );
+    println!(
+        "| test | tunhost | kernel veth | tunhost/kernel | tunhost vs 0 idle | kernel vs 0 idle |"
+    );
     println!("|---|---|---|---|---|---|");
     for r in rows {
         let base = |f: fn(&Row) -> Option<f64>| {
@@ -138,11 +176,18 @@ fn print(rows: &[Row]) {
             _ => "–".into(),
         };
         let (vs_t, vs_k) = if r.kind == Kind::Rate {
-            (ratio(r.tunhost, base(|b| b.tunhost)), ratio(r.kernel, base(|b| b.kernel)))
+            (
+                ratio(r.tunhost, base(|b| b.tunhost)),
+                ratio(r.kernel, base(|b| b.kernel)),
+            )
         } else {
             ("–".into(), "–".into())
         };
-        let tk = if r.kind == Kind::Rate { ratio(r.tunhost, r.kernel) } else { "–".into() };
+        let tk = if r.kind == Kind::Rate {
+            ratio(r.tunhost, r.kernel)
+        } else {
+            "–".into()
+        };
         println!(
             "| {} | {} | {} | {tk} | {vs_t} | {vs_k} |",
             r.label,
