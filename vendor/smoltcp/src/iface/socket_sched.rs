@@ -175,6 +175,14 @@ impl Sched {
         item.meta.sched.class = class;
     }
 
+    /// Whether `item` is a TCP socket in LISTEN that is indexed so (nothing to send, no
+    /// deadline to keep).
+    pub(crate) fn still_listening(&self, item: &Item) -> bool {
+        item.meta.sched.class == Class::Listen
+            && item.meta.sched.deadline.is_none()
+            && classify(&item.socket) == Class::Listen
+    }
+
     /// Index again every socket given out by `get_mut` since the last time.
     pub(crate) fn sync(&mut self, slots: &mut [SocketStorage]) {
         while let Some(index) = self.unsynced.pop() {

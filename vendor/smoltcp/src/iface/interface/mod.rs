@@ -771,6 +771,12 @@ impl Interface {
             let Some(item) = sockets.sockets[index].inner.as_mut() else {
                 continue;
             };
+            // A socket still listening, as it was when indexed, has nothing to send: the common
+            // case of a server's pool of listening sockets looked at (`get_mut`) on every turn.
+            #[cfg(feature = "alloc")]
+            if sockets.sched.still_listening(item) {
+                continue;
+            }
             #[cfg(all(feature = "alloc", feature = "socket-tcp"))]
             let tcp_state = match &item.socket {
                 Socket::Tcp(s) => Some(s.state()),
