@@ -67,6 +67,12 @@ impl Meta {
         }
     }
 
+    /// Whether the socket is silenced until its neighbor is discovered.
+    #[allow(unused)] // without alloc
+    pub(crate) fn waiting_for_neighbor(&self) -> bool {
+        matches!(self.neighbor_state, NeighborState::Waiting { .. })
+    }
+
     pub(crate) fn egress_permitted<F>(&mut self, timestamp: Instant, has_neighbor: F) -> bool
     where
         F: Fn(IpAddress) -> bool,

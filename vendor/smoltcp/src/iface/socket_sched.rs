@@ -15,7 +15,9 @@
 //!   and compacted);
 //! - **`poll_at`** looks at the ready sockets and the earliest deadline only.
 //!
-//! Sockets other than TCP (UDP, ICMP, ...) are few and kept in a list that is visited as before.
+//! Sockets other than TCP (UDP, ICMP, ...) are few and kept in a list that is visited as before;
+//! so are TCP sockets silenced until their neighbor (ARP, NDISC) answers, so that they send as
+//! soon as it does.
 //! The index of a socket is brought up to date after every visit (ingress, egress) and, for a
 //! socket given out by `get_mut`, before the next segment is looked up.
 
@@ -68,6 +70,9 @@ pub(crate) struct Sched {
     others: Vec<usize>,
     /// To visit at the next egress.
     ready: Vec<usize>,
+    /// TCP sockets silenced until a neighbor is discovered: visited on every egress, as the
+    /// sockets of other kinds, so that they send as soon as the neighbor answers.
+    waiting: Vec<usize>,
     /// Given out by `get_mut` since the index was last brought up to date.
     unsynced: Vec<usize>,
     /// Deadlines; an entry is live when it matches the socket's `SchedMeta::deadline`.
@@ -252,6 +257,13 @@ impl Sched {
                 _ => false,
             }
         });
+        self.waiting.retain(|&index| {
+            slots
+                .get(index)
+                .and_then(|s| s.inner.as_ref())
+                .is_some_and(|item| item.meta.waiting_for_neighbor())
+        });
+        batch.extend_from_slice(&self.waiting);
         batch.extend_from_slice(&self.others);
         batch
     }
@@ -284,10 +296,18 @@ impl Sched {
         now: Instant,
     ) {
         self.reindex(index, item);
-        let m = &mut item.meta.sched;
-        if m.class == Class::Other {
+        if item.meta.sched.class == Class::Other {
             return;
         }
+        let waiting = item.meta.waiting_for_neighbor();
+        match self.waiting.iter().position(|&i| i == index) {
+            None if waiting => self.waiting.push(index),
+            Some(at) if !waiting => {
+                self.waiting.swap_remove(at);
+            }
+            _ => {}
+        }
+        let m = &mut item.meta.sched;
         match poll_at {
             PollAt::Time(t) if t > now => {
                 if m.deadline != Some(t) {
@@ -329,11 +349,12 @@ impl Sched {
         }
     }
 
-    /// The sockets whose `poll_at` must be asked (the ready ones, the other kinds), and the
-    /// earliest deadline of the rest.
+    /// The sockets whose `poll_at` must be asked (the ready ones, those waiting for a neighbor,
+    /// the other kinds), and the earliest deadline of the rest.
     pub(crate) fn poll_candidates(&self) -> (impl Iterator<Item = usize> + '_, Option<Instant>) {
         let next = self.timers.peek().map(|&Reverse((t, _))| t);
-        (self.ready.iter().chain(self.others.iter()).copied(), next)
+        let all = self.ready.iter().chain(&self.waiting).chain(&self.others);
+        (all.copied(), next)
     }
 
     /// The sockets of other kinds, in set order.
