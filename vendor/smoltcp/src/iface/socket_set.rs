@@ -58,6 +58,8 @@ impl fmt::Display for SocketHandle {
 #[derive(Debug)]
 pub struct SocketSet<'a> {
     pub(crate) sockets: ManagedSlice<'a, SocketStorage<'a>>,
+    /// No slot below this one is free.
+    free_from: usize,
     /// What makes the cost of a packet independent of the number of sockets: an index of TCP
     /// sockets by 4-tuple, the sockets due for egress, their deadlines (see `socket_sched`).
     #[cfg(feature = "alloc")]
@@ -73,6 +75,7 @@ impl<'a> SocketSet<'a> {
         let sockets = sockets.into();
         SocketSet {
             sockets,
+            free_from: 0,
             #[cfg(feature = "alloc")]
             sched: Sched::default(),
         }
@@ -101,11 +104,15 @@ impl<'a> SocketSet<'a> {
             handle
         }
 
-        for (index, slot) in self.sockets.iter_mut().enumerate() {
+        // Every slot below `free_from` is taken: a set that only grows is not walked.
+        let from = self.free_from.min(self.sockets.len());
+        for (index, slot) in self.sockets.iter_mut().enumerate().skip(from) {
             if slot.inner.is_none() {
+                self.free_from = index + 1;
                 return put(index, slot, socket);
             }
         }
+        self.free_from = self.sockets.len() + 1;
 
         match &mut self.sockets {
             ManagedSlice::Borrowed(_) => panic!("adding a socket to a full SocketSet"),
@@ -158,6 +165,7 @@ impl<'a> SocketSet<'a> {
         net_trace!("[{}]: removing", handle.0);
         match self.sockets[handle.0].inner.take() {
             Some(item) => {
+                self.free_from = self.free_from.min(handle.0);
                 #[cfg(feature = "alloc")]
                 self.sched.removed(handle.0, &item.meta);
                 item.socket
@@ -236,5 +244,36 @@ impl<'a> SocketSet<'a> {
     /// Iterate every socket in this set.
     pub(crate) fn items_mut(&mut self) -> impl Iterator<Item = &mut Item<'a>> + '_ {
         self.sockets.iter_mut().filter_map(|x| x.inner.as_mut())
+    }
+}
+
+#[cfg(all(test, feature = "socket-udp"))]
+mod test {
+    use super::*;
+    use crate::socket::udp;
+
+    fn udp_socket() -> udp::Socket<'static> {
+        udp::Socket::new(
+            udp::PacketBuffer::new(vec![], vec![]),
+            udp::PacketBuffer::new(vec![], vec![]),
+        )
+    }
+
+    #[test]
+    fn add_fills_the_first_free_slot() {
+        let mut set = SocketSet::new(vec![]);
+        let h: Vec<SocketHandle> = (0..4).map(|_| set.add(udp_socket())).collect();
+        assert_eq!(h, [0, 1, 2, 3].map(SocketHandle));
+        set.remove(h[2]);
+        set.remove(h[1]);
+        assert_eq!(set.add(udp_socket()), SocketHandle(1));
+        assert_eq!(set.add(udp_socket()), SocketHandle(2));
+        assert_eq!(set.add(udp_socket()), SocketHandle(4));
+        let mut fixed = [SocketStorage::EMPTY, SocketStorage::EMPTY];
+        let mut set = SocketSet::new(&mut fixed[..]);
+        assert_eq!(set.add(udp_socket()), SocketHandle(0));
+        assert_eq!(set.add(udp_socket()), SocketHandle(1));
+        set.remove(SocketHandle(0));
+        assert_eq!(set.add(udp_socket()), SocketHandle(0));
     }
 }

@@ -38,6 +38,7 @@ impl InterfaceInner {
             let SocketSet {
                 sockets: slots,
                 sched,
+                ..
             } = sockets;
             sched.sync(slots);
             let local = IpEndpoint::new(dst_addr, tcp_repr.dst_port);
