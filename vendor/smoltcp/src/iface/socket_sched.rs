@@ -10,8 +10,9 @@
 //!   then among the listeners, in that order (as before: a connection's segment never reaches
 //!   a listener);
 //! - **egress** visits only the sockets that are *ready*: given out by `get_mut`/`iter_mut`
-//!   (the caller may have queued data or closed), that took in a segment, that asked to be
-//!   polled now, or whose deadline has come (a binary heap of deadlines, stale entries skipped
+//!   (the caller may have queued data or closed; a socket listening as indexed is looked at
+//!   again only if it no longer is), that took in a segment, that asked to be polled now, or
+//!   whose deadline has come (a binary heap of deadlines, stale entries skipped
 //!   and compacted);
 //! - **`poll_at`** looks at the ready sockets and the earliest deadline only.
 //!
@@ -68,6 +69,9 @@ pub(crate) struct Sched {
     listening: BTreeSet<usize>,
     /// Sockets other than TCP, in set order.
     others: Vec<usize>,
+    /// The socket last given out by `get_mut` while listening as indexed (see
+    /// [`Sched::touch_mut`]).
+    last_listening: Option<usize>,
     /// To visit at the next egress.
     ready: Vec<usize>,
     /// TCP sockets silenced until a neighbor is discovered: visited on every egress, as the
@@ -144,6 +148,29 @@ impl Sched {
         }
     }
 
+    /// The socket is given out by `get_mut`: [`Sched::touch`] it, unless it is listening as
+    /// indexed. Then it is only remembered, and looked at again by [`Sched::settle`] when the
+    /// set is next used (another `get_mut`, a poll): the caller may have closed it, or aborted
+    /// and connected it, but only while it held this one borrow. A server's pool of listening
+    /// sockets, looked at on every turn, then costs nothing more here.
+    pub(crate) fn touch_mut(&mut self, item: &mut Item, index: usize) {
+        if self.still_listening(item) {
+            self.last_listening = Some(index);
+        } else {
+            self.touch(&mut item.meta, index);
+        }
+    }
+
+    /// Touch the listening socket last given out if it is no longer listening as indexed.
+    pub(crate) fn settle(&mut self, slots: &mut [SocketStorage]) {
+        if let Some(index) = self.last_listening.take()
+            && let Some(item) = slots.get_mut(index).and_then(|s| s.inner.as_mut())
+            && !self.still_listening(item)
+        {
+            self.touch(&mut item.meta, index);
+        }
+    }
+
     fn unindex(&mut self, index: usize, class: Class) {
         match class {
             Class::Tuple(l, r) => {
@@ -190,6 +217,7 @@ impl Sched {
 
     /// Index again every socket given out by `get_mut` since the last time.
     pub(crate) fn sync(&mut self, slots: &mut [SocketStorage]) {
+        self.settle(slots);
         while let Some(index) = self.unsynced.pop() {
             if let Some(item) = slots.get_mut(index).and_then(|s| s.inner.as_mut())
                 && item.meta.sched.unsynced
@@ -233,6 +261,7 @@ impl Sched {
     /// come (in no particular order), followed by the sockets of other kinds. Give the vector
     /// back with [`Sched::give_back`].
     pub(crate) fn take_batch(&mut self, now: Instant, slots: &mut [SocketStorage]) -> Vec<usize> {
+        self.settle(slots);
         while let Some(&Reverse((t, index))) = self.timers.peek() {
             if t > now {
                 break;
@@ -350,11 +379,12 @@ impl Sched {
     }
 
     /// The sockets whose `poll_at` must be asked (the ready ones, those waiting for a neighbor,
-    /// the other kinds), and the earliest deadline of the rest.
+    /// the other kinds, the listening one last given out), and the earliest deadline of the
+    /// rest.
     pub(crate) fn poll_candidates(&self) -> (impl Iterator<Item = usize> + '_, Option<Instant>) {
         let next = self.timers.peek().map(|&Reverse((t, _))| t);
         let all = self.ready.iter().chain(&self.waiting).chain(&self.others);
-        (all.copied(), next)
+        (all.copied().chain(self.last_listening), next)
     }
 
     /// The sockets of other kinds, in set order.

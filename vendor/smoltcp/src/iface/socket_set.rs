@@ -86,6 +86,8 @@ impl<'a> SocketSet<'a> {
     /// # Panics
     /// This function panics if the storage is fixed-size (not a `Vec`) and is full.
     pub fn add<T: AnySocket<'a>>(&mut self, socket: T) -> SocketHandle {
+        #[cfg(feature = "alloc")]
+        self.sched.settle(&mut self.sockets);
         let handle = self.add_socket(socket.upcast());
         #[cfg(feature = "alloc")]
         self.sched.added(handle.0, &mut self.sockets[handle.0]);
@@ -147,8 +149,11 @@ impl<'a> SocketSet<'a> {
     pub fn get_mut<T: AnySocket<'a>>(&mut self, handle: SocketHandle) -> &mut T {
         // The caller may change anything: look at the socket again at the next poll.
         #[cfg(feature = "alloc")]
-        if let Some(item) = self.sockets[handle.0].inner.as_mut() {
-            self.sched.touch(&mut item.meta, handle.0);
+        {
+            self.sched.settle(&mut self.sockets);
+            if let Some(item) = self.sockets[handle.0].inner.as_mut() {
+                self.sched.touch_mut(item, handle.0);
+            }
         }
         match self.sockets[handle.0].inner.as_mut() {
             Some(item) => T::downcast_mut(&mut item.socket)
@@ -162,6 +167,8 @@ impl<'a> SocketSet<'a> {
     /// # Panics
     /// This function may panic if the handle does not belong to this socket set.
     pub fn remove(&mut self, handle: SocketHandle) -> Socket<'a> {
+        #[cfg(feature = "alloc")]
+        self.sched.settle(&mut self.sockets);
         net_trace!("[{}]: removing", handle.0);
         match self.sockets[handle.0].inner.take() {
             Some(item) => {

@@ -503,3 +503,55 @@ pub fn socket_set_scheduler_with_many_connections() {
     iface.poll(at, &mut device, &mut sockets);
     assert!(sockets.changed().any(|h| h == server));
 }
+
+/// A socket given out by `get_mut` while listening is not looked at again unless it stops
+/// listening; one that is aborted and connected in that one borrow still sends its SYN.
+#[test]
+#[cfg(all(
+    feature = "alloc",
+    feature = "medium-ip",
+    feature = "proto-ipv4",
+    feature = "socket-tcp"
+))]
+pub fn socket_set_scheduler_listening_socket_connected_in_one_borrow() {
+    use crate::socket::tcp;
+    use crate::time::Duration;
+
+    let mut device = Loopback::new(Medium::Ip);
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+    });
+    let mut sockets = SocketSet::new(vec![]);
+    let new_socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new_lazy(256),
+            tcp::SocketBuffer::new_lazy(256),
+        )
+    };
+    let server = sockets.add(new_socket());
+    sockets.get_mut::<tcp::Socket>(server).listen(1234).unwrap();
+    let other = sockets.add(new_socket());
+    sockets.get_mut::<tcp::Socket>(other).listen(5678).unwrap();
+    let mut now = Instant::ZERO;
+    iface.poll(now, &mut device, &mut sockets);
+    assert_eq!(iface.poll_at(now, &sockets), None);
+    // Looked at, left listening: nothing to do.
+    assert!(sockets.get_mut::<tcp::Socket>(other).is_listening());
+    assert_eq!(iface.poll_at(now, &sockets), None);
+    let s = sockets.get_mut::<tcp::Socket>(other);
+    s.abort();
+    s.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 1234), 40000)
+        .unwrap();
+    assert_eq!(iface.poll_at(now, &sockets), Some(Instant::ZERO));
+    for _ in 0..4 {
+        iface.poll(now, &mut device, &mut sockets);
+        now += Duration::from_millis(1);
+    }
+    for h in [server, other] {
+        assert_eq!(
+            sockets.get::<tcp::Socket>(h).state(),
+            tcp::State::Established
+        );
+    }
+}
