@@ -513,18 +513,20 @@ impl Server {
         tunhost: &std::path::Path,
         pcap: &std::path::Path,
     ) -> Res<Server> {
-        Server::start_with(target, mtu, tunhost, pcap, &[])
+        Server::start_with(target, mtu, tunhost, pcap, &[], target.net())
     }
 
-    /// [`Server::start`], with `extra` flags for a tunhost server.
+    /// [`Server::start`], with `extra` flags for a tunhost server and its device `net` (name,
+    /// the host's address, the kernel side's; see [`Target::net`]).
     fn start_with(
         target: Target,
         mtu: u32,
         tunhost: &std::path::Path,
         pcap: &std::path::Path,
         extra: &[&str],
+        net: (&str, Ipv4Addr, Ipv4Addr),
     ) -> Res<Server> {
-        let (dev, addr, peer) = target.net();
+        let (dev, addr, peer) = net;
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let host_cidr = format!("{addr}/24");
         let peer_cidr = format!("{peer}/24");

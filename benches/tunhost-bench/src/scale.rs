@@ -1,11 +1,12 @@
 //! Connection scale: 1-byte request/response and connect+close while N other connections sit
 //! idle on the server, tunhost beside kernel TCP, in one run (issue 14).
 //!
-//! For each server, one after the other: RR and connect+close with no idle connection, then
-//! [`IDLE_STEPS`] idle connections opened on [`IDLE_PORT`] (a discard port: tunhost keeps them
-//! as open sockets, the kernel server holds them accepted) and RR again at each step, then
-//! connect+close with the most, then the server's CPU over a quiet second with them all open,
-//! and its RSS at each step. The idle connections are closed before the next server starts.
+//! [`IDLE_STEPS`] idle connections are opened on [`IDLE_PORT`] (a discard port: tunhost keeps
+//! them as open sockets, the kernel server holds them accepted); at each step RR is measured
+//! again, connect+close with none and with the most, the server's RSS at each step and its CPU
+//! over quiet seconds with them all open. tunhost runs as two servers side by side, one that
+//! holds the idle connections and one with none, measured alternately, so that the ratio
+//! "vs 0 idle" holds on a busy machine too; the kernel server is measured step after step.
 //! Stock smoltcp is left out: its 8 sockets per port cannot hold the idle connections.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -32,13 +33,23 @@ pub const TUNHOST_FLAGS: &[&str] = &[
     "256",
 ];
 
-/// One row of the scale table: a label and, per server, the median.
+/// The device of the second tunhost server, the one that holds the idle connections.
+const CROWDED_NET: (&str, Ipv4Addr, Ipv4Addr) = (
+    "thb-c",
+    Ipv4Addr::new(198, 18, 4, 2),
+    Ipv4Addr::new(198, 18, 4, 1),
+);
+
+/// One row of the scale table: a label and, per server, the median and what it is compared
+/// with (the same measure with no idle connection).
 struct Row {
     label: String,
     /// RR, connect+close: per second; CPU: % of one core; RSS: KiB.
     kind: Kind,
     tunhost: Option<f64>,
     kernel: Option<f64>,
+    tunhost_base: Option<f64>,
+    kernel_base: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -57,8 +68,74 @@ fn fmt(kind: Kind, v: Option<f64>) -> String {
     }
 }
 
+#[derive(Default)]
+struct Table(Vec<Row>);
+
+impl Table {
+    /// Set `target`'s cell of the row `label` (made if new): the value and its base.
+    fn put(&mut self, label: String, kind: Kind, kernel: bool, v: Option<f64>, base: Option<f64>) {
+        let row = match self.0.iter().position(|r| r.label == label) {
+            Some(i) => &mut self.0[i],
+            None => {
+                self.0.push(Row {
+                    label,
+                    kind,
+                    tunhost: None,
+                    kernel: None,
+                    tunhost_base: None,
+                    kernel_base: None,
+                });
+                self.0.last_mut().expect("just pushed")
+            }
+        };
+        if kernel {
+            row.kernel = v;
+            row.kernel_base = base;
+        } else {
+            row.tunhost = v;
+            row.tunhost_base = base;
+        }
+    }
+}
+
+/// A rate measured `reps` times (median), with a warning naming it if it fails.
+fn rate(what: &str, reps: usize, mut f: impl FnMut() -> std::io::Result<f64>) -> Option<f64> {
+    sample(reps, &mut f)
+        .map_err(|e| eprintln!("warning: {what}: {e}"))
+        .ok()
+}
+
+/// `a` and `b` measured alternately, `reps` times each (medians): the load of a shared machine
+/// then weighs on both alike.
+fn alternate(
+    what: &str,
+    reps: usize,
+    mut a: impl FnMut() -> std::io::Result<f64>,
+    mut b: impl FnMut() -> std::io::Result<f64>,
+) -> (Option<f64>, Option<f64>) {
+    let (mut va, mut vb) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        match (a(), b()) {
+            (Ok(x), Ok(y)) => {
+                va.push(x);
+                vb.push(y);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("warning: {what}: {e}");
+                return (None, None);
+            }
+        }
+    }
+    (Some(median(&mut va)), Some(median(&mut vb)))
+}
+
 /// The connection-scale rows for tunhost and kernel TCP; prints its table and returns whether
 /// every cell has a number.
+///
+/// tunhost runs twice, side by side: one server with no idle connection and one that holds
+/// them, each figure of the second measured alternately with the same figure of the first (the
+/// ratio "vs 0 idle"). The kernel server holds its idle connections itself and is measured
+/// step after step.
 pub fn run(
     tunhost: &std::path::Path,
     pcap: &std::path::Path,
@@ -69,130 +146,150 @@ pub fn run(
     let steps = if smoke { SMOKE_STEPS } else { IDLE_STEPS };
     let most = steps[steps.len() - 1];
     raise_nofile(most as u64 + 1024)?;
-    let mut rows: Vec<Row> = Vec::new();
-    for target in [Target::Tunhost, Target::Kernel] {
-        let server = Server::start_with(target, 1500, tunhost, pcap, TUNHOST_FLAGS)?;
-        let pid = server.child.id();
-        let mut idle: Vec<TcpStream> = Vec::new();
-        let mut put = |label: String, kind: Kind, v: Option<f64>| {
-            let row = match rows.iter_mut().find(|r| r.label == label) {
-                Some(r) => r,
-                None => {
-                    rows.push(Row {
-                        label,
-                        kind,
-                        tunhost: None,
-                        kernel: None,
-                    });
-                    rows.last_mut().expect("just pushed")
-                }
-            };
-            match target {
-                Target::Kernel => row.kernel = v,
-                _ => row.tunhost = v,
-            }
-        };
-        let rr = |n: usize| -> Option<f64> {
-            sample(reps, || client::rr(server.addr, secs))
-                .map_err(|e| eprintln!("warning: {} RR with {n} idle: {e}", target.name()))
-                .ok()
-        };
-        let cc = |n: usize| -> Option<f64> {
-            sample(reps, || client::connect_close(server.addr, secs))
-                .map_err(|e| {
-                    eprintln!(
-                        "warning: {} connect+close with {n} idle: {e}",
-                        target.name()
-                    )
-                })
-                .ok()
-        };
-        for (i, &n) in steps.iter().enumerate() {
-            if let Err(e) = open_idle(server.addr, n, &mut idle) {
-                eprintln!(
-                    "warning: {}: opening {n} idle connections: {e}",
-                    target.name()
-                );
-                break;
-            }
-            put(
-                format!("RR with {} idle connections", count(n)),
-                Kind::Rate,
-                rr(n),
-            );
-            if i == 0 || n == most {
-                put(
-                    format!("connect+close with {} idle", count(n)),
-                    Kind::Rate,
-                    cc(n),
-                );
-            }
-            put(
-                format!("server RSS with {} idle", count(n)),
-                Kind::Rss,
-                rss_kib(pid),
-            );
+    let quiet = if smoke { 0.3 } else { 2.0 };
+    let mut table = Table::default();
+    let rr = |s: &Server| client::rr(s.addr, secs);
+    let cc = |s: &Server| client::connect_close(s.addr, secs);
+
+    // tunhost: a server with none beside the one with the idle connections.
+    let t = Target::Tunhost;
+    let alone = Server::start_with(t, 1500, tunhost, pcap, TUNHOST_FLAGS, t.net())?;
+    let crowded = Server::start_with(t, 1500, tunhost, pcap, TUNHOST_FLAGS, CROWDED_NET)?;
+    let mut idle: Vec<TcpStream> = Vec::new();
+    for &n in &steps {
+        if let Err(e) = open_idle(crowded.addr, n, &mut idle) {
+            eprintln!("warning: tunhost: opening {n} idle connections: {e}");
+            break;
         }
-        if idle.len() == most {
-            // A quiet second: no packet but the idle connections' own (keep-alive) ones.
-            let quiet = if smoke { 0.3 } else { 2.0 };
-            let c0 = proc_cpu(pid);
-            let t0 = Instant::now();
-            std::thread::sleep(Duration::from_secs_f64(quiet));
-            let cpu = (proc_cpu(pid) - c0) * 100.0 / t0.elapsed().as_secs_f64();
-            put(
-                format!("server CPU, quiet, {} idle", count(most)),
-                Kind::Cpu,
-                Some(cpu),
-            );
+        let label = format!("RR with {} idle connections", count(n));
+        if n == 0 {
+            let v = rate(&format!("tunhost {label}"), reps, || rr(&alone));
+            table.put(label, Kind::Rate, false, v, v);
+            let label = "connect+close with 0 idle".to_string();
+            let v = rate(&format!("tunhost {label}"), reps, || cc(&alone));
+            table.put(label, Kind::Rate, false, v, v);
+        } else {
+            let (a, b) = alternate(&label, reps, || rr(&alone), || rr(&crowded));
+            table.put(label, Kind::Rate, false, b, a);
+            if n == most {
+                let label = format!("connect+close with {} idle", count(n));
+                let (a, b) = alternate(&label, reps, || cc(&alone), || cc(&crowded));
+                table.put(label, Kind::Rate, false, b, a);
+            }
         }
-        drop(idle);
-        drop(server);
-        eprintln!("  done: connection scale, {}", target.name());
+        let label = format!("server RSS with {} idle", count(n));
+        table.put(label, Kind::Rss, false, rss_kib(crowded.child.id()), None);
     }
-    print(&rows);
-    Ok(rows
+    if idle.len() == most {
+        let label = format!("server CPU, quiet, {} idle", count(most));
+        table.put(
+            label,
+            Kind::Cpu,
+            false,
+            Some(quiet_cpu(&crowded, quiet)),
+            None,
+        );
+    }
+    drop(idle);
+    drop((alone, crowded));
+    eprintln!("  done: connection scale, tunhost");
+
+    // Kernel TCP: one server, step after step.
+    let server = Server::start_with(
+        Target::Kernel,
+        1500,
+        tunhost,
+        pcap,
+        &[],
+        Target::Kernel.net(),
+    )?;
+    let mut idle: Vec<TcpStream> = Vec::new();
+    let (mut rr0, mut cc0) = (None, None);
+    for &n in &steps {
+        if let Err(e) = open_idle(server.addr, n, &mut idle) {
+            eprintln!("warning: kernel: opening {n} idle connections: {e}");
+            break;
+        }
+        let label = format!("RR with {} idle connections", count(n));
+        let v = rate(&format!("kernel {label}"), reps, || rr(&server));
+        rr0 = rr0.or(v);
+        table.put(label, Kind::Rate, true, v, rr0);
+        if n == 0 || n == most {
+            let label = format!("connect+close with {} idle", count(n));
+            let v = rate(&format!("kernel {label}"), reps, || cc(&server));
+            cc0 = cc0.or(v);
+            table.put(label, Kind::Rate, true, v, cc0);
+        }
+        let label = format!("server RSS with {} idle", count(n));
+        table.put(label, Kind::Rss, true, rss_kib(server.child.id()), None);
+    }
+    if idle.len() == most {
+        let label = format!("server CPU, quiet, {} idle", count(most));
+        table.put(
+            label,
+            Kind::Cpu,
+            true,
+            Some(quiet_cpu(&server, quiet)),
+            None,
+        );
+    }
+    drop(idle);
+    drop(server);
+    eprintln!("  done: connection scale, kernel");
+    print(&table.0);
+    Ok(table
+        .0
         .iter()
         .all(|r| r.tunhost.is_some() && r.kernel.is_some()))
 }
 
+/// The server's CPU (% of one core) over `secs` quiet seconds: no packet but the idle
+/// connections' own (keep-alive).
+fn quiet_cpu(server: &Server, secs: f64) -> f64 {
+    let pid = server.child.id();
+    let c0 = proc_cpu(pid);
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    (proc_cpu(pid) - c0) * 100.0 / t0.elapsed().as_secs_f64()
+}
+
 fn print(rows: &[Row]) {
     println!(
-        "Connection scale (MTU 1500; idle connections on port {IDLE_PORT}; the ratio to 0 idle is of the rows' first figure of the same kind):\n"
+        "Connection scale (MTU 1500; idle connections on port {IDLE_PORT}; tunhost's \"vs 0 idle\" \
+         is against a second tunhost server with none, measured alternately; the kernel's, \
+         against its own first step; kernel RSS is the server process's, not the kernel's):\n"
     );
     println!(
         "| test | tunhost | kernel veth | tunhost/kernel | tunhost vs 0 idle | kernel vs 0 idle |"
     );
     println!("|---|---|---|---|---|---|");
+    let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
+        _ => "–".into(),
+    };
     for r in rows {
-        let base = |f: fn(&Row) -> Option<f64>| {
-            let prefix = r.label.split(" with ").next().unwrap_or("");
-            rows.iter()
-                .find(|b| b.kind == r.kind && b.label.starts_with(prefix))
-                .and_then(f)
-        };
-        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{:.2}", a / b),
-            _ => "–".into(),
-        };
-        let (vs_t, vs_k) = if r.kind == Kind::Rate {
-            (
-                ratio(r.tunhost, base(|b| b.tunhost)),
-                ratio(r.kernel, base(|b| b.kernel)),
-            )
-        } else {
-            ("–".into(), "–".into())
-        };
-        let tk = if r.kind == Kind::Rate {
-            ratio(r.tunhost, r.kernel)
-        } else {
-            "–".into()
-        };
+        let rate = r.kind == Kind::Rate;
+        let dash = || "–".to_string();
         println!(
-            "| {} | {} | {} | {tk} | {vs_t} | {vs_k} |",
+            "| {} | {} | {} | {} | {} | {} |",
             r.label,
             fmt(r.kind, r.tunhost),
-            fmt(r.kind, r.kernel)
+            fmt(r.kind, r.kernel),
+            if rate {
+                ratio(r.tunhost, r.kernel)
+            } else {
+                dash()
+            },
+            if rate {
+                ratio(r.tunhost, r.tunhost_base)
+            } else {
+                dash()
+            },
+            if rate {
+                ratio(r.kernel, r.kernel_base)
+            } else {
+                dash()
+            },
         );
     }
     println!();
