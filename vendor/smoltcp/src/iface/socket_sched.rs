@@ -6,14 +6,14 @@
 //! every `poll_at`. With 10,000 idle connections that is most of the work of a packet. Here:
 //!
 //! - **ingress**: TCP sockets with a 4-tuple are indexed by it (a `BTreeSet` of
-//!   `(local, remote, index)`), listening ones kept apart; a segment is looked up in the index,
-//!   then among the listeners, in that order (as before: a connection's segment never reaches
-//!   a listener);
+//!   `(local, remote, index)`), listening ones apart by port; a segment is looked up in the
+//!   index, then among the listeners of its port, in that order (as before: a connection's
+//!   segment never reaches a listener);
 //! - **egress** visits only the sockets that are *ready*: given out by `get_mut`/`iter_mut`
 //!   (the caller may have queued data or closed; a socket listening as indexed is looked at
 //!   again only if it no longer is), that took in a segment, that asked to be polled now, or
-//!   whose deadline has come (a binary heap of deadlines, stale entries skipped
-//!   and compacted);
+//!   whose deadline has come (a binary heap of deadlines, stale entries skipped and
+//!   compacted);
 //! - **`poll_at`** looks at the ready sockets and the earliest deadline only.
 //!
 //! Sockets other than TCP (UDP, ICMP, ...) are few and kept in a list that is visited as before;
@@ -41,8 +41,8 @@ pub(crate) enum Class {
     Idle,
     /// A TCP socket of a connection: (local, remote).
     Tuple(IpEndpoint, IpEndpoint),
-    /// A TCP socket in LISTEN.
-    Listen,
+    /// A TCP socket in LISTEN, on this port.
+    Listen(u16),
     /// Not a TCP socket.
     Other,
 }
@@ -66,7 +66,8 @@ pub(crate) struct SchedMeta {
 #[derive(Debug, Default)]
 pub(crate) struct Sched {
     tuples: BTreeSet<(IpEndpoint, IpEndpoint, usize)>,
-    listening: BTreeSet<usize>,
+    /// Listening TCP sockets by (port, index).
+    listening: BTreeSet<(u16, usize)>,
     /// Sockets other than TCP, in set order.
     others: Vec<usize>,
     /// The socket last given out by `get_mut` while listening as indexed (see
@@ -94,7 +95,7 @@ fn classify(socket: &Socket) -> Class {
             use crate::socket::tcp::State;
             match (s.state(), s.local_endpoint(), s.remote_endpoint()) {
                 (State::Closed, _, _) => Class::Idle,
-                (State::Listen, _, _) => Class::Listen,
+                (State::Listen, _, _) => Class::Listen(s.listen_endpoint().port),
                 (_, Some(l), Some(r)) => Class::Tuple(l, r),
                 _ => Class::Idle,
             }
@@ -176,8 +177,8 @@ impl Sched {
             Class::Tuple(l, r) => {
                 self.tuples.remove(&(l, r, index));
             }
-            Class::Listen => {
-                self.listening.remove(&index);
+            Class::Listen(port) => {
+                self.listening.remove(&(port, index));
             }
             Class::Other => {
                 if let Ok(at) = self.others.binary_search(&index) {
@@ -199,8 +200,8 @@ impl Sched {
             Class::Tuple(l, r) => {
                 self.tuples.insert((l, r, index));
             }
-            Class::Listen => {
-                self.listening.insert(index);
+            Class::Listen(port) => {
+                self.listening.insert((port, index));
             }
             Class::Idle | Class::Other => {}
         }
@@ -210,9 +211,9 @@ impl Sched {
     /// Whether `item` is a TCP socket in LISTEN that is indexed so (nothing to send, no
     /// deadline to keep).
     pub(crate) fn still_listening(&self, item: &Item) -> bool {
-        item.meta.sched.class == Class::Listen
+        matches!(item.meta.sched.class, Class::Listen(_))
             && item.meta.sched.deadline.is_none()
-            && classify(&item.socket) == Class::Listen
+            && classify(&item.socket) == item.meta.sched.class
     }
 
     /// Index again every socket given out by `get_mut` since the last time.
@@ -229,7 +230,8 @@ impl Sched {
     }
 
     /// The TCP sockets that may accept a segment from `remote` to `local`: those of the
-    /// connection first, then the listening ones, each in set order. Call [`Sched::sync`] first.
+    /// connection first, then those listening on its port, each in set order. Call
+    /// [`Sched::sync`] first.
     pub(crate) fn tcp_candidates(
         &self,
         local: IpEndpoint,
@@ -238,7 +240,11 @@ impl Sched {
         self.tuples
             .range((local, remote, 0)..=(local, remote, usize::MAX))
             .map(|&(_, _, i)| i)
-            .chain(self.listening.iter().copied())
+            .chain(
+                self.listening
+                    .range((local.port, 0)..=(local.port, usize::MAX))
+                    .map(|&(_, i)| i),
+            )
     }
 
     /// A TCP socket took in a segment: index it again, visit it at the next egress, list it as
