@@ -177,18 +177,10 @@ pub fn run(
                 table.put(label, Kind::Rate, false, b, a);
             }
         }
-        let label = format!("server RSS with {} idle", count(n));
-        table.put(label, Kind::Rss, false, rss_kib(crowded.child.id()), None);
+        table.rss(false, &crowded, n);
     }
     if idle.len() == most {
-        let label = format!("server CPU, quiet, {} idle", count(most));
-        table.put(
-            label,
-            Kind::Cpu,
-            false,
-            Some(quiet_cpu(&crowded, quiet)),
-            None,
-        );
+        table.quiet_cpu(false, &crowded, most, quiet);
     }
     drop(idle);
     drop((alone, crowded));
@@ -220,18 +212,10 @@ pub fn run(
             cc0 = cc0.or(v);
             table.put(label, Kind::Rate, true, v, cc0);
         }
-        let label = format!("server RSS with {} idle", count(n));
-        table.put(label, Kind::Rss, true, rss_kib(server.child.id()), None);
+        table.rss(true, &server, n);
     }
     if idle.len() == most {
-        let label = format!("server CPU, quiet, {} idle", count(most));
-        table.put(
-            label,
-            Kind::Cpu,
-            true,
-            Some(quiet_cpu(&server, quiet)),
-            None,
-        );
+        table.quiet_cpu(true, &server, most, quiet);
     }
     drop(idle);
     drop(server);
@@ -243,14 +227,24 @@ pub fn run(
         .all(|r| r.tunhost.is_some() && r.kernel.is_some()))
 }
 
-/// The server's CPU (% of one core) over `secs` quiet seconds: no packet but the idle
-/// connections' own (keep-alive).
-fn quiet_cpu(server: &Server, secs: f64) -> f64 {
-    let pid = server.child.id();
-    let c0 = proc_cpu(pid);
-    let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(secs));
-    (proc_cpu(pid) - c0) * 100.0 / t0.elapsed().as_secs_f64()
+impl Table {
+    /// The row of the server's RSS with `n` idle connections.
+    fn rss(&mut self, kernel: bool, server: &Server, n: usize) {
+        let label = format!("server RSS with {} idle", count(n));
+        self.put(label, Kind::Rss, kernel, rss_kib(server.child.id()), None);
+    }
+
+    /// The row of the server's CPU (% of one core) over `secs` quiet seconds with `n` idle
+    /// connections: no packet but their own (keep-alive).
+    fn quiet_cpu(&mut self, kernel: bool, server: &Server, n: usize, secs: f64) {
+        let pid = server.child.id();
+        let c0 = proc_cpu(pid);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        let cpu = (proc_cpu(pid) - c0) * 100.0 / t0.elapsed().as_secs_f64();
+        let label = format!("server CPU, quiet, {} idle", count(n));
+        self.put(label, Kind::Cpu, kernel, Some(cpu), None);
+    }
 }
 
 fn print(rows: &[Row]) {
