@@ -20,6 +20,9 @@ pub mod listener;
 mod spec;
 mod udp_echo;
 
+#[cfg(test)]
+mod pressure_tests;
+
 pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
@@ -34,9 +37,10 @@ pub use crate::host::Service;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
+use log::debug;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 /// What a protocol wants done with a connection after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +71,16 @@ pub trait Protocol {
     fn poll_at(&self, _conn: &Self::Conn) -> Option<Instant> {
         None
     }
+    /// Since when this connection has made no progress, if it may be evicted (reset) to make
+    /// room when every socket of the port is in use: the one idle longest goes first, once idle
+    /// for [`EVICT_AFTER`]. `None` (the default): never evicted.
+    fn idle_since(&self, _conn: &Self::Conn) -> Option<Instant> {
+        None
+    }
 }
+
+/// How long a connection must have made no progress before it may be evicted to make room.
+pub const EVICT_AFTER: Duration = Duration::from_millis(500);
 
 /// A connection of a [`TcpService`]: the protocol's state and the deadline it is filed under.
 struct Conn<C> {
@@ -86,6 +99,10 @@ pub struct TcpService<P: Protocol> {
     timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
     /// Scratch list of the connections to drive in a turn.
     due: Vec<SocketHandle>,
+    /// LISTEN sockets the listener missed at the last turn, for want of a socket.
+    short: usize,
+    /// While `short`: when the connection idle longest may be evicted.
+    evict_at: Option<Instant>,
 }
 
 impl<P: Protocol> TcpService<P> {
@@ -102,6 +119,8 @@ impl<P: Protocol> TcpService<P> {
             conns: HashMap::new(),
             timers: BinaryHeap::new(),
             due: Vec::new(),
+            short: 0,
+            evict_at: None,
         }
     }
 
@@ -113,6 +132,31 @@ impl<P: Protocol> TcpService<P> {
     /// The protocol (shared by all connections).
     pub fn protocol(&self) -> &P {
         &self.protocol
+    }
+
+    /// Reset up to `n` connections, those idle longest (at least [`EVICT_AFTER`]), so that their
+    /// sockets listen again. Returns how many were evicted.
+    fn evict(&mut self, sockets: &mut SocketSet<'static>, now: Instant, n: usize) -> usize {
+        let mut idle: Vec<(Instant, SocketHandle)> = (self.conns.iter())
+            .filter_map(|(&h, c)| Some((self.protocol.idle_since(&c.state)?, h)))
+            .filter(|&(since, _)| now >= since + EVICT_AFTER)
+            .collect();
+        let n = n.min(idle.len());
+        if n == 0 {
+            return 0;
+        }
+        if n < idle.len() {
+            idle.select_nth_unstable(n - 1);
+        }
+        for &(_, h) in &idle[..n] {
+            self.conns.remove(&h);
+            self.listener.evict(sockets, h, now);
+        }
+        debug!(
+            "{}: every socket in use: reset the {n} connection(s) idle longest",
+            self.name()
+        );
+        n
     }
 
     /// Drive the connection of `h` once; release it when it is done, else file its deadline.
@@ -206,10 +250,28 @@ impl<P: Protocol> Service for TcpService<P> {
         due.clear();
         self.due = due;
         self.prune();
+        self.short = self.listener.maintain(sockets, now);
+        if self.short > 0 && self.evict(sockets, now, self.short) == 0 {
+            self.listener.make_room(sockets, now);
+            self.short = self.listener.maintain(sockets, now);
+        }
+        // Short of LISTEN sockets: a turn when the next connection may be evicted, before a SYN
+        // finds the pool empty (a walk of the connections, under that pressure only).
+        self.evict_at = match self.short {
+            0 => None,
+            _ => (self.conns.values())
+                .filter_map(|c| self.protocol.idle_since(&c.state))
+                .min()
+                .map(|since| since + EVICT_AFTER),
+        };
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        self.timers.peek().map(|&Reverse((t, _))| t)
+        let next = self.timers.peek().map(|&Reverse((t, _))| t);
+        match (next, self.evict_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn close(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
@@ -218,6 +280,7 @@ impl<P: Protocol> Service for TcpService<P> {
             self.listener.release(sockets, h, now);
         }
         self.timers.clear();
+        self.evict_at = None;
         self.listener.close_all(sockets, now);
     }
 }
