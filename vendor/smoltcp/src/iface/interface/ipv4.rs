@@ -177,9 +177,15 @@ impl InterfaceInner {
                 && matches!(self.caps.medium, Medium::Ethernet)
             {
                 let udp_packet = check!(UdpPacket::new_checked(ip_payload));
-                if let Some(dhcp_socket) = sockets
-                    .items_mut()
-                    .find_map(|i| Dhcpv4Socket::downcast_mut(&mut i.socket))
+                // Among the sockets of kinds other than TCP: not a walk of every socket.
+                let dhcp = (0..sockets.others_len()).find(|&i| {
+                    sockets
+                        .other_mut(i)
+                        .is_some_and(|item| Dhcpv4Socket::downcast_mut(&mut item.socket).is_some())
+                });
+                if let Some(dhcp_socket) = dhcp
+                    .and_then(|i| sockets.other_mut(i))
+                    .and_then(|i| Dhcpv4Socket::downcast_mut(&mut i.socket))
                 {
                     // First check for source and dest ports, then do `UdpRepr::parse` if they match.
                     // This way we avoid validating the UDP checksum twice for all non-DHCP UDP packets (one here, one in `process_udp`)
