@@ -48,6 +48,9 @@ use crate::link::{self, Housekeeping, TunTap, TunTapConfig, TunTapDevice};
 pub const SERVICE_ROUNDS: usize = 8;
 /// Most packets taken in per round before the services get a turn.
 pub const INGRESS_BATCH: usize = 64;
+/// How often the status board's count of active connections is taken (it walks every socket,
+/// so it is not taken on every turn of a host with 10,000 connections).
+pub const STATUS_COUNT_INTERVAL: Duration = Duration::from_millis(250);
 /// How long an incomplete IPv4 datagram may hold a reassembly buffer (smoltcp's default is 60 s;
 /// RFC 791 suggests 15 s; Linux's `ipfrag_time` is 30 s). The number of buffers is a build-time
 /// setting of smoltcp: `SMOLTCP_REASSEMBLY_BUFFER_COUNT` in `.cargo/config.toml`.
@@ -98,6 +101,9 @@ pub struct Host<D: Device, C: Clock = SystemClock> {
     status: StatusBoard,
     /// Finds the TUN/TAP device under `D`, whose counters the status page shows.
     tuntap: Option<fn(&D) -> &TunTapDevice>,
+    /// Active connections as last counted for the status board, and when.
+    connections: usize,
+    counted_at: Option<Instant>,
     /// The DHCP client, with [`Config::dhcp`].
     dhcp: Option<dhcp::DhcpClient>,
 }
@@ -176,6 +182,8 @@ impl<D: Device, C: Clock> Host<D, C> {
             hardware_addr: hw,
             status: StatusBoard::new(),
             tuntap: None,
+            connections: 0,
+            counted_at: None,
             dhcp,
         };
         host.refresh_status_services();
@@ -218,7 +226,15 @@ impl<D: Device, C: Clock> Host<D, C> {
             .tuntap
             .map(|f| f(self.device.inner()).stats())
             .unwrap_or_default();
-        let connections = self.active_connections();
+        // Counting walks every socket: at most once per STATUS_COUNT_INTERVAL, not per turn.
+        if self
+            .counted_at
+            .is_none_or(|t| now >= t + STATUS_COUNT_INTERVAL || now < t)
+        {
+            self.counted_at = Some(now);
+            self.connections = self.active_connections();
+        }
+        let connections = self.connections;
         self.status.update(|s| {
             s.uptime = now - Instant::ZERO;
             s.rx_packets = st.rx_packets;
@@ -293,6 +309,8 @@ impl<D: Device, C: Clock> Host<D, C> {
                 for svc in &mut self.services {
                     svc.poll(&mut self.sockets, now);
                 }
+                // The services have seen which sockets changed (`SocketSet::changed`).
+                self.sockets.clear_changed();
             }
             while self
                 .iface

@@ -26,7 +26,8 @@ pub struct HostStatus {
     pub tx_packets: u64,
     /// Bytes written to the device (sent by the host).
     pub tx_bytes: u64,
-    /// TCP connections in an active state (being served or closing).
+    /// TCP connections in an active state (being served or closing), counted at most every
+    /// [`STATUS_COUNT_INTERVAL`](crate::host::STATUS_COUNT_INTERVAL).
     pub connections: usize,
     /// The services the host runs, e.g. `http/80`.
     pub services: Vec<String>,

@@ -407,8 +407,8 @@ impl Listener {
         }
         if self.owned() < self.cap {
             return Some(sockets.add(tcp::Socket::new(
-                tcp::SocketBuffer::new(vec![0; self.config.rx_buffer]),
-                tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
+                tcp::SocketBuffer::new_lazy(self.config.rx_buffer),
+                tcp::SocketBuffer::new_lazy(self.config.tx_buffer),
             )));
         }
         // The oldest with nothing unacknowledged, then, if desperate, the oldest at all.

@@ -34,6 +34,9 @@ pub use udp_echo::{UdpBuffers, UdpEcho};
 
 pub use crate::host::Service;
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
 use log::debug;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
@@ -49,6 +52,12 @@ pub enum Step {
 }
 
 /// The per-connection logic of a TCP service.
+///
+/// [`TcpService`] drives a connection when it is accepted, when its socket took in a segment
+/// or changed state, and at the connection's [`Protocol::poll_at`]; not on every turn of the
+/// host (with 10,000 idle connections that would be most of the work of a packet). So
+/// [`Protocol::drive`] must do all that the socket allows each time (read until the socket is
+/// empty, send until it is full): what is left waits for the peer's next segment.
 pub trait Protocol {
     /// State kept for each connection.
     type Conn;
@@ -73,13 +82,27 @@ pub trait Protocol {
 /// How long a connection must have made no progress before it may be evicted to make room.
 pub const EVICT_AFTER: Duration = Duration::from_millis(500);
 
+/// A connection of a [`TcpService`]: the protocol's state and the deadline it is filed under.
+struct Conn<C> {
+    state: C,
+    /// Its live entry in [`TcpService::timers`].
+    deadline: Option<Instant>,
+}
+
 /// Runs a [`Protocol`] on every connection a [`Listener`] accepts.
 pub struct TcpService<P: Protocol> {
     protocol: P,
     listener: Listener,
-    conns: Vec<(SocketHandle, P::Conn)>,
+    conns: HashMap<SocketHandle, Conn<P::Conn>>,
+    /// Connections' [`Protocol::poll_at`], earliest first; an entry is live while it matches
+    /// the connection's `deadline` (stale ones are skipped, and dropped when they are most).
+    timers: BinaryHeap<Reverse<(Instant, SocketHandle)>>,
+    /// Scratch list of the connections to drive in a turn.
+    due: Vec<SocketHandle>,
     /// LISTEN sockets the listener missed at the last turn, for want of a socket.
     short: usize,
+    /// While `short`: when the connection idle longest may be evicted.
+    evict_at: Option<Instant>,
 }
 
 impl<P: Protocol> TcpService<P> {
@@ -93,8 +116,11 @@ impl<P: Protocol> TcpService<P> {
         TcpService {
             protocol,
             listener: Listener::new(sockets, port, config),
-            conns: Vec::new(),
+            conns: HashMap::new(),
+            timers: BinaryHeap::new(),
+            due: Vec::new(),
             short: 0,
+            evict_at: None,
         }
     }
 
@@ -111,8 +137,8 @@ impl<P: Protocol> TcpService<P> {
     /// Reset up to `n` connections, those idle longest (at least [`EVICT_AFTER`]), so that their
     /// sockets listen again. Returns how many were evicted.
     fn evict(&mut self, sockets: &mut SocketSet<'static>, now: Instant, n: usize) -> usize {
-        let mut idle: Vec<(Instant, usize)> = (self.conns.iter().enumerate())
-            .filter_map(|(i, (_, c))| Some((self.protocol.idle_since(c)?, i)))
+        let mut idle: Vec<(Instant, SocketHandle)> = (self.conns.iter())
+            .filter_map(|(&h, c)| Some((self.protocol.idle_since(&c.state)?, h)))
             .filter(|&(since, _)| now >= since + EVICT_AFTER)
             .collect();
         let n = n.min(idle.len());
@@ -122,11 +148,8 @@ impl<P: Protocol> TcpService<P> {
         if n < idle.len() {
             idle.select_nth_unstable(n - 1);
         }
-        let mut victims: Vec<usize> = idle[..n].iter().map(|&(_, i)| i).collect();
-        // From the back, so that each swap_remove moves a connection that is not a victim.
-        victims.sort_unstable_by(|a, b| b.cmp(a));
-        for i in victims {
-            let (h, _) = self.conns.swap_remove(i);
+        for &(_, h) in &idle[..n] {
+            self.conns.remove(&h);
             self.listener.evict(sockets, h, now);
         }
         debug!(
@@ -134,6 +157,55 @@ impl<P: Protocol> TcpService<P> {
             self.name()
         );
         n
+    }
+
+    /// Drive the connection of `h` once; release it when it is done, else file its deadline.
+    fn drive(&mut self, sockets: &mut SocketSet<'static>, h: SocketHandle, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&h) else {
+            return;
+        };
+        let socket = sockets.get_mut::<tcp::Socket>(h);
+        let done = if !socket.is_active() {
+            // Reset by the peer or timed out.
+            true
+        } else if self.protocol.drive(&mut conn.state, socket, now) == Step::Close {
+            socket.close();
+            true
+        } else {
+            false
+        };
+        if done {
+            self.conns.remove(&h);
+            self.listener.release(sockets, h, now);
+            return;
+        }
+        let at = self.protocol.poll_at(&conn.state);
+        if at != conn.deadline {
+            conn.deadline = at;
+            if let Some(t) = at {
+                self.timers.push(Reverse((t, h)));
+            }
+        }
+    }
+
+    /// Whether `(t, h)` is the live deadline of a connection.
+    fn live(&self, t: Instant, h: SocketHandle) -> bool {
+        self.conns.get(&h).is_some_and(|c| c.deadline == Some(t))
+    }
+
+    /// Drop stale deadlines from the top, and all of them when they are most of the heap.
+    fn prune(&mut self) {
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if self.live(t, h) {
+                break;
+            }
+            self.timers.pop();
+        }
+        if self.timers.len() > 2 * self.conns.len() + 1024 {
+            let mut v = std::mem::take(&mut self.timers).into_vec();
+            v.retain(|&Reverse((t, h))| self.live(t, h));
+            self.timers = BinaryHeap::from(v);
+        }
     }
 }
 
@@ -143,55 +215,72 @@ impl<P: Protocol> Service for TcpService<P> {
     }
 
     fn poll(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
         while let Some(h) = self.listener.accept(sockets, now) {
-            let conn = self.protocol.open(now);
-            self.conns.push((h, conn));
+            let state = self.protocol.open(now);
+            self.conns.insert(
+                h,
+                Conn {
+                    state,
+                    deadline: None,
+                },
+            );
+            due.push(h);
         }
-        let mut i = 0;
-        while i < self.conns.len() {
-            let (h, conn) = &mut self.conns[i];
-            let socket = sockets.get_mut::<tcp::Socket>(*h);
-            let done = if !socket.is_active() {
-                // Reset by the peer or timed out.
-                true
-            } else if self.protocol.drive(conn, socket, now) == Step::Close {
-                socket.close();
-                true
-            } else {
-                false
-            };
-            if done {
-                let (h, _) = self.conns.swap_remove(i);
-                self.listener.release(sockets, h, now);
-            } else {
-                i += 1;
+        // The connections whose socket changed (ingress, a timeout), and those whose deadline
+        // has come: not every connection (see `Protocol`).
+        due.extend(sockets.changed().filter(|h| self.conns.contains_key(h)));
+        while let Some(&Reverse((t, h))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            if self.live(t, h) {
+                if let Some(c) = self.conns.get_mut(&h) {
+                    c.deadline = None;
+                }
+                due.push(h);
             }
         }
+        due.sort_unstable();
+        due.dedup();
+        for &h in &due {
+            self.drive(sockets, h, now);
+        }
+        due.clear();
+        self.due = due;
+        self.prune();
         self.short = self.listener.maintain(sockets, now);
         if self.short > 0 && self.evict(sockets, now, self.short) == 0 {
             self.listener.make_room(sockets, now);
             self.short = self.listener.maintain(sockets, now);
         }
+        // Short of LISTEN sockets: a turn when the next connection may be evicted, before a SYN
+        // finds the pool empty (a walk of the connections, under that pressure only).
+        self.evict_at = match self.short {
+            0 => None,
+            _ => (self.conns.values())
+                .filter_map(|c| self.protocol.idle_since(&c.state))
+                .min()
+                .map(|since| since + EVICT_AFTER),
+        };
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        // Short of LISTEN sockets: a turn when the next connection may be evicted, before a SYN
-        // finds the pool empty.
-        let evict_at = |c| match self.short {
-            0 => None,
-            _ => Some(self.protocol.idle_since(c)? + EVICT_AFTER),
-        };
-        (self.conns.iter())
-            .flat_map(|(_, c)| [self.protocol.poll_at(c), evict_at(c)])
-            .flatten()
-            .min()
+        let next = self.timers.peek().map(|&Reverse((t, _))| t);
+        match (next, self.evict_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn close(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
-        for (h, _) in self.conns.drain(..) {
+        for (h, _) in self.conns.drain() {
             sockets.get_mut::<tcp::Socket>(h).close();
             self.listener.release(sockets, h, now);
         }
+        self.timers.clear();
+        self.evict_at = None;
         self.listener.close_all(sockets, now);
     }
 }

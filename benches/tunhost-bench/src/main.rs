@@ -23,6 +23,7 @@
 //! and read+write syscalls of the server per packet the device counted.
 
 mod client;
+mod scale;
 mod servers;
 mod slow;
 
@@ -63,6 +64,13 @@ struct Args {
     /// Measure only the MTU 1500 rows.
     #[arg(long)]
     mtu1500_only: bool,
+    /// Measure only the connection-scale rows (RR and connect+close with 0 / 1k / 10k idle
+    /// connections, tunhost and kernel).
+    #[arg(long, conflicts_with = "no_scale")]
+    scale_only: bool,
+    /// Leave out the connection-scale rows.
+    #[arg(long)]
+    no_scale: bool,
     /// (internal) run as a server child: stock or kernel.
     #[arg(long, hide = true)]
     role: Option<String>,
@@ -314,7 +322,9 @@ fn bench(args: &Args) -> Res<bool> {
         loadavg()
     );
     let mut rows: Vec<Row> = Vec::new();
-    let mtus: &[u32] = if args.mtu1500_only {
+    let mtus: &[u32] = if args.scale_only {
+        &[]
+    } else if args.mtu1500_only {
         &[1500]
     } else {
         &[1500, 65535]
@@ -365,9 +375,24 @@ fn bench(args: &Args) -> Res<bool> {
         }
         drop(servers);
     }
-    let slow_row = slow::measure_row(&tunhost, &available, args.smoke, reps, secs);
+    let slow_row = if args.scale_only {
+        None
+    } else {
+        Some(slow::measure_row(
+            &tunhost, &available, args.smoke, reps, secs,
+        ))
+    };
+    let scale_ok = if args.no_scale {
+        true
+    } else {
+        scale::run(&tunhost, &pcap, reps, secs, args.smoke)?
+    };
     println!("finished {} (load {})\n", utc_now(), loadavg());
-    let ok = print_table(&rows, &available, &missing) & slow_row.print(&available);
+    let mut ok = rows.is_empty() || print_table(&rows, &available, &missing);
+    if let Some(row) = slow_row {
+        ok &= row.print(&available);
+    }
+    let ok = ok && scale_ok;
     if args.smoke {
         if ok {
             println!("smoke: every row produced a number");
@@ -513,7 +538,20 @@ impl Server {
         tunhost: &std::path::Path,
         pcap: &std::path::Path,
     ) -> Res<Server> {
-        let (dev, addr, peer) = target.net();
+        Server::start_with(target, mtu, tunhost, pcap, &[], target.net())
+    }
+
+    /// [`Server::start`], with `extra` flags for a tunhost server and its device `net` (name,
+    /// the host's address, the kernel side's; see [`Target::net`]).
+    fn start_with(
+        target: Target,
+        mtu: u32,
+        tunhost: &std::path::Path,
+        pcap: &std::path::Path,
+        extra: &[&str],
+        net: (&str, Ipv4Addr, Ipv4Addr),
+    ) -> Res<Server> {
+        let (dev, addr, peer) = net;
         let me = std::env::current_exe().map_err(|e| e.to_string())?;
         let host_cidr = format!("{addr}/24");
         let peer_cidr = format!("{peer}/24");
@@ -536,8 +574,9 @@ impl Server {
                 "--chargen",
                 "19",
             ])
-            .args(flags);
-            return Server::tunhost(target, cmd);
+            .args(flags)
+            .args(extra);
+            return Server::tunhost(target, cmd, (dev, addr));
         }
         match target {
             Target::Stock => {
@@ -611,9 +650,9 @@ impl Server {
         }
     }
 
-    /// Start `cmd`, a `tunhost serve` on the device of `target`, and wait for its banner.
-    fn tunhost(target: Target, mut cmd: Command) -> Res<Server> {
-        let (dev, addr, _) = target.net();
+    /// Start `cmd`, a `tunhost serve` of `target` on the device `dev` where it has `addr`, and
+    /// wait for its banner.
+    fn tunhost(target: Target, mut cmd: Command, (dev, addr): (&str, Ipv4Addr)) -> Res<Server> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -137,6 +137,12 @@ pub fn kernel(dev: &str, addr: IpCidr, mtu: u32) -> ! {
     let discard = TcpListener::bind((ip, 9)).expect("bind 9");
     let chargen = TcpListener::bind((ip, 19)).expect("bind 19");
     let echo = TcpListener::bind((ip, 7)).expect("bind 7");
+    let idle = TcpListener::bind((ip, crate::scale::IDLE_PORT)).expect("bind the idle port");
+    // The connection-scale rows' idle connections: accepted and held, never read.
+    std::thread::spawn(move || {
+        let held: Vec<_> = idle.incoming().map_while(Result::ok).collect();
+        drop(held);
+    });
     std::thread::spawn(move || {
         let mut buf = vec![0u8; 256 * 1024];
         for c in discard.incoming().flatten() {

@@ -121,7 +121,7 @@ fn start(target: Target, tunhost: &std::path::Path) -> Res<Server> {
     cmd.args(["serve", "--tun", dev, "--addr", &format!("{addr}/24")])
         .args(["--peer", &format!("{peer}/24"), "--http", "80"])
         .args(["--http-header-timeout", "120", "--http-idle-timeout", "120"]);
-    Server::tunhost(target, cmd)
+    Server::tunhost(target, cmd, (dev, addr))
 }
 
 /// Open `clients` slow clients to `server`, then probe with new clients for `reps` × `secs`.

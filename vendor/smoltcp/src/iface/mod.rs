@@ -14,6 +14,8 @@ mod rpl;
 #[cfg(feature = "proto-ipv6-slaac")]
 mod slaac;
 mod socket_meta;
+#[cfg(feature = "alloc")]
+mod socket_sched;
 mod socket_set;
 
 mod packet;

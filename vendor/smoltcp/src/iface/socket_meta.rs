@@ -36,6 +36,9 @@ pub(crate) struct Meta {
     pub(crate) handle: SocketHandle,
     /// See [NeighborState](struct.NeighborState.html).
     neighbor_state: NeighborState,
+    /// Where the set's scheduler has the socket (index, ready list, deadline).
+    #[cfg(feature = "alloc")]
+    pub(crate) sched: super::socket_sched::SchedMeta,
 }
 
 impl Meta {
@@ -62,6 +65,12 @@ impl Meta {
             }
             NeighborState::Waiting { silent_until, .. } => PollAt::Time(silent_until),
         }
+    }
+
+    /// Whether the socket is silenced until its neighbor is discovered.
+    #[allow(unused)] // without alloc
+    pub(crate) fn waiting_for_neighbor(&self) -> bool {
+        matches!(self.neighbor_state, NeighborState::Waiting { .. })
     }
 
     pub(crate) fn egress_permitted<F>(&mut self, timestamp: Instant, has_neighbor: F) -> bool
@@ -123,6 +132,7 @@ mod tests {
         Meta {
             handle: SocketHandle::default(),
             neighbor_state: NeighborState::Active,
+            ..Meta::default()
         }
     }
 

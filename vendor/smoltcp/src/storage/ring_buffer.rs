@@ -28,6 +28,10 @@ pub struct RingBuffer<'a, T: 'a> {
     storage: ManagedSlice<'a, T>,
     read_at: usize,
     length: usize,
+    /// A buffer made by [`RingBuffer::new_lazy`] whose storage is not allocated yet: its
+    /// capacity, and how to allocate it (at the first write).
+    #[cfg(feature = "alloc")]
+    lazy: Option<(usize, fn(usize) -> ManagedSlice<'a, T>)>,
 }
 
 impl<'a, T: 'a> RingBuffer<'a, T> {
@@ -42,6 +46,47 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
             storage: storage.into(),
             read_at: 0,
             length: 0,
+            #[cfg(feature = "alloc")]
+            lazy: None,
+        }
+    }
+
+    /// Create a ring buffer of `capacity` elements whose storage is allocated (and filled with
+    /// `T::default()`) only when the first element is written: a socket that never carries
+    /// data costs no buffer memory.
+    #[cfg(feature = "alloc")]
+    pub fn new_lazy(capacity: usize) -> RingBuffer<'a, T>
+    where
+        T: Default + Clone,
+    {
+        RingBuffer {
+            storage: ManagedSlice::Borrowed(&mut []),
+            read_at: 0,
+            length: 0,
+            lazy: Some((capacity, |n| {
+                ManagedSlice::Owned(alloc::vec![T::default(); n])
+            })),
+        }
+    }
+
+    /// Whether the storage has been allocated (always, but for [`RingBuffer::new_lazy`]
+    /// before its first write).
+    pub fn is_allocated(&self) -> bool {
+        #[cfg(feature = "alloc")]
+        {
+            self.lazy.is_none()
+        }
+        #[cfg(not(feature = "alloc"))]
+        {
+            true
+        }
+    }
+
+    /// Allocate the storage of a lazy buffer before it is written.
+    fn allocate(&mut self) {
+        #[cfg(feature = "alloc")]
+        if let Some((n, alloc)) = self.lazy.take() {
+            self.storage = alloc(n);
         }
     }
 
@@ -53,6 +98,10 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
 
     /// Return the maximum number of elements in the ring buffer.
     pub fn capacity(&self) -> usize {
+        #[cfg(feature = "alloc")]
+        if let Some((n, _)) = self.lazy {
+            return n;
+        }
         self.storage.len()
     }
 
@@ -123,6 +172,7 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
         if self.is_full() {
             return Err(Full);
         }
+        self.allocate();
 
         let index = self.get_idx_unchecked(self.length);
         let res = f(&mut self.storage[index]);
@@ -187,6 +237,7 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
             // for contiguous space.
             self.read_at = 0;
         }
+        self.allocate();
 
         let write_at = self.get_idx(self.length);
         let max_size = self.contiguous_window();
@@ -295,6 +346,10 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
     /// at the given offset past the last allocated element, and up to the given size.
     #[must_use]
     pub fn get_unallocated(&mut self, offset: usize, mut size: usize) -> &mut [T] {
+        if size == 0 {
+            return &mut [];
+        }
+        self.allocate();
         let start_at = self.get_idx(self.length + offset);
         // We can't access past the end of unallocated data.
         if offset > self.window() {
@@ -343,6 +398,9 @@ impl<'a, T: 'a> RingBuffer<'a, T> {
     /// Panics if the number of elements given exceeds the number of unallocated elements.
     pub fn enqueue_unallocated(&mut self, count: usize) {
         assert!(count <= self.window());
+        if count > 0 {
+            self.allocate();
+        }
         self.length += count;
     }
 
@@ -410,6 +468,33 @@ impl<'a, T: 'a> From<ManagedSlice<'a, T>> for RingBuffer<'a, T> {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn test_lazy_buffer_allocates_at_the_first_write() {
+        let mut ring: RingBuffer<'static, u8> = RingBuffer::new_lazy(12);
+        assert!(!ring.is_allocated());
+        assert_eq!(ring.capacity(), 12);
+        assert_eq!(ring.window(), 12);
+        // Reading, and writing nothing, allocate nothing.
+        assert_eq!(ring.dequeue_slice(&mut [0; 4]), 0);
+        assert_eq!(ring.get_allocated(0, 4), &[] as &[u8]);
+        assert_eq!(ring.write_unallocated(0, &[]), 0);
+        ring.enqueue_unallocated(0);
+        ring.clear();
+        assert!(!ring.is_allocated());
+        assert_eq!(ring.write_unallocated(2, b"cd"), 2);
+        assert!(ring.is_allocated());
+        assert_eq!(ring.capacity(), 12);
+        assert_eq!(ring.enqueue_slice(b"ab"), 2);
+        ring.enqueue_unallocated(2);
+        let mut out = [0u8; 4];
+        assert_eq!(ring.dequeue_slice(&mut out), 4);
+        assert_eq!(&out, b"abcd");
+        // Wraps around as any other buffer.
+        assert_eq!(ring.enqueue_slice(b"0123456789ab"), 12);
+        assert_eq!(ring.dequeue_slice(&mut [0; 12]), 12);
+    }
 
     #[test]
     fn test_buffer_length_changes() {

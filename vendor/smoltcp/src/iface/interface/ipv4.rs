@@ -177,9 +177,15 @@ impl InterfaceInner {
                 && matches!(self.caps.medium, Medium::Ethernet)
             {
                 let udp_packet = check!(UdpPacket::new_checked(ip_payload));
-                if let Some(dhcp_socket) = sockets
-                    .items_mut()
-                    .find_map(|i| Dhcpv4Socket::downcast_mut(&mut i.socket))
+                // Among the sockets of kinds other than TCP: not a walk of every socket.
+                let dhcp = (0..sockets.others_len()).find(|&i| {
+                    sockets
+                        .other_mut(i)
+                        .is_some_and(|item| Dhcpv4Socket::downcast_mut(&mut item.socket).is_some())
+                });
+                if let Some(dhcp_socket) = dhcp
+                    .and_then(|i| sockets.other_mut(i))
+                    .and_then(|i| Dhcpv4Socket::downcast_mut(&mut i.socket))
                 {
                     // First check for source and dest ports, then do `UdpRepr::parse` if they match.
                     // This way we avoid validating the UDP checksum twice for all non-DHCP UDP packets (one here, one in `process_udp`)
@@ -347,10 +353,13 @@ impl InterfaceInner {
         let mut handled_by_icmp_socket = false;
 
         #[cfg(all(feature = "socket-icmp", feature = "proto-ipv4"))]
-        for icmp_socket in _sockets
-            .items_mut()
-            .filter_map(|i| icmp::Socket::downcast_mut(&mut i.socket))
-        {
+        for other in 0.._sockets.others_len() {
+            let Some(icmp_socket) = _sockets
+                .other_mut(other)
+                .and_then(|i| icmp::Socket::downcast_mut(&mut i.socket))
+            else {
+                continue;
+            };
             if icmp_socket.accepts_v4(self, &ip_repr, &icmp_repr) {
                 icmp_socket.process_v4(self, &ip_repr, &icmp_repr);
                 handled_by_icmp_socket = true;

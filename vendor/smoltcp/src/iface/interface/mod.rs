@@ -619,9 +619,14 @@ impl Interface {
             return Some(Instant::from_millis(0));
         }
 
+        #[cfg(feature = "alloc")]
+        let (candidates, deadline) = sockets.sched.poll_candidates();
+        #[cfg(feature = "alloc")]
+        let items = candidates.filter_map(|i| sockets.sockets.get(i)?.inner.as_ref());
+        #[cfg(not(feature = "alloc"))]
+        let items = sockets.items();
         #[allow(unused_mut)]
-        let mut res = sockets
-            .items()
+        let mut res = items
             .filter_map(|item| {
                 let socket_poll_at = item.socket.poll_at(&mut self.inner);
                 match item.meta.poll_at(
@@ -635,6 +640,13 @@ impl Interface {
                 }
             })
             .min();
+        #[cfg(feature = "alloc")]
+        {
+            res = match (res, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
 
         #[cfg(feature = "proto-ipv6-slaac")]
         if self.inner.slaac_enabled {
@@ -742,7 +754,35 @@ impl Interface {
         }
 
         let mut result = PollResult::None;
-        for item in sockets.items_mut() {
+        // With `alloc`, only the sockets the set's scheduler finds ready or due; else all.
+        #[cfg(feature = "alloc")]
+        let batch = sockets.sched.take_batch(self.inner.now, &mut sockets.sockets);
+        #[cfg(feature = "alloc")]
+        let indices = batch.iter().copied();
+        #[cfg(not(feature = "alloc"))]
+        let indices = 0..sockets.sockets.len();
+        #[allow(unused)]
+        let mut visited = 0;
+        for index in indices {
+            #[allow(unused_assignments)]
+            {
+                visited += 1;
+            }
+            let Some(item) = sockets.sockets[index].inner.as_mut() else {
+                continue;
+            };
+            // A socket still listening, as it was when indexed, has nothing to send: the common
+            // case of a server's pool of listening sockets looked at (`get_mut`) on every turn.
+            #[cfg(feature = "alloc")]
+            if sockets.sched.still_listening(item) {
+                continue;
+            }
+            #[cfg(all(feature = "alloc", feature = "socket-tcp"))]
+            let tcp_state = match &item.socket {
+                Socket::Tcp(s) => Some(s.state()),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            };
             if !item
                 .meta
                 .egress_permitted(self.inner.now, |ip_addr| self.inner.has_neighbor(&ip_addr))
@@ -827,8 +867,10 @@ impl Interface {
                 }),
             };
 
+            #[cfg(feature = "alloc")]
+            let exhausted = matches!(result, Err(EgressError::Exhausted));
             match result {
-                Err(EgressError::Exhausted) => break, // Device buffer full.
+                Err(EgressError::Exhausted) => {}
                 Err(EgressError::Dispatch) => {
                     // `NeighborCache` already takes care of rate limiting the neighbor discovery
                     // requests from the socket. However, without an additional rate limiting
@@ -841,6 +883,35 @@ impl Interface {
                 }
                 Ok(()) => {}
             }
+            #[cfg(feature = "alloc")]
+            {
+                #[cfg(feature = "socket-tcp")]
+                if let Socket::Tcp(s) = &item.socket
+                    && Some(s.state()) != tcp_state
+                {
+                    sockets.sched.mark_changed(&mut item.meta);
+                }
+                let now = self.inner.now;
+                let socket_poll_at = item.socket.poll_at(&mut self.inner);
+                let poll_at =
+                    item.meta
+                        .poll_at(socket_poll_at, |ip| self.inner.has_neighbor(&ip), now);
+                sockets.sched.visited(index, item, poll_at, now);
+                if exhausted {
+                    break; // Device buffer full.
+                }
+            }
+            #[cfg(not(feature = "alloc"))]
+            if matches!(result, Err(EgressError::Exhausted)) {
+                break; // Device buffer full.
+            }
+        }
+        #[cfg(feature = "alloc")]
+        {
+            sockets
+                .sched
+                .give_back(batch, visited, &mut sockets.sockets);
+            sockets.sched.prune(&sockets.sockets);
         }
         result
     }
@@ -1004,10 +1075,13 @@ impl InterfaceInner {
         let mut handled_by_raw_socket = false;
 
         // Pass every IP packet to all raw sockets we have registered.
-        for raw_socket in sockets
-            .items_mut()
-            .filter_map(|i| raw::Socket::downcast_mut(&mut i.socket))
-        {
+        for other in 0..sockets.others_len() {
+            let Some(raw_socket) = sockets
+                .other_mut(other)
+                .and_then(|i| raw::Socket::downcast_mut(&mut i.socket))
+            else {
+                continue;
+            };
             if raw_socket.accepts(ip_repr) {
                 raw_socket.process(self, ip_repr, ip_payload);
                 handled_by_raw_socket = true;

@@ -31,7 +31,40 @@ impl InterfaceInner {
 
         // A socket of the segment's connection (exact 4-tuple) first, listening sockets after:
         // a segment of a live connection must never reach a listener on the same port, or a
-        // single SYN with the connection's 4-tuple would take it over.
+        // single SYN with the connection's 4-tuple would take it over. With `alloc`, both are
+        // found through the socket set's index, not by walking every socket.
+        #[cfg(feature = "alloc")]
+        {
+            let SocketSet {
+                sockets: slots,
+                sched,
+                ..
+            } = sockets;
+            sched.sync(slots);
+            let local = IpEndpoint::new(dst_addr, tcp_repr.dst_port);
+            let remote = IpEndpoint::new(src_addr, tcp_repr.src_port);
+            let mut hit = None;
+            for index in sched.tcp_candidates(local, remote) {
+                let Some(item) = slots.get_mut(index).and_then(|s| s.inner.as_mut()) else {
+                    continue;
+                };
+                if let Some(tcp_socket) = Socket::downcast_mut(&mut item.socket)
+                    && tcp_socket.accepts(self, &ip_repr, &tcp_repr)
+                {
+                    hit = Some(index);
+                    break;
+                }
+            }
+            if let Some(index) = hit
+                && let Some(item) = slots[index].inner.as_mut()
+                && let Some(tcp_socket) = Socket::downcast_mut(&mut item.socket)
+            {
+                let reply = tcp_socket.process(self, &ip_repr, &tcp_repr);
+                sched.processed(index, item);
+                return reply.map(|(ip, tcp)| Packet::new(ip, IpPayload::Tcp(tcp)));
+            }
+        }
+        #[cfg(not(feature = "alloc"))]
         for connected in [true, false] {
             for tcp_socket in sockets
                 .items_mut()

@@ -25,10 +25,13 @@ impl InterfaceInner {
         ));
 
         #[cfg(feature = "socket-udp")]
-        for udp_socket in sockets
-            .items_mut()
-            .filter_map(|i| UdpSocket::downcast_mut(&mut i.socket))
-        {
+        for other in 0..sockets.others_len() {
+            let Some(udp_socket) = sockets
+                .other_mut(other)
+                .and_then(|i| UdpSocket::downcast_mut(&mut i.socket))
+            else {
+                continue;
+            };
             if udp_socket.accepts(self, &ip_repr, &udp_repr) {
                 udp_socket.process(self, meta, &ip_repr, &udp_repr, udp_packet.payload());
                 return None;
@@ -36,10 +39,13 @@ impl InterfaceInner {
         }
 
         #[cfg(feature = "socket-dns")]
-        for dns_socket in sockets
-            .items_mut()
-            .filter_map(|i| DnsSocket::downcast_mut(&mut i.socket))
-        {
+        for other in 0..sockets.others_len() {
+            let Some(dns_socket) = sockets
+                .other_mut(other)
+                .and_then(|i| DnsSocket::downcast_mut(&mut i.socket))
+            else {
+                continue;
+            };
             if dns_socket.accepts(&ip_repr, &udp_repr) {
                 dns_socket.process(self, &ip_repr, &udp_repr, udp_packet.payload());
                 return None;

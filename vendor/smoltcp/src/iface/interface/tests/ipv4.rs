@@ -1548,3 +1548,68 @@ fn test_ipv4_fragment_size() {
         );
     }
 }
+
+/// A TCP socket silenced until its neighbor answers ARP sends as soon as the reply comes, not
+/// when its 1 s of silence is over (the socket set's scheduler visits it on every egress).
+#[rstest]
+#[case(Medium::Ethernet)]
+#[cfg(all(feature = "medium-ethernet", feature = "socket-tcp", feature = "alloc"))]
+fn test_tcp_sends_as_soon_as_its_neighbor_answers(#[case] medium: Medium) {
+    use crate::socket::tcp;
+
+    let (mut iface, mut sockets, mut device) = setup(medium);
+    let local_ip_addr = Ipv4Address::new(0x7f, 0x00, 0x00, 0x01);
+    let remote_ip_addr = Ipv4Address::new(0x7f, 0x00, 0x00, 0x02);
+    let local_hw_addr = EthernetAddress([0x02, 0x02, 0x02, 0x02, 0x02, 0x02]);
+    let remote_hw_addr = EthernetAddress([0x52, 0x54, 0x00, 0x00, 0x00, 0x00]);
+    let h = sockets.add(tcp::Socket::new(
+        tcp::SocketBuffer::new_lazy(64),
+        tcp::SocketBuffer::new_lazy(64),
+    ));
+    sockets
+        .get_mut::<tcp::Socket>(h)
+        .connect(iface.context(), (remote_ip_addr, 80), 40000)
+        .unwrap();
+    let ethertypes = |device: &mut crate::tests::TestingDevice| -> Vec<EthernetProtocol> {
+        let mut v = Vec::new();
+        while let Some(f) = device.tx_queue.pop_front() {
+            v.push(EthernetFrame::new_checked(&f[..]).unwrap().ethertype());
+        }
+        v
+    };
+
+    let t0 = Instant::from_millis(100);
+    iface.poll(t0, &mut device, &mut sockets);
+    // The ARP request, no SYN (and an MLD report, on an interface with IPv6).
+    let sent = ethertypes(&mut device);
+    assert!(sent.contains(&EthernetProtocol::Arp), "{sent:?}");
+    assert!(!sent.contains(&EthernetProtocol::Ipv4), "{sent:?}");
+
+    let mut eth_bytes = vec![0u8; 42];
+    let repr = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Reply,
+        source_hardware_addr: remote_hw_addr,
+        source_protocol_addr: remote_ip_addr,
+        target_hardware_addr: local_hw_addr,
+        target_protocol_addr: local_ip_addr,
+    };
+    let mut frame = EthernetFrame::new_unchecked(&mut eth_bytes);
+    frame.set_dst_addr(local_hw_addr);
+    frame.set_src_addr(remote_hw_addr);
+    frame.set_ethertype(EthernetProtocol::Arp);
+    repr.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    let t1 = t0 + Duration::from_millis(1);
+    iface.inner.now = t1;
+    assert_eq!(
+        iface.inner.process_ethernet(
+            &mut sockets,
+            PacketMeta::default(),
+            frame.into_inner(),
+            &mut iface.fragments
+        ),
+        None
+    );
+    assert_eq!(iface.poll_delay(t1, &sockets), Some(Duration::ZERO));
+    iface.poll(t1, &mut device, &mut sockets);
+    assert_eq!(ethertypes(&mut device), vec![EthernetProtocol::Ipv4], "the SYN");
+}

@@ -398,3 +398,160 @@ pub fn tcp_segment_of_a_connection_never_reaches_a_listener() {
         tcp::State::Established
     );
 }
+
+/// The socket set's scheduler (`socket_sched`): with many connections in one set, a segment
+/// reaches its own socket, egress leaves idle sockets alone, `changed` lists what took in a
+/// segment, and a socket's deadline (here its timeout) is kept and fires.
+#[test]
+#[cfg(all(
+    feature = "alloc",
+    feature = "medium-ip",
+    feature = "proto-ipv4",
+    feature = "socket-tcp"
+))]
+pub fn socket_set_scheduler_with_many_connections() {
+    use crate::socket::tcp;
+    use crate::time::Duration;
+
+    const N: usize = 100;
+    let mut device = Loopback::new(Medium::Ip);
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+    });
+    let mut sockets = SocketSet::new(vec![]);
+    let new_socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new_lazy(256),
+            tcp::SocketBuffer::new_lazy(256),
+        )
+    };
+    let mut servers = Vec::new();
+    for _ in 0..N {
+        let h = sockets.add(new_socket());
+        sockets.get_mut::<tcp::Socket>(h).listen(1234).unwrap();
+        servers.push(h);
+    }
+    let mut clients = Vec::new();
+    for i in 0..N {
+        let h = sockets.add(new_socket());
+        let local = 40000 + i as u16;
+        sockets
+            .get_mut::<tcp::Socket>(h)
+            .connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 1234), local)
+            .unwrap();
+        clients.push(h);
+    }
+    let mut now = Instant::ZERO;
+    for _ in 0..20 {
+        iface.poll(now, &mut device, &mut sockets);
+        now += Duration::from_millis(1);
+    }
+    for &h in servers.iter().chain(&clients) {
+        assert_eq!(
+            sockets.get::<tcp::Socket>(h).state(),
+            tcp::State::Established
+        );
+    }
+    // Nothing to send, no deadline: the set wants no poll.
+    sockets.clear_changed();
+    assert_eq!(iface.poll_at(now, &sockets), None);
+
+    // Data from one client reaches the server socket of its 4-tuple, which alone is listed as
+    // changed.
+    let client = clients[37];
+    let port = sockets.get::<tcp::Socket>(client).local_endpoint().unwrap().port;
+    sockets.get_mut::<tcp::Socket>(client).send_slice(b"hi").unwrap();
+    // Sent by the first poll, taken in by the second.
+    for _ in 0..2 {
+        iface.poll(now, &mut device, &mut sockets);
+    }
+    let server = servers
+        .iter()
+        .copied()
+        .find(|&h| sockets.get::<tcp::Socket>(h).remote_endpoint().map(|e| e.port) == Some(port))
+        .unwrap();
+    let mut got = [0u8; 2];
+    assert_eq!(
+        sockets.get_mut::<tcp::Socket>(server).recv_slice(&mut got),
+        Ok(2)
+    );
+    assert_eq!(&got, b"hi");
+    // (The server's ACK waits for its delayed-ACK timer: the client has taken in nothing.)
+    let changed: Vec<crate::iface::SocketHandle> = sockets.changed().collect();
+    assert_eq!(changed, vec![server]);
+
+    // A keep-alive is a deadline: the set asks to be polled then, and the probe goes out
+    // (the server's socket takes it in).
+    sockets
+        .get_mut::<tcp::Socket>(client)
+        .set_keep_alive(Some(Duration::from_secs(1)));
+    // The delayed ACK's deadline first.
+    let at = iface.poll_at(now, &sockets).expect("the delayed ACK's deadline");
+    assert!(at > now && at <= now + Duration::from_millis(10), "{at} from {now}");
+    now = at;
+    iface.poll(now, &mut device, &mut sockets);
+    iface.poll(now, &mut device, &mut sockets);
+    sockets.clear_changed();
+    let at = iface.poll_at(now, &sockets).expect("the keep-alive's deadline");
+    assert!(
+        at > now + Duration::from_millis(900) && at <= now + Duration::from_secs(1),
+        "{at} from {now}"
+    );
+    iface.poll(at, &mut device, &mut sockets);
+    assert!(!sockets.changed().any(|h| h == server));
+    iface.poll(at, &mut device, &mut sockets);
+    assert!(sockets.changed().any(|h| h == server));
+}
+
+/// A socket given out by `get_mut` while listening is not looked at again unless it stops
+/// listening; one that is aborted and connected in that one borrow still sends its SYN.
+#[test]
+#[cfg(all(
+    feature = "alloc",
+    feature = "medium-ip",
+    feature = "proto-ipv4",
+    feature = "socket-tcp"
+))]
+pub fn socket_set_scheduler_listening_socket_connected_in_one_borrow() {
+    use crate::socket::tcp;
+    use crate::time::Duration;
+
+    let mut device = Loopback::new(Medium::Ip);
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ip), &mut device, Instant::ZERO);
+    iface.update_ip_addrs(|a| {
+        a.push(IpCidr::new(IpAddress::v4(127, 0, 0, 1), 8)).unwrap();
+    });
+    let mut sockets = SocketSet::new(vec![]);
+    let new_socket = || {
+        tcp::Socket::new(
+            tcp::SocketBuffer::new_lazy(256),
+            tcp::SocketBuffer::new_lazy(256),
+        )
+    };
+    let server = sockets.add(new_socket());
+    sockets.get_mut::<tcp::Socket>(server).listen(1234).unwrap();
+    let other = sockets.add(new_socket());
+    sockets.get_mut::<tcp::Socket>(other).listen(5678).unwrap();
+    let mut now = Instant::ZERO;
+    iface.poll(now, &mut device, &mut sockets);
+    assert_eq!(iface.poll_at(now, &sockets), None);
+    // Looked at, left listening: nothing to do.
+    assert!(sockets.get_mut::<tcp::Socket>(other).is_listening());
+    assert_eq!(iface.poll_at(now, &sockets), None);
+    let s = sockets.get_mut::<tcp::Socket>(other);
+    s.abort();
+    s.connect(iface.context(), (IpAddress::v4(127, 0, 0, 1), 1234), 40000)
+        .unwrap();
+    assert_eq!(iface.poll_at(now, &sockets), Some(Instant::ZERO));
+    for _ in 0..4 {
+        iface.poll(now, &mut device, &mut sockets);
+        now += Duration::from_millis(1);
+    }
+    for h in [server, other] {
+        assert_eq!(
+            sockets.get::<tcp::Socket>(h).state(),
+            tcp::State::Established
+        );
+    }
+}
