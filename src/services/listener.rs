@@ -32,6 +32,8 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpListenEndpoint;
 
+use crate::host::TcpTuning;
+
 /// How long a handshake may wait in SYN-RECEIVED before its socket is taken back, when the pool
 /// has no socket left in LISTEN (a SYN flood from addresses that never answer, say).
 pub const HALF_OPEN_GRACE: Duration = Duration::from_secs(1);
@@ -62,6 +64,8 @@ pub struct ListenerConfig {
     pub rx_buffer: usize,
     /// Transmit buffer of each socket, in bytes.
     pub tx_buffer: usize,
+    /// Congestion control and timestamps of each socket.
+    pub tcp: TcpTuning,
 }
 
 impl Default for ListenerConfig {
@@ -71,6 +75,7 @@ impl Default for ListenerConfig {
             max_sockets: 256,
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
+            tcp: TcpTuning::default(),
         }
     }
 }
@@ -311,6 +316,7 @@ impl Listener {
             // ACK already rides with the reply and the reopened window; delaying it only
             // throttles a bulk sender (every second 64 KiB super-packet otherwise).
             socket.set_ack_delay(None);
+            self.config.tcp.apply(socket);
             if socket.listen(self.endpoint).is_err() {
                 // Not closed after all (cannot happen for the sources above): drop it cleanly.
                 socket.abort();
@@ -337,6 +343,7 @@ mod tests {
             max_sockets,
             rx_buffer: 64,
             tx_buffer: 64,
+            tcp: TcpTuning::default(),
         }
     }
 

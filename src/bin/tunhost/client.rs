@@ -195,6 +195,7 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
     let options = client::http::GetOptions {
         timeout: duration(args.timeout),
         local_port: None,
+        ..client::http::GetOptions::default()
     };
     let (host, stop) = live.parts();
     let result = client::get(
