@@ -154,8 +154,10 @@ const RTTE_MIN_MARGIN: u32 = 5;
 const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
-// RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// RTO SHOULD be rounded up to 1 second. Linux (TCP_RTO_MIN) and most stacks take 200 ms
+// instead: with 1 s, every loss that fast retransmit misses (a lost tail, too few duplicate
+// ACKs from a peer with little to send) stalls the connection for a second.
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
@@ -1831,6 +1833,19 @@ impl<'a> Socket<'a> {
                         &repr.payload[overlap_start - segment_start..overlap_end - segment_start],
                         overlap_start - window_start,
                     )
+                } else if window_start == window_end
+                    && repr.payload.is_empty()
+                    && matches!(repr.control, TcpControl::None | TcpControl::Psh)
+                    && repr.ack_number.is_some()
+                {
+                    // RFC 9293 (3.10.7.4): "If the RCV.WND is zero, no segments will be
+                    // acceptable, but special allowance should be made to accept valid ACKs".
+                    // A peer that sent data into a window we have since closed (a reordered
+                    // window update let it) sends its ACKs past RCV.NXT: dropping them too
+                    // leaves both ends waiting on each other. (Data segments still only get
+                    // an ACK back, as before.)
+                    net_debug!("zero receive window: taking the ACK of an unacceptable segment");
+                    (&[][..], 0)
                 } else {
                     // Out-of-window RSTs are silently dropped, per RFC 9293
                     // (3.10.7.4) and RFC 5961 (3.2): no reply is sent, and the
@@ -8119,6 +8134,54 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_zero_window_takes_the_ack_of_a_segment_past_rcv_nxt() {
+        // RFC 9293 (3.10.7.4): with a zero receive window, valid ACKs are still accepted. The
+        // peer sent 4 bytes into a window we had closed, so its pure ACKs come at RCV.NXT + 4.
+        let mut s = socket_established();
+        s.rx_buffer = SocketBuffer::new(vec![0; 6]);
+        s.assembler = Assembler::new();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                ..RECV_TEMPL
+            }]
+        );
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                payload: &b"xyz"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6 + 4,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.tx_buffer.len(), 0);
+        assert_eq!(s.local_seq_no, LOCAL_SEQ + 1 + 3);
     }
 
     #[test]
