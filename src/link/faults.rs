@@ -228,7 +228,11 @@ impl fmt::Display for Impairment {
             }
         }
         if self.delay > Duration::ZERO || self.jitter > Duration::ZERO {
-            parts.push(format!("delay {} ms ± {} ms", ms(self.delay), ms(self.jitter)));
+            parts.push(format!(
+                "delay {} ms ± {} ms",
+                ms(self.delay),
+                ms(self.jitter)
+            ));
         }
         if let Some(r) = self.rate {
             parts.push(format!("rate {} Mbit/s", r as f64 / 1e6));
@@ -292,6 +296,21 @@ pub struct FaultCounts {
     pub reordered: u64,
     /// Delayed (by a delay, a jitter or the rate).
     pub delayed: u64,
+}
+
+impl fmt::Display for FaultCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} packets, {} dropped, {} corrupted, {} duplicated, {} reordered, {} delayed",
+            self.packets,
+            self.dropped,
+            self.corrupted,
+            self.duplicated,
+            self.reordered,
+            self.delayed
+        )
+    }
 }
 
 /// [`FaultCounts`] of both directions.
@@ -508,7 +527,8 @@ impl Queue {
             });
         } else {
             self.seq += 1;
-            self.waiting.insert((release, self.seq), (packet, note.clone()));
+            self.waiting
+                .insert((release, self.seq), (packet, note.clone()));
         }
         Ok(note)
     }
@@ -611,10 +631,12 @@ impl<D> Faults<D> {
 
     /// What the link did so far.
     pub fn stats(&self) -> FaultStats {
-        self.link.as_ref().map_or_else(FaultStats::default, |l| FaultStats {
-            inbound: l.inbound.counts,
-            outbound: l.outbound.counts,
-        })
+        self.link
+            .as_ref()
+            .map_or_else(FaultStats::default, |l| FaultStats {
+                inbound: l.inbound.counts,
+                outbound: l.outbound.counts,
+            })
     }
 
     /// Take the wrapper apart.
@@ -791,9 +813,7 @@ impl<D: Device + FaultRecord> phy::TxToken for TxToken<'_, D> {
 mod tests {
     use super::*;
     use smoltcp::phy::{ChecksumCapabilities, RxToken as _, TxToken as _};
-    use smoltcp::wire::{
-        IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr,
-    };
+    use smoltcp::wire::{IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, UdpPacket, UdpRepr};
 
     /// A device fed by the test: `inbox` is what the kernel sent, `sent` what reached it, and
     /// `records` what a tracer would hold.
@@ -839,7 +859,8 @@ mod tests {
 
     impl FaultRecord for Wire {
         fn record(&mut self, _now: Instant, inbound: bool, packet: &[u8], note: &str) {
-            self.records.push((inbound, packet.to_vec(), note.to_string()));
+            self.records
+                .push((inbound, packet.to_vec(), note.to_string()));
         }
     }
 
@@ -926,16 +947,30 @@ mod tests {
         assert_ne!(a, other);
         // Each packet read is recorded once, as read, with what was done to it.
         assert_eq!(wa.records.len(), 500);
-        assert!(wa.records.iter().all(|(inbound, p, _)| *inbound && valid(p)));
+        assert!(
+            wa.records
+                .iter()
+                .all(|(inbound, p, _)| *inbound && valid(p))
+        );
         let count = |what: &str| wa.records.iter().filter(|r| r.2.contains(what)).count();
-        let (dropped, dup, corrupted) = (count("dropped"), count("duplicated"), count("corrupted at byte"));
-        assert!((70..130).contains(&dropped), "{dropped} dropped of 500 at 0.2");
+        let (dropped, dup, corrupted) = (
+            count("dropped"),
+            count("duplicated"),
+            count("corrupted at byte"),
+        );
+        assert!(
+            (70..130).contains(&dropped),
+            "{dropped} dropped of 500 at 0.2"
+        );
         assert!((20..75).contains(&dup), "{dup}");
         assert!(count("reordered") > 10);
         assert_eq!(a.len(), 500 - dropped + dup);
         // Every corrupted packet fails its checksum; every other one passes.
         let bad = a.iter().filter(|p| !valid(p)).count();
-        assert!(bad >= corrupted - dup.min(corrupted) && bad > 10, "{bad} bad, {corrupted}");
+        assert!(
+            bad >= corrupted - dup.min(corrupted) && bad > 10,
+            "{bad} bad, {corrupted}"
+        );
         // Reordering: not in the order sent.
         let order: Vec<Vec<u8>> = a.iter().filter(|p| valid(p)).cloned().collect();
         let mut sorted = order.clone();
@@ -965,7 +1000,10 @@ mod tests {
         wire.inbox.push_back(udp(1));
         let mut dev = Faults::new(wire, &c);
         assert!(dev.receive(Instant::ZERO).is_none());
-        assert_eq!(dev.housekeeping(Instant::ZERO), Some(Instant::from_millis(10)));
+        assert_eq!(
+            dev.housekeeping(Instant::ZERO),
+            Some(Instant::from_millis(10))
+        );
         assert!(dev.receive(Instant::from_micros(9_999)).is_none());
         assert!(dev.receive(Instant::from_millis(10)).is_some());
         // Outbound: sent when due, by housekeeping, and recorded then with its delay.
@@ -974,7 +1012,10 @@ mod tests {
         assert!(dev.inner().sent.is_empty());
         assert_eq!(dev.housekeeping(Instant::from_millis(10)), None);
         let w = dev.into_inner();
-        assert_eq!(w.sent, vec![(Instant::from_millis(10), vec![0x45, 0, 0, 4])]);
+        assert_eq!(
+            w.sent,
+            vec![(Instant::from_millis(10), vec![0x45, 0, 0, 4])]
+        );
         assert_eq!(w.records.last().unwrap().2, "delayed 10 ms");
     }
 
@@ -991,7 +1032,12 @@ mod tests {
         while let Some(at) = dev.housekeeping(now) {
             now = at;
         }
-        let times: Vec<i64> = dev.inner().sent.iter().map(|(t, _)| t.total_micros()).collect();
+        let times: Vec<i64> = dev
+            .inner()
+            .sent
+            .iter()
+            .map(|(t, _)| t.total_micros())
+            .collect();
         assert_eq!(times, vec![1024, 2048, 3072]);
     }
 

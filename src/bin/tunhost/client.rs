@@ -11,6 +11,7 @@ use tunhost::live::{Live, LiveHost};
 use tunhost::smoltcp::wire::IpAddress;
 
 use crate::args::{DeviceArgs, TraceArgs, duration, parse_ip, parse_secs};
+use crate::badlink::BadLinkArgs;
 use crate::{fail, finish_trace, usage};
 
 pub(crate) const PING_HELP: &str = "\
@@ -43,6 +44,14 @@ pub(crate) struct ClientCommon {
 
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    link: BadLinkArgs,
+
+    /// Seed the faults of a bad link and smoltcp's randomness (TCP sequence numbers, MAC), for
+    /// a run that can be repeated. For tests and replay only.
+    #[arg(long, value_name = "N", help_heading = "A bad link")]
+    seed: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -119,7 +128,11 @@ impl ClientCommon {
             log::warn!("{moved}: the host is {}", resolved.addrs[0]);
         }
         let mut live = Live::new(resolved.dev);
-        live.host = self.device.host_config(resolved.addrs);
+        live.host = tunhost::Config {
+            seed: self.seed,
+            ..self.device.host_config(resolved.addrs)
+        };
+        live.faults = self.link.faults(self.seed).map_err(usage)?;
         live.validate().map_err(usage)?;
         live.trace = self.trace.spec().map_err(fail)?;
         live.open().map_err(fail)
@@ -195,7 +208,7 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
     let options = client::http::GetOptions {
         timeout: duration(args.timeout),
         local_port: None,
-        ..client::http::GetOptions::default()
+        tcp: args.common.link.tcp(),
     };
     let (host, stop) = live.parts();
     let result = client::get(
