@@ -528,6 +528,10 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// If a fast retransmit needs to occur
     pending_fast_retransmit: bool,
+    /// The highest sequence number sent when fast retransmit started (RFC 6582 "recover"):
+    /// until it is acknowledged, an ACK of new data below it (a partial ACK) means the next
+    /// hole is lost too, and it is retransmitted at once.
+    recover: Option<TcpSeqNumber>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -619,6 +623,7 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
+            recover: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -931,6 +936,8 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
+        self.pending_fast_retransmit = false;
+        self.recover = None;
 
         #[cfg(feature = "async")]
         {
@@ -2164,11 +2171,15 @@ impl<'a> Socket<'a> {
                 // Duplicate ACK if payload empty and ACK doesn't move send window ->
                 // Increment duplicate ACK count, notify congestion controller and
                 // set for retransmit if we just received the third duplicate ACK
+                // RFC 6675 (2): an ACK whose SACK blocks report data above the cumulative ACK
+                // is a duplicate whatever its window. Linux's receive window moves as its
+                // out-of-order queue fills, so without this its duplicate ACKs rarely count
+                // three in a row, and a single loss waits for the retransmission timer.
                 Some(last_rx_ack)
                     if repr.payload.is_empty()
                         && last_rx_ack == ack_number
                         && ack_number < self.remote_last_seq
-                        && !is_window_update =>
+                        && (!is_window_update || repr.sack_ranges.iter().any(Option::is_some)) =>
                 {
                     // Increment duplicate ACK count
                     self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
@@ -2206,6 +2217,20 @@ impl<'a> Socket<'a> {
                         net_debug!("reset duplicate ACK count");
                     }
                     self.local_rx_last_ack = Some(ack_number);
+
+                    // RFC 6582 (NewReno, 3.2): an ACK of new data that does not cover all
+                    // that was sent before fast retransmit (a partial ACK) means the segment
+                    // after it was lost too: retransmit it now, rather than wait for three
+                    // more duplicate ACKs that the receiver, holding everything after the
+                    // holes already, will not send (only the timer would then recover).
+                    if let Some(recover) = self.recover {
+                        if ack_len > 0 && ack_number < recover {
+                            net_debug!("partial ACK {} below {}: retransmitting", ack_number, recover);
+                            self.pending_fast_retransmit = true;
+                        } else if ack_number >= recover {
+                            self.recover = None;
+                        }
+                    }
 
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
@@ -2554,6 +2579,7 @@ impl<'a> Socket<'a> {
                 // had sent them. This will cause all data in the queue
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
+                self.recover = None;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -2568,6 +2594,7 @@ impl<'a> Socket<'a> {
                     .on_loss(cx.now(), in_flight);
 
                 self.pending_fast_retransmit = true;
+                self.recover = Some(self.remote_last_seq);
             }
 
             // Clear the `should_retransmit` state. If we can't retransmit right
@@ -7279,6 +7306,91 @@ mod test {
             ack_number: Some(LOCAL_SEQ + 1 + (3 * 5)),
             ..SEND_TEMPL
         });
+    }
+
+    /// Send "aaaBBBcccDDD" in 3-byte segments at time 1000..1015.
+    fn four_segments_sent() -> TestSocket {
+        let mut s = socket_established();
+        s.remote_mss = 3;
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        s.send_slice(b"aaaBBBcccDDD").unwrap();
+        for (i, p) in [&b"aaa"[..], b"BBB", b"ccc", b"DDD"].into_iter().enumerate() {
+            recv!(s, time 1000 + 5 * i as i64, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 3 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: p,
+                ..RECV_TEMPL
+            }));
+        }
+        s
+    }
+
+    #[test]
+    fn test_fast_retransmit_on_sack_dup_acks_whose_window_moves() {
+        // RFC 6675 (2): ACKs with SACK blocks above the cumulative ACK are duplicates, even
+        // when the receiver's window moves between them (Linux's does).
+        let mut s = four_segments_sent();
+        for (i, win) in [250u16, 244, 238].into_iter().enumerate() {
+            send!(s, time 1050 + i as i64, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: win,
+                sack_ranges: [
+                    Some(((LOCAL_SEQ + 1 + 3).0 as u32, (LOCAL_SEQ + 1 + 6 + 3 * i).0 as u32)),
+                    None,
+                    None,
+                ],
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_partial_ack_retransmits_the_next_hole() {
+        // RFC 6582 (3.2): "aaa" and "ccc" are lost. After the fast retransmit of "aaa", the
+        // ACK of "aaaBBB" is partial: "ccc" goes again at once, not after the timer.
+        let mut s = four_segments_sent();
+        for i in 0..3 {
+            send!(s, time 1050 + i, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 1120, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1121, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"ccc"[..],
+            ..RECV_TEMPL
+        }));
+        // The rest acknowledged: recovery is over.
+        send!(s, time 1140, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 12),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.recover, None);
     }
 
     #[test]
