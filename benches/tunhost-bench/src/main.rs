@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release && sudo target/release/tunhost-bench          # the full table (~4 min)
 //! sudo target/release/tunhost-bench --smoke                           # seconds; CI
+//! sudo target/release/tunhost-bench --badlink --reps 3 --secs 5      # a bad link (~3 min)
 //! ```
 //!
 //! It makes everything it uses and removes it when done (also on error or Ctrl-C):
@@ -21,6 +22,7 @@
 //! device's `tx_dropped` (packets the kernel dropped because the host did not read fast enough),
 //! and read+write syscalls of the server per packet the device counted.
 
+mod badlink;
 mod client;
 mod servers;
 
@@ -61,6 +63,10 @@ struct Args {
     /// Measure only the MTU 1500 rows.
     #[arg(long)]
     mtu1500_only: bool,
+    /// Measure only bulk TCP over a bad link (20 ms RTT, 0/0.1/1 % loss) for each congestion
+    /// control of tunhost, beside the Mathis model (~3 min with --reps 3 --secs 5).
+    #[arg(long)]
+    badlink: bool,
     /// (internal) run as a server child: stock or kernel.
     #[arg(long, hide = true)]
     role: Option<String>,
@@ -285,6 +291,14 @@ fn bench(args: &Args) -> Res<bool> {
         .tempdir()
         .map_err(|e| format!("{}: {e}", std::env::temp_dir().display()))?;
     let pcap = tmp.path().join("trace.pcap");
+
+    if args.badlink {
+        println!("tunhost-bench: {machine}");
+        println!("started {} (load {})", utc_now(), loadavg());
+        let ok = badlink::run(&tunhost, reps, secs)?;
+        println!("\nfinished {} (load {})", utc_now(), loadavg());
+        return Ok(ok);
+    }
 
     let mut available = Vec::new();
     let mut missing = Vec::new();
