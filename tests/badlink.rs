@@ -245,6 +245,52 @@ fn assert_same(live: &[(Vec<u8>, String)], replayed: &[(Vec<u8>, String)]) {
     }
 }
 
+/// `tunhost ping` through a lossy link: the same requests lost for the same seed.
+fn lossy_ping(seed: &str) -> String {
+    let out = common::run(&[
+        common::TUNHOST,
+        "ping",
+        "--tun",
+        "tun0",
+        "--addr",
+        "192.0.2.2/24",
+        "--peer",
+        "192.0.2.1/24",
+        "--drop",
+        "out:0.3",
+        "--seed",
+        seed,
+        "-c",
+        "20",
+        "-i",
+        "0.01",
+        "-W",
+        "1",
+        "192.0.2.1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The replies that came, by sequence number: which ones were lost is the seed's choice.
+    text.lines()
+        .filter_map(|l| l.split("icmp_seq=").nth(1))
+        .filter_map(|r| r.split(' ').next())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn ping_on_a_lossy_link_loses_the_same_requests_for_the_same_seed() {
+    require_root!();
+    let (a, b, c) = in_netns(|| (lossy_ping("5"), lossy_ping("5"), lossy_ping("6")));
+    let got = a.split(',').count();
+    assert!(
+        (5..20).contains(&got),
+        "{got} of 20 replies at 30 % loss: {a}"
+    );
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
 #[test]
 fn bad_fault_flags_are_refused_in_one_line() {
     for (flag, value) in [
