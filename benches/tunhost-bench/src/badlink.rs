@@ -33,7 +33,14 @@ impl Drop for BadLink {
 fn start(tunhost: &std::path::Path, congestion: &str, loss: f64) -> Res<BadLink> {
     let mut cmd = Command::new(tunhost);
     cmd.args(["serve", "--tun", DEV, "--addr", "198.18.3.2/24"])
-        .args(["--peer", "198.18.3.1/24", "--discard", "9", "--chargen", "19"])
+        .args([
+            "--peer",
+            "198.18.3.1/24",
+            "--discard",
+            "9",
+            "--chargen",
+            "19",
+        ])
         .args(["--delay", &DELAY_MS.to_string(), "--seed", "1"])
         .args(["--drop", &loss.to_string(), "--congestion", congestion])
         .stdin(Stdio::null())
