@@ -247,27 +247,23 @@ fn assert_same(live: &[(Vec<u8>, String)], replayed: &[(Vec<u8>, String)]) {
 
 /// `tunhost ping` through a lossy link: the same requests lost for the same seed.
 fn lossy_ping(seed: &str) -> String {
-    let out = common::run(&[
-        common::TUNHOST,
-        "ping",
-        "--tun",
-        "tun0",
-        "--addr",
-        "192.0.2.2/24",
-        "--peer",
-        "192.0.2.1/24",
-        "--drop",
-        "out:0.3",
-        "--seed",
-        seed,
-        "-c",
-        "20",
-        "-i",
-        "0.01",
-        "-W",
-        "1",
-        "192.0.2.1",
-    ]);
+    let out = common::run(&args(&[
+        &[common::TUNHOST, "ping"],
+        TUN,
+        &[
+            "--drop",
+            "out:0.3",
+            "--seed",
+            seed,
+            "-c",
+            "20",
+            "-i",
+            "0.01",
+            "-W",
+            "1",
+            "192.0.2.1",
+        ],
+    ]));
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     // The replies that came, by sequence number: which ones were lost is the seed's choice.

@@ -6,9 +6,9 @@
 //! Kernel → host is Linux sending (to discard): the host only receives and acknowledges.
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
-use super::{Res, client, spawn, wait_line};
+use super::{Res, client, serve_child};
 
 /// The device and addresses of the bad-link server (a benchmark range, RFC 2544).
 const DEV: &str = "thb-b";
@@ -42,14 +42,8 @@ fn start(tunhost: &std::path::Path, congestion: &str, loss: f64) -> Res<BadLink>
             "19",
         ])
         .args(["--delay", &DELAY_MS.to_string(), "--seed", "1"])
-        .args(["--drop", &loss.to_string(), "--congestion", congestion])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = spawn(cmd)?;
-    let err = child.stderr.take().expect("piped");
-    wait_line(err, "serving ", &mut child)?;
-    Ok(BadLink(child))
+        .args(["--drop", &loss.to_string(), "--congestion", congestion]);
+    Ok(BadLink(serve_child(cmd)?))
 }
 
 /// The model's throughput in Mbit/s at loss `p` (none without loss).

@@ -535,13 +535,8 @@ impl Server {
                 "--chargen",
                 "19",
             ])
-            .args(flags)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-            let mut child = spawn(cmd)?;
-            let err = child.stderr.take().expect("piped");
-            wait_line(err, "serving ", &mut child)?;
+            .args(flags);
+            let child = serve_child(cmd)?;
             return Ok(Server {
                 target,
                 child,
@@ -684,6 +679,17 @@ fn spawn(mut cmd: Command) -> Res<Child> {
         });
     }
     cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))
+}
+
+/// Spawn a `tunhost serve` child (see [`spawn`]) and wait for its start line.
+fn serve_child(mut cmd: Command) -> Res<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn(cmd)?;
+    let err = child.stderr.take().expect("piped");
+    wait_line(err, "serving ", &mut child)?;
+    Ok(child)
 }
 
 /// The lines a child writes to a pipe, read by a thread of their own until the pipe closes.
