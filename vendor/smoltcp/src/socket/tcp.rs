@@ -532,6 +532,10 @@ pub struct Socket<'a> {
     /// until it is acknowledged, an ACK of new data below it (a partial ACK) means the next
     /// hole is lost too, and it is retransmitted at once.
     recover: Option<TcpSeqNumber>,
+    /// Bytes above SND.UNA that the peer's last ACK reported received (its SACK blocks): they
+    /// have left the network, and do not count against the congestion window (RFC 6675's
+    /// "pipe", without its loss marking).
+    sacked: usize,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -624,6 +628,7 @@ impl<'a> Socket<'a> {
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             recover: None,
+            sacked: 0,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -938,6 +943,7 @@ impl<'a> Socket<'a> {
         self.challenge_ack_timer = Instant::from_secs(0);
         self.pending_fast_retransmit = false;
         self.recover = None;
+        self.sacked = 0;
 
         #[cfg(feature = "async")]
         {
@@ -1420,7 +1426,7 @@ impl<'a> Socket<'a> {
         self.congestion_controller
             .inner()
             .window()
-            .saturating_sub(self.flight_size())
+            .saturating_sub(self.flight_size().saturating_sub(self.sacked))
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -2256,6 +2262,22 @@ impl<'a> Socket<'a> {
             if self.remote_last_seq < self.local_seq_no {
                 self.remote_last_seq = self.local_seq_no
             }
+
+            // What the peer holds above SND.UNA, by its SACK blocks (RFC 2018): those bytes
+            // left the network, so they do not keep new data from going out during recovery.
+            let (una, nxt) = (self.local_seq_no, self.remote_last_seq);
+            self.sacked = repr
+                .sack_ranges
+                .iter()
+                .flatten()
+                .map(|&(left, right)| {
+                    let (left, right) = (TcpSeqNumber(left as i32), TcpSeqNumber(right as i32));
+                    let left = if left < una { una } else { left };
+                    let right = if right > nxt { nxt } else { right };
+                    if right > left { right - left } else { 0 }
+                })
+                .sum::<usize>()
+                .min(self.flight_size());
         }
 
         // update last remote tsval
@@ -2580,6 +2602,7 @@ impl<'a> Socket<'a> {
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
                 self.recover = None;
+                self.sacked = 0;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -7353,6 +7376,36 @@ mod test {
             payload: &b"aaa"[..],
             ..RECV_TEMPL
         }));
+    }
+
+    #[test]
+    fn test_sacked_bytes_do_not_count_against_the_congestion_window() {
+        // 64 bytes in flight; the peer's duplicate ACK reports the last 32 received (SACK):
+        // they left the network, and leave room in the congestion window for new data.
+        let mut s = socket_established();
+        s.send_slice(&[b'x'; 64][..]).unwrap();
+        s.remote_last_seq = LOCAL_SEQ + 1 + 64;
+        let window = s.congestion_controller.inner().window();
+        let before = s.cwnd_remaining();
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            sack_ranges: [
+                Some(((LOCAL_SEQ + 1 + 32).0 as u32, (LOCAL_SEQ + 1 + 64).0 as u32)),
+                None,
+                None,
+            ],
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.sacked, 32);
+        assert_eq!(s.cwnd_remaining(), before.saturating_add(32).min(window));
+        // A cumulative ACK of everything: nothing is held above SND.UNA any more.
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 64),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.sacked, 0);
     }
 
     #[test]
