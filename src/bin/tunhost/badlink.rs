@@ -11,7 +11,8 @@ use tunhost::link::{FaultConfig, FaultKind};
 pub(crate) struct BadLinkArgs {
     /// Drop packets with probability P, e.g. 0.01; `in:P` or `out:P` for one direction only
     /// (in = sent by the kernel to the host). Repeat for both with different values. Every fault
-    /// is drawn from --seed: the same seed, the same faults.
+    /// is drawn from --seed: the same seed, the same faults. Any fault opens the device without
+    /// offloads, and --pcap then comments each packet with what was done to it.
     #[arg(long, value_name = "[in:|out:]P")]
     drop: Vec<String>,
 
