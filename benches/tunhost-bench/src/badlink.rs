@@ -12,7 +12,7 @@ use super::{Res, client, serve_child};
 
 /// The device and addresses of the bad-link server (a benchmark range, RFC 2544).
 const DEV: &str = "thb-b";
-const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 3, 2);
+const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
 const ALGORITHMS: [&str; 3] = ["cubic", "reno", "none"];
 const LOSSES: [f64; 3] = [0.0, 0.001, 0.01];
 /// One-way delay each way, ms.
@@ -32,10 +32,10 @@ impl Drop for BadLink {
 
 fn start(tunhost: &std::path::Path, congestion: &str, loss: f64) -> Res<BadLink> {
     let mut cmd = Command::new(tunhost);
-    cmd.args(["serve", "--tun", DEV, "--addr", "198.18.3.2/24"])
+    cmd.args(["serve", "--tun", DEV, "--addr", "198.18.4.2/24"])
         .args([
             "--peer",
-            "198.18.3.1/24",
+            "198.18.4.1/24",
             "--discard",
             "9",
             "--chargen",
