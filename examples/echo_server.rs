@@ -16,7 +16,7 @@ fn main() -> Result<(), tunhost::Error> {
     // TUN "tun0", created if it does not exist, kernel side 192.0.2.1/24; the host 192.0.2.2/24
     // (the default address) with no services but ours.
     let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
-    live.device.peer = Some("192.0.2.1/24".parse().expect("valid CIDR"));
+    live.device.peers = vec!["192.0.2.1/24".parse().expect("valid CIDR")];
     let mut host = live.open()?;
 
     // RFC 862 echo on port 7, with up to 16 handshakes waiting at once.

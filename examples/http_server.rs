@@ -18,7 +18,7 @@ fn main() -> Result<(), tunhost::Error> {
     let root = std::env::args().nth(1).map(PathBuf::from);
 
     let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
-    live.device.peer = Some("192.0.2.1/24".parse().expect("valid CIDR"));
+    live.device.peers = vec!["192.0.2.1/24".parse().expect("valid CIDR")];
     // HTTP on port 80: the files below `root` (nothing outside it, ever), or else the status
     // page the host keeps up to date on every turn of its loop.
     live.services.services = vec![ServiceSpec::Http(80)];

@@ -20,7 +20,7 @@ use tunhost::smoltcp::wire::{HardwareAddress, IpCidr};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut dev = TunTapConfig::new("tun0", Kind::Tun);
-    dev.peer = Some("192.0.2.1/24".parse().expect("valid CIDR"));
+    dev.peers = vec!["192.0.2.1/24".parse().expect("valid CIDR")];
     let device = TunTapDevice::new(TunTap::open(&dev)?);
     let trace = TraceConfig::new(device.tuntap().name(), "own_loop.pcapng");
     let mut device = Pcap::new(device, File::create("own_loop.pcapng")?, &trace)?;

@@ -16,7 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // TUN "tun0", kernel side 192.0.2.1/24; the host 192.0.2.2/24, answering ping.
     let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
-    live.device.peer = Some("192.0.2.1/24".parse().expect("valid CIDR"));
+    live.device.peers = vec!["192.0.2.1/24".parse().expect("valid CIDR")];
     // pcapng, interface named after the device, flushed every 200 ms by the loop.
     live.trace = Some(TraceSpec::new(TraceTarget::File(path.clone().into())));
 

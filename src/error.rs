@@ -13,6 +13,7 @@ use crate::host::{ConfigError, HostError};
 use crate::link::{LinkError, io_desc};
 use crate::pcap::CaptureError;
 use crate::replay::ReplayError;
+use crate::sandbox::SandboxError;
 use crate::services::ServiceError;
 
 /// What went wrong, with the context needed to act on it.
@@ -36,6 +37,8 @@ pub enum Error {
     Replay(ReplayError),
     /// A client request failed.
     Client(ClientError),
+    /// Privileges could not be dropped, or the seccomp filter installed.
+    Sandbox(SandboxError),
     /// An I/O error on a named file.
     File {
         /// The file.
@@ -56,6 +59,7 @@ impl Error {
             Error::Service(e) => Some(e),
             Error::Replay(e) => Some(e),
             Error::Client(e) => Some(e),
+            Error::Sandbox(e) => Some(e),
             Error::Capture { .. } | Error::File { .. } => None,
         }
     }
@@ -91,6 +95,7 @@ wrap_errors!(
     Service(ServiceError),
     Replay(ReplayError),
     Client(ClientError),
+    Sandbox(SandboxError),
 );
 
 impl From<ConfigError> for Error {
@@ -136,7 +141,6 @@ mod tests {
                 port: 7,
             }
             .into(),
-            ReplayError::UnknownMac.into(),
             ReplayError::MacOnIpCapture.into(),
             Error::File {
                 path: "trace.pcapng".into(),

@@ -11,7 +11,7 @@
 //! use tunhost::services::ServiceSpec;
 //!
 //! let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
-//! live.device.peer = Some("192.0.2.1/24".parse().unwrap());
+//! live.device.peers = vec!["192.0.2.1/24".parse().unwrap()];
 //! live.services.services = vec![ServiceSpec::Echo(7), ServiceSpec::UdpEcho(7)];
 //! let mut host = live.open()?;
 //! host.run()?;
@@ -26,6 +26,7 @@
 //!
 //! | layer | job |
 //! |---|---|
+//! | [`sandbox`] | least privilege: drop to an unprivileged user with no capabilities, and the seccomp allowlist (imports nothing of the crate) |
 //! | [`link`] | open and configure TUN/TAP (`tuntap`), the `virtio_net_hdr` (`vnet`), the `phy::Device` (`device`), a bad link on purpose (`faults`), waiting on the fd (`wait`), the machine's own addresses and routes (`kernel`) |
 //! | [`pcap`] | pcap/pcapng: the [`Pcap`](pcap::Pcap) tracing device wrapper, the writer, the capture reader |
 //! | [`host`] | [`Host`]: interface + sockets + clock + the poll loop; config, stop and signals, status board, ingress guard, TCP congestion control and timestamps (`tcp`), the [`Service`](host::Service) trait |
@@ -52,6 +53,8 @@ macro_rules! wrap_errors {
         })*
     };
 }
+
+pub mod sandbox;
 
 pub mod link;
 pub mod pcap;

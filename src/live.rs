@@ -7,7 +7,7 @@
 //! use tunhost::services::ServiceSpec;
 //!
 //! let mut live = Live::new(TunTapConfig::new("tun0", Kind::Tun));
-//! live.device.peer = Some("192.0.2.1/24".parse().unwrap());
+//! live.device.peers = vec!["192.0.2.1/24".parse().unwrap()];
 //! live.services.services = vec![ServiceSpec::Echo(7)];
 //! let mut host = live.open()?;
 //! host.run()?;

@@ -63,12 +63,12 @@ fn plain_serve_takes_the_first_free_range_and_says_so() {
         let mut h = Tunhost::serve(&["--echo", "7"]);
         assert!(
             h.banner
-                .starts_with("serving 198.51.100.2/24 on tun tunhost0"),
+                .starts_with("serving 198.51.100.2/24, 2001:db8::2/64 on tun tunhost0"),
             "{}",
             h.banner
         );
         assert!(
-            h.banner.contains("kernel side 198.51.100.1"),
+            h.banner.contains("kernel side 198.51.100.1, 2001:db8::1;"),
             "{}",
             h.banner
         );

@@ -153,8 +153,17 @@ fn get_500_kb_from_a_kernel_server_byte_exact() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("< HTTP/1.0 200 OK"), "{err}");
 
-        // A 404 is a failure with one clear line, and no output file.
-        let m = dir.path("missing.out");
+        // A 404 is a failure with one clear line, and no output file: the one opened at the
+        // start is removed again (by the user the host runs as, nobody, who may write there).
+        let out_dir = dir.path("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        nix::unistd::chown(
+            Path::new(&out_dir),
+            Some(nix::unistd::Uid::from_raw(65534)),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        let m = format!("{out_dir}/missing.out");
         let err = tunhost_fails(
             &tun9("get", &["-o", &m, "http://198.51.100.1:8000/nope"]),
             1,

@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// Lowest first. A module may import (`crate::NAME`) only the ones before it.
 const LAYERS: &[&str] = &[
-    "link", "pcap", "host", "services", "client", "replay", "error", "live", "fuzzing",
+    "sandbox", "link", "pcap", "host", "services", "client", "replay", "error", "live", "fuzzing",
 ];
 
 /// The `crate::NAME` paths a file's non-test code names, with the crate root's re-exports

@@ -177,9 +177,6 @@ fn replay_cli_rejects_bad_input_in_one_line() {
     let dir = Scratch::new("replay-bad");
     let text = dir.path("notes.txt");
     std::fs::write(&text, "not a capture\n").unwrap();
-    let full = std::fs::read(captures_dir().join("ping.pcapng")).unwrap();
-    let cut = dir.path("cut.pcapng");
-    std::fs::write(&cut, &full[..full.len() - 10]).unwrap();
     // A classic pcap header with link type 105 (802.11).
     let wifi = dir.path("wifi.pcap");
     let mut hdr = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
@@ -189,8 +186,10 @@ fn replay_cli_rejects_bad_input_in_one_line() {
     std::fs::write(&wifi, &hdr).unwrap();
     for (file, says) in [
         (text.as_str(), "not a pcap or pcapng capture"),
-        (cut.as_str(), "truncated"),
-        (wifi.as_str(), "unsupported link type 105"),
+        (
+            wifi.as_str(),
+            "unsupported link type 105 (LINKTYPE_IEEE802_11)",
+        ),
         ("/nonexistent/in.pcap", "cannot read /nonexistent/in.pcap"),
     ] {
         let (code, err) = tunhost(&["replay", file, "--addr", "192.0.2.2/24"]);

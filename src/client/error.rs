@@ -42,6 +42,8 @@ pub enum ClientErrorKind {
     Host(HostError),
     /// The caller's output callback failed.
     Output(Box<dyn std::error::Error + Send + Sync>),
+    /// A name could not be resolved: why.
+    Dns(String),
 }
 
 impl ClientError {
@@ -73,6 +75,7 @@ impl fmt::Display for ClientError {
             ClientErrorKind::Interrupted => write!(f, "{target}: interrupted"),
             ClientErrorKind::Host(e) => e.fmt(f),
             ClientErrorKind::Output(e) => e.fmt(f),
+            ClientErrorKind::Dns(why) => write!(f, "cannot resolve {target}: {why}"),
         }
     }
 }

@@ -22,11 +22,20 @@ use crate::link::Housekeeping;
 /// Longest response head accepted.
 pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
-/// An `http://` URL with an IP address.
+/// Where an [`Url`] points: an address, or a name to resolve first ([`super::dns`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlHost {
+    /// An IP address.
+    Addr(IpAddress),
+    /// A DNS name.
+    Name(String),
+}
+
+/// An `http://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
-    /// The server's address.
-    pub addr: IpAddress,
+    /// The server: an address, or a name that [`get`] needs resolved ([`Url::resolved`]).
+    pub host: UrlHost,
     /// The server's port (80 unless the URL says).
     pub port: u16,
     /// The `Host` header: the authority as written.
@@ -38,13 +47,14 @@ pub struct Url {
 }
 
 impl Url {
-    /// Parse `http://IP[:PORT][/PATH]`.
+    /// Parse `http://HOST[:PORT][/PATH]`, where HOST is an IP address (IPv6 in brackets) or a
+    /// DNS name.
     pub fn parse(text: &str) -> Result<Url> {
         let bad = |why: &'static str| ClientError::new(text, ClientErrorKind::BadUrl(why));
         let rest = match text.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
             Some(_) => return Err(bad("only http:// URLs are supported")),
-            None => return Err(bad("not a URL; expected http://IP[:PORT]/PATH")),
+            None => return Err(bad("not a URL; expected http://HOST[:PORT]/PATH")),
         };
         let (authority, path) = match rest.find(['/', '?', '#']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -70,9 +80,15 @@ impl Url {
                 None => (authority, None),
             }
         };
-        let addr: IpAddress = host.parse().map_err(|_| {
-            bad("the host must be an IP address (tunhost has no DNS), e.g. http://192.0.2.1:8000/")
-        })?;
+        let host = match host.parse::<IpAddress>() {
+            Ok(addr) => UrlHost::Addr(addr),
+            Err(_) if super::dns::is_name(host) => UrlHost::Name(host.to_string()),
+            Err(_) => {
+                return Err(bad(
+                    "the host must be an IP address or a DNS name, e.g. http://192.0.2.1:8000/",
+                ));
+            }
+        };
         let port = match port {
             None | Some("") => 80,
             Some(p) => match p.parse::<u16>() {
@@ -81,12 +97,28 @@ impl Url {
             },
         };
         Ok(Url {
-            addr,
+            host,
             port,
             authority: authority.to_string(),
             path,
             text: text.to_string(),
         })
+    }
+
+    /// The server's address, if the URL gives one (not a name).
+    pub fn addr(&self) -> Option<IpAddress> {
+        match self.host {
+            UrlHost::Addr(a) => Some(a),
+            UrlHost::Name(_) => None,
+        }
+    }
+
+    /// The same URL with the server at `addr` (the `Host` header still names it as written).
+    pub fn resolved(&self, addr: IpAddress) -> Url {
+        Url {
+            host: UrlHost::Addr(addr),
+            ..self.clone()
+        }
     }
 
     /// The request for this URL.
@@ -442,6 +474,11 @@ where
     let fail = |kind: ClientErrorKind| ClientError::new(url.text.clone(), kind);
     let bad = |why: String| fail(ClientErrorKind::BadResponse(why));
     let output = |e: OutputError| fail(ClientErrorKind::Output(e));
+    let Some(addr) = url.addr() else {
+        return Err(fail(ClientErrorKind::BadUrl(
+            "a name must be resolved first (client::dns::resolve, Url::resolved)",
+        )));
+    };
     let mut socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 256 * 1024]),
         tcp::SocketBuffer::new(vec![0; 16 * 1024]),
@@ -452,7 +489,7 @@ where
     let local = options.local_port.unwrap_or_else(ephemeral_port);
     sockets
         .get_mut::<tcp::Socket>(handle)
-        .connect(iface.context(), (url.addr, url.port), local)
+        .connect(iface.context(), (addr, url.port), local)
         .map_err(|e| fail(ClientErrorKind::Socket(format!("cannot connect: {e}"))))?;
 
     let request = url.request().into_bytes();
@@ -506,7 +543,7 @@ where
             if !was_connected {
                 return Err(fail(ClientErrorKind::Refused(format!(
                     "{}:{}",
-                    url.addr, url.port
+                    addr, url.port
                 ))));
             }
             reader.eof().map_err(bad)?;
@@ -662,18 +699,26 @@ mod tests {
     #[test]
     fn urls() {
         let u = Url::parse("http://198.51.100.1:8000/f.bin?x=1#frag").unwrap();
-        assert_eq!(u.addr, IpAddress::v4(198, 51, 100, 1));
+        assert_eq!(u.addr(), Some(IpAddress::v4(198, 51, 100, 1)));
         assert_eq!(
             (u.port, u.path.as_str(), u.authority.as_str()),
             (8000, "/f.bin?x=1", "198.51.100.1:8000")
         );
         let u = Url::parse("http://[2001:db8::1]/").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        assert!(matches!(u.addr, IpAddress::Ipv6(_)));
+        assert!(matches!(u.addr(), Some(IpAddress::Ipv6(_))));
+        let u = Url::parse("http://name.example:8000/f").unwrap();
+        assert_eq!(u.host, UrlHost::Name("name.example".into()));
+        assert_eq!(u.authority, "name.example:8000");
+        let r = u.resolved(IpAddress::v4(192, 0, 2, 1));
+        assert_eq!(
+            (r.addr(), r.authority.as_str()),
+            (Some(IpAddress::v4(192, 0, 2, 1)), "name.example:8000")
+        );
         assert_eq!(Url::parse("HTTP://192.0.2.1").unwrap().path, "/");
         for bad in [
             "https://192.0.2.1/",
-            "http://example.com/",
+            "http://exa_mple.com/",
             "192.0.2.1/x",
             "http://192.0.2.1:0/",
             "http://192.0.2.1:99999/",

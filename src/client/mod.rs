@@ -1,8 +1,10 @@
-//! The host as a client: ICMP echo ([`ping`](mod@ping)) and an HTTP/1.1 GET ([`http`]).
+//! The host as a client: ICMP echo ([`ping`](mod@ping)), an HTTP/1.1 GET ([`http`]), and DNS
+//! names for both ([`dns`]).
 //!
 //! Each client is a small state machine over a smoltcp socket in the host's socket set, like the
 //! services, plus a function that drives it with the host's loop until it is done.
 
+pub mod dns;
 mod error;
 pub mod http;
 pub mod ping;
@@ -60,4 +62,34 @@ where
         host.wait(stop, d)
             .map_err(|e| ClientError::new(target, ClientErrorKind::Host(e)))?;
     }
+}
+
+/// Turn the host's loop until it holds a DHCP lease ([`crate::Config::dhcp`]), `timeout` at
+/// most: a client with `--addr dhcp` has no IPv4 address before.
+pub fn await_lease<D, C>(
+    host: &mut Host<D, C>,
+    timeout: Duration,
+    stop: Option<&Stop>,
+) -> Result<crate::host::Lease>
+where
+    D: Device + std::os::fd::AsFd + Housekeeping,
+    C: Clock,
+{
+    let deadline = host.clock().now() + timeout;
+    let got = drive(host, "DHCP", stop, |host, now| {
+        Ok(match host.dhcp_lease() {
+            Some(lease) => std::ops::ControlFlow::Break(lease.clone()),
+            None if now >= deadline => {
+                return Err(ClientError::new(
+                    "DHCP",
+                    ClientErrorKind::TimedOut(format!(
+                        "no lease from a DHCP server within {} s",
+                        timeout.secs()
+                    )),
+                ));
+            }
+            None => std::ops::ControlFlow::Continue(Some(deadline)),
+        })
+    })?;
+    got.ok_or_else(|| ClientError::new("DHCP", ClientErrorKind::Interrupted))
 }

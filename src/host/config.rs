@@ -23,6 +23,16 @@ pub struct Config {
     /// before sleeping again: the next packet of an exchange is then taken without the cost of a
     /// wake-up. Zero turns it off. An idle host never spins.
     pub busy_poll: Duration,
+    /// Take the IPv4 address, prefix, default gateway and DNS servers from a DHCP server on the
+    /// link (an Ethernet-medium device: TAP). `addrs` then holds IPv6 addresses only, or none.
+    pub dhcp: Option<Dhcp>,
+}
+
+/// How the host uses DHCP ([`Config::dhcp`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dhcp {
+    /// Treat a lease as at most this long (renew at half of it), whatever the server grants.
+    pub max_lease: Option<Duration>,
 }
 
 /// The default of [`Config::busy_poll`].
@@ -39,6 +49,7 @@ impl Default for Config {
             mac: None,
             seed: None,
             busy_poll: DEFAULT_BUSY_POLL,
+            dhcp: None,
         }
     }
 }
@@ -69,6 +80,10 @@ pub enum ConfigError {
     MulticastMac(EthernetAddress),
     /// The interface has no room for the default route through this gateway.
     NoRoomForRoute(IpAddress),
+    /// DHCP and a fixed IPv4 address together.
+    DhcpWithIpv4(IpCidr),
+    /// DHCP on a device without Ethernet frames (TUN).
+    DhcpNeedsEthernet,
 }
 
 impl fmt::Display for ConfigError {
@@ -91,6 +106,13 @@ impl fmt::Display for ConfigError {
             ConfigError::NoRoomForRoute(gw) => {
                 write!(f, "no room for the default route through {gw}")
             }
+            ConfigError::DhcpWithIpv4(a) => write!(
+                f,
+                "the IPv4 address comes from DHCP: {a} cannot be given as well"
+            ),
+            ConfigError::DhcpNeedsEthernet => {
+                write!(f, "DHCP needs Ethernet frames: a TAP device, not TUN")
+            }
         }
     }
 }
@@ -100,8 +122,13 @@ impl std::error::Error for ConfigError {}
 impl Config {
     /// Check what can be checked without a device.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.addrs.is_empty() {
+        if self.addrs.is_empty() && self.dhcp.is_none() {
             return Err(ConfigError::NoAddress);
+        }
+        if let Some(a) =
+            (self.addrs.iter()).find(|a| self.dhcp.is_some() && matches!(a, IpCidr::Ipv4(_)))
+        {
+            return Err(ConfigError::DhcpWithIpv4(*a));
         }
         let max = smoltcp::config::IFACE_MAX_ADDR_COUNT;
         if self.addrs.len() > max {

@@ -31,6 +31,12 @@
 //!   65,535 bytes a datagram can have (RFC 791; the "ping of death") is dropped, as Linux does:
 //!   smoltcp would grow a reassembly buffer for it up to 128 KiB. With it, each reassembly
 //!   buffer stays under 64 KiB.
+//! - **IPv6 fragments**: smoltcp 0.14 has no IPv6 reassembly; the guard puts datagrams back
+//!   together ([`super::reassembly6`]) and smoltcp sees each whole, once.
+//! - **Loopback sources.** A packet from `127.0.0.0/8` or `::1` cannot come from another node
+//!   (RFC 1122 3.2.1.3, RFC 4291 2.5.3); Linux drops such "martians", smoltcp answered them (and
+//!   the kernel then dropped the answer to `::1`). The guard drops them (unless the host itself
+//!   has a loopback address, as on smoltcp's `Loopback` device).
 //! - **ICMP and ICMPv6 errors out** (destination or port unreachable, time exceeded, parameter
 //!   problem; RFC 1812 4.3.2.8 and RFC 4443 2.4(f) ask for a limit): smoltcp sends one for every
 //!   datagram to a closed port. The guard lets [`ICMP_ERROR_BURST`] through at once and then one
@@ -46,6 +52,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpCidr, Ipv4Address, Ipv6Address};
 
 use super::ratelimit::TokenBucket;
+use super::reassembly6::{Reassembler6, Verdict};
 
 /// ICMP and ICMPv6 errors the host sends at once before the limit sets in (Linux's
 /// per-destination burst; it answers 200 datagrams to a closed port with 6).
@@ -69,8 +76,16 @@ pub struct GuardStats {
     pub echo_not_unicast: u64,
     /// IPv4 fragments that reach past 65,535 bytes.
     pub oversized_fragments: u64,
+    /// Packets from a loopback address (`127.0.0.0/8`, `::1`), which cannot come from outside.
+    pub loopback_source: u64,
     /// ICMP and ICMPv6 errors not sent: the rate limit.
     pub icmp_errors_limited: u64,
+    /// IPv6 datagrams put back together from fragments (see [`super::reassembly6`]).
+    pub ipv6_reassembled: u64,
+    /// IPv6 fragments dropped: overlapping, of a bad length, past 65,535 bytes, or no slot.
+    pub ipv6_fragments_dropped: u64,
+    /// IPv6 datagrams dropped unfinished when their reassembly time ran out.
+    pub ipv6_reassembly_timeouts: u64,
 }
 
 /// Why the guard refused a packet.
@@ -85,6 +100,8 @@ pub enum Refusal {
     EchoNotUnicast,
     /// An IPv4 fragment that reaches past 65,535 bytes.
     OversizedFragment,
+    /// A packet whose source is a loopback address.
+    LoopbackSource,
 }
 
 /// The host's device behind the filter.
@@ -95,6 +112,7 @@ pub struct Guard<D> {
     addrs: Vec<IpCidr>,
     stats: GuardStats,
     limit: ErrorLimit,
+    reassembly: Reassembler6,
 }
 
 /// The egress side: the ICMP error bucket and the scratch buffer replies are written to.
@@ -119,6 +137,7 @@ impl<D: Device> Guard<D> {
                 scratch: Vec::new(),
                 limited: 0,
             },
+            reassembly: Reassembler6::new(),
         }
     }
 
@@ -147,8 +166,12 @@ impl<D: Device> Guard<D> {
 
     /// Packets refused so far.
     pub fn stats(&self) -> GuardStats {
+        let r = self.reassembly.stats();
         GuardStats {
             icmp_errors_limited: self.limit.limited,
+            ipv6_reassembled: r.reassembled,
+            ipv6_fragments_dropped: r.dropped,
+            ipv6_reassembly_timeouts: r.timed_out,
             ..self.stats
         }
     }
@@ -183,9 +206,20 @@ pub fn check(medium: Medium, packet: &[u8], addrs: &[IpCidr]) -> Result<(), Refu
     }
 }
 
+/// Whether the host itself has a loopback address (a host on smoltcp's `Loopback` device, in
+/// tests): then loopback sources are its own.
+fn on_loopback(addrs: &[IpCidr]) -> bool {
+    addrs
+        .iter()
+        .any(|a| std::net::IpAddr::from(a.address()).is_loopback())
+}
+
 fn check_ipv4(ip: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
     if ip.len() < 20 {
         return Ok(()); // too short: smoltcp drops it as malformed
+    }
+    if ip[12] == 127 && !on_loopback(addrs) {
+        return Err(Refusal::LoopbackSource);
     }
     let header_len = usize::from(ip[0] & 0x0f) * 4;
     let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
@@ -218,6 +252,9 @@ fn check_ipv6(ip: &[u8], addrs: &[IpCidr]) -> Result<(), Refusal> {
     let Some(dst) = ip.get(24..40) else {
         return Ok(()); // too short: smoltcp drops it as malformed
     };
+    if ip[8..24] == Ipv6Address::LOCALHOST.octets() && !on_loopback(addrs) {
+        return Err(Refusal::LoopbackSource);
+    }
     let mut octets = [0u8; 16];
     octets.copy_from_slice(dst);
     let dst = Ipv6Address::from(octets);
@@ -279,6 +316,7 @@ impl<D: Device> Device for Guard<D> {
             medium: self.medium,
             addrs: &self.addrs,
             stats: &mut self.stats,
+            reassembly: (now, &mut self.reassembly),
         };
         let tx = TxToken {
             inner: tx,
@@ -308,6 +346,7 @@ pub struct RxToken<'a, T> {
     medium: Medium,
     addrs: &'a [IpCidr],
     stats: &'a mut GuardStats,
+    reassembly: (Instant, &'a mut Reassembler6),
 }
 
 impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
@@ -317,15 +356,34 @@ impl<T: phy::RxToken> phy::RxToken for RxToken<'_, T> {
             medium,
             addrs,
             stats,
+            reassembly: (now, reassembly),
         } = self;
         inner.consume(|packet| match check(medium, packet, addrs) {
-            Ok(()) => f(packet),
+            Ok(()) => {
+                let link = match medium {
+                    Medium::Ethernet => 14,
+                    _ => 0,
+                };
+                let version = ip_packet(medium, packet)
+                    .and_then(|ip| ip.first())
+                    .map(|b| b >> 4);
+                if version != Some(6) {
+                    return f(packet);
+                }
+                match reassembly.push(now, link, packet) {
+                    Verdict::NotFragment => f(packet),
+                    Verdict::Whole(datagram) => f(datagram),
+                    // Held for the rest, or dropped: smoltcp sees nothing.
+                    Verdict::Held | Verdict::Dropped(_) => f(&[]),
+                }
+            }
             Err(why) => {
                 match why {
                     Refusal::Ipv6NotForHost => stats.ipv6_not_for_host += 1,
                     Refusal::TcpNotUnicast => stats.tcp_not_unicast += 1,
                     Refusal::EchoNotUnicast => stats.echo_not_unicast += 1,
                     Refusal::OversizedFragment => stats.oversized_fragments += 1,
+                    Refusal::LoopbackSource => stats.loopback_source += 1,
                 }
                 f(&[])
             }
@@ -411,6 +469,26 @@ mod tests {
         assert!(!admits(Medium::Ethernet, &frame, &addrs));
         frame[12..14].copy_from_slice(&[0x08, 0x06]);
         assert!(admits(Medium::Ethernet, &frame, &addrs));
+    }
+
+    #[test]
+    fn loopback_sources_are_refused() {
+        let addrs: Vec<IpCidr> = vec![
+            "192.0.2.2/24".parse().unwrap(),
+            "2001:db8::2/64".parse().unwrap(),
+        ];
+        let mut p6 = v6("2001:db8::2");
+        assert_eq!(check(Medium::Ip, &p6, &addrs), Ok(()));
+        p6[8..24].copy_from_slice(&Ipv6Address::LOCALHOST.octets());
+        assert_eq!(check(Medium::Ip, &p6, &addrs), Err(Refusal::LoopbackSource));
+        let mut p4 = vec![0u8; 20];
+        p4[0] = 0x45;
+        p4[9] = 17;
+        p4[12..16].copy_from_slice(&[127, 0, 0, 1]);
+        p4[16..20].copy_from_slice(&[192, 0, 2, 2]);
+        assert_eq!(check(Medium::Ip, &p4, &addrs), Err(Refusal::LoopbackSource));
+        p4[12] = 192;
+        assert_eq!(check(Medium::Ip, &p4, &addrs), Ok(()));
     }
 
     #[test]

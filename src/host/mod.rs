@@ -14,9 +14,11 @@
 
 pub mod clock;
 pub mod config;
+mod dhcp;
 mod error;
 pub mod guard;
 pub mod ratelimit;
+pub mod reassembly6;
 mod service;
 pub mod status;
 pub mod stop;
@@ -33,7 +35,8 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress};
 
 pub use clock::{Clock, SystemClock, VirtualClock};
-pub use config::{Config, ConfigError, DEFAULT_ADDR, DEFAULT_BUSY_POLL};
+pub use config::{Config, ConfigError, DEFAULT_ADDR, DEFAULT_BUSY_POLL, Dhcp};
+pub use dhcp::Lease;
 pub use error::{HostError, Result};
 pub use guard::{Guard, GuardStats};
 pub use service::Service;
@@ -97,6 +100,8 @@ pub struct Host<D: Device, C: Clock = SystemClock> {
     status: StatusBoard,
     /// Finds the TUN/TAP device under `D`, whose counters the status page shows.
     tuntap: Option<fn(&D) -> &TunTapDevice>,
+    /// The DHCP client, with [`Config::dhcp`].
+    dhcp: Option<dhcp::DhcpClient>,
 }
 
 impl Host<TunTapDevice, SystemClock> {
@@ -154,10 +159,18 @@ impl<D: Device, C: Clock> Host<D, C> {
             }
             None => {}
         }
+        let mut sockets = SocketSet::new(Vec::new());
+        let dhcp = match config.dhcp {
+            Some(_) if medium != Medium::Ethernet => {
+                return Err(ConfigError::DhcpNeedsEthernet.into());
+            }
+            Some(d) => Some(dhcp::DhcpClient::new(&mut sockets, d.max_lease)),
+            None => None,
+        };
         let mut host = Host {
             device,
             iface,
-            sockets: SocketSet::new(Vec::new()),
+            sockets,
             services: Vec::new(),
             clock,
             config,
@@ -165,9 +178,15 @@ impl<D: Device, C: Clock> Host<D, C> {
             hardware_addr: hw,
             status: StatusBoard::new(),
             tuntap: None,
+            dhcp,
         };
         host.refresh_status_services();
         Ok(host)
+    }
+
+    /// The DHCP lease in force ([`Config::dhcp`]), if any.
+    pub fn dhcp_lease(&self) -> Option<&Lease> {
+        self.dhcp.as_ref().and_then(|d| d.lease())
     }
 
     /// The board the host refreshes on every turn with its status (for the HTTP status page).
@@ -187,10 +206,12 @@ impl<D: Device, C: Clock> Host<D, C> {
 
     fn refresh_status_services(&mut self) {
         let names: Vec<String> = self.services.iter().map(|s| s.name()).collect();
-        let addrs = self.config.addrs.clone();
+        let addrs = self.iface.ip_addrs().to_vec();
+        let lease = self.dhcp_lease().map(|l| l.to_string());
         self.status.update(|s| {
             s.services = names;
             s.addrs = addrs;
+            s.lease = lease;
         });
     }
 
@@ -284,6 +305,13 @@ impl<D: Device, C: Clock> Host<D, C> {
             if !full {
                 break;
             }
+        }
+        if let Some(d) = &mut self.dhcp
+            && d.poll(&mut self.iface, &mut self.sockets, now)
+        {
+            // New addresses: the guard admits them, the status page shows them and the lease.
+            self.device.set_addrs(self.iface.ip_addrs());
+            self.refresh_status_services();
         }
         let delay = self.iface.poll_delay(now, &self.sockets);
         let svc_at = self.services.iter().filter_map(|s| s.poll_at()).min();

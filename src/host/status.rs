@@ -30,6 +30,8 @@ pub struct HostStatus {
     pub connections: usize,
     /// The services the host runs, e.g. `http/80`.
     pub services: Vec<String>,
+    /// The DHCP lease in force, as one line, when the host takes its address from DHCP.
+    pub lease: Option<String>,
 }
 
 /// A shared, cheaply cloned handle on the host's [`HostStatus`].

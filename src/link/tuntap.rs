@@ -89,9 +89,9 @@ pub struct TunTapConfig {
     pub mtu: Option<u32>,
     /// Set `txqueuelen`; `None` raises it to [`DEFAULT_TXQUEUELEN`] if it is lower.
     pub txqueuelen: Option<u32>,
-    /// The kernel side's address and prefix (e.g. `192.0.2.1/24`); `None` leaves the kernel side
-    /// as the user configured it.
-    pub peer: Option<IpCidr>,
+    /// The kernel side's addresses and prefixes (e.g. `192.0.2.1/24` and `2001:db8::1/64`, at
+    /// most one per family); empty leaves the kernel side as the user configured it.
+    pub peers: Vec<IpCidr>,
     /// Bring the link up (`IFF_UP`). Without it, the kernel does not send or accept packets.
     pub up: bool,
     /// Ask for the offloads (virtio header, checksum, TSO); `false` opens the plain device.
@@ -106,7 +106,7 @@ impl TunTapConfig {
             kind,
             mtu: None,
             txqueuelen: None,
-            peer: None,
+            peers: Vec::new(),
             up: true,
             offload: true,
         }
@@ -153,8 +153,8 @@ pub struct TunTap {
     kind: Kind,
     mtu: u32,
     offload: Offload,
-    /// The kernel side's address, if this process set it.
-    peer: Option<IpCidr>,
+    /// The kernel side's addresses this process set.
+    peers: Vec<IpCidr>,
 }
 
 /// The ioctls this module makes (nix generates them as `pub unsafe fn`).
@@ -321,9 +321,12 @@ impl TunTap {
             kind: config.kind,
             mtu: 0,
             offload,
-            peer: config.peer,
+            peers: config.peers.clone(),
         };
         dev.configure(config)?;
+        if config.up {
+            dev.await_ipv6_peers();
+        }
         dev.mtu = dev.read_mtu()?;
         Ok(dev)
     }
@@ -350,11 +353,18 @@ impl TunTap {
         if wanted != current {
             req.ifr_ifru.ifru_metric = wanted as libc::c_int;
             // SAFETY: valid socket fd and ifreq.
-            unsafe { siocsiftxqlen(ctl, &req) }
-                .map_err(|e| LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e))?;
+            match unsafe { siocsiftxqlen(ctl, &req) } {
+                Ok(_) => {}
+                // Only our own default, on a device a user without CAP_NET_ADMIN attached to
+                // (`ip tuntap add ... user U`): keep the queue its owner gave it.
+                Err(Errno::EPERM) if config.txqueuelen.is_none() => debug!(
+                    "{name}: txqueuelen stays {current} (raising it to {wanted} needs CAP_NET_ADMIN)"
+                ),
+                Err(e) => return Err(LinkError::io(name, "set txqueuelen (SIOCSIFTXQLEN)", e)),
+            }
         }
 
-        if let Some(peer) = config.peer {
+        for &peer in &config.peers {
             self.set_address(peer)?;
         }
 
@@ -365,12 +375,61 @@ impl TunTap {
                 .map_err(|e| LinkError::io(name, "read flags (SIOCGIFFLAGS)", e))?;
             // SAFETY: SIOCGIFFLAGS fills ifru_flags.
             let flags = unsafe { req.ifr_ifru.ifru_flags };
-            req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-            // SAFETY: valid socket fd and ifreq.
-            unsafe { siocsifflags(ctl, &req) }
-                .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
+            // A device that is up already (one its owner configured) is left alone: setting
+            // flags needs CAP_NET_ADMIN, which a user attaching to their own device lacks.
+            if flags & libc::IFF_UP as libc::c_short == 0 {
+                req.ifr_ifru.ifru_flags =
+                    flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+                // SAFETY: valid socket fd and ifreq.
+                unsafe { siocsifflags(ctl, &req) }
+                    .map_err(|e| LinkError::io(name, "bring link up (SIOCSIFFLAGS)", e))?;
+            }
         }
         Ok(())
+    }
+
+    /// Wait (2 s at most) until the kernel may use the IPv6 addresses this process gave the
+    /// kernel side. Bringing the link up restarts duplicate address detection, which is off
+    /// here but still runs as deferred work: until it has, an address is "tentative", and the
+    /// kernel picks another source for a packet to the host, even `::1` (whose answer it then
+    /// drops as a loopback source from outside). Under load that window was long enough to
+    /// lose the first `ping -6`. `/proc/net/if_inet6` lists each address with its flags.
+    fn await_ipv6_peers(&self) {
+        const TENTATIVE: u32 = 0x40;
+        let wanted: Vec<String> = (self.peers.iter())
+            .filter_map(|p| match IpAddr::from(p.address()) {
+                IpAddr::V6(a) => Some(a.octets().iter().map(|b| format!("{b:02x}")).collect()),
+                IpAddr::V4(_) => None,
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let ready = || {
+            let Ok(table) = std::fs::read_to_string("/proc/net/if_inet6") else {
+                return true; // no IPv6: nothing to wait for
+            };
+            wanted.iter().all(|addr| {
+                table.lines().any(|line| {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    f.len() == 6
+                        && f[0] == addr
+                        && f[5] == self.name
+                        && u32::from_str_radix(f[4], 16).is_ok_and(|fl| fl & TENTATIVE == 0)
+                })
+            })
+        };
+        let start = std::time::Instant::now();
+        while !ready() {
+            if start.elapsed() > std::time::Duration::from_secs(2) {
+                debug!(
+                    "{}: the kernel side's IPv6 address is still tentative",
+                    self.name
+                );
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// Add `cidr` as an address of the kernel side of the device.
@@ -461,9 +520,10 @@ impl TunTap {
         self.offload
     }
 
-    /// The kernel side's address as [`TunTapConfig::peer`] set it (`None`: left as it was).
-    pub fn peer(&self) -> Option<IpCidr> {
-        self.peer
+    /// The kernel side's addresses as [`TunTapConfig::peers`] set them (empty: left as they
+    /// were).
+    pub fn peers(&self) -> &[IpCidr] {
+        &self.peers
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`writer`]: [`TraceWriter`] encodes packets into a pcapng (default) or classic pcap stream.
 //! - [`tracer`]: [`Pcap`], a `phy::Device` wrapper that records every packet read from or written
 //!   to the device it wraps.
-//! - [`reader`]: [`Capture`] parses pcap and pcapng files as tcpdump, tshark, Wireshark and
-//!   tunhost itself write them.
+//! - [`reader`]: [`CaptureReader`] streams pcap and pcapng files as tcpdump, tshark, Wireshark,
+//!   libpcap's test suite and tunhost itself write them (damage skipped and counted in
+//!   [`Damage`]); [`Capture::parse`] reads one whole.
+//! - [`StagedFile`]: an output written beside its final name and renamed into place when done.
 //!
 //! This layer sits on the link layer (it implements [`Housekeeping`](crate::link::Housekeeping)
 //! for the tracer) and imports nothing above it.
@@ -19,9 +21,9 @@ pub mod reader;
 pub mod tracer;
 pub mod writer;
 
-pub use reader::{Capture, CaptureError, Packet};
+pub use reader::{Capture, CaptureError, CaptureReader, Damage, Packet};
 pub use tracer::Pcap;
-pub use writer::{TraceConfig, TraceStats, TraceWriter};
+pub use writer::{StagedFile, TraceConfig, TraceStats, TraceWriter};
 
 /// The file format of a trace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -86,6 +88,17 @@ pub enum Link {
     LinuxSll,
     /// Linux cooked capture v2: a 20-byte header, then the network-layer packet.
     LinuxSll2,
+    /// BSD loopback (`DLT_NULL`): a 4-byte address family in the capturing machine's byte order.
+    Null,
+    /// OpenBSD loopback (`DLT_LOOP`): a 4-byte address family in network byte order.
+    Loop,
+    /// PPP (`LINKTYPE_PPP`, `LINKTYPE_PPP_HDLC`): optional address and control bytes, then the
+    /// PPP protocol number.
+    Ppp,
+    /// Cisco HDLC (`LINKTYPE_C_HDLC`): address, control, then an ethertype.
+    CiscoHdlc,
+    /// SLIP (`LINKTYPE_SLIP`): a 16-byte header (direction, compression), then the IP packet.
+    Slip,
 }
 
 impl Link {
@@ -97,15 +110,22 @@ impl Link {
         }
     }
 
-    /// The link a pcap link type stands for, if replay can decode it.
-    pub(crate) fn from_datalink(d: DataLink) -> Option<Link> {
-        match d {
-            DataLink::ETHERNET => Some(Link::Ethernet),
-            DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => Some(Link::Raw),
-            DataLink::LINUX_SLL => Some(Link::LinuxSll),
-            DataLink::LINUX_SLL2 => Some(Link::LinuxSll2),
-            _ => None,
-        }
+    /// The link a pcap `LINKTYPE_*` number stands for (its low 16 bits; the upper ones carry
+    /// the FCS length and reserved bits), if replay can decode it.
+    pub fn from_linktype(linktype: u32) -> Option<Link> {
+        Some(match linktype & 0xffff {
+            0 => Link::Null,
+            1 => Link::Ethernet,
+            8 => Link::Slip,
+            104 => Link::CiscoHdlc,
+            9 | 50 => Link::Ppp,
+            // 12 and 14: DLT_RAW as some BSDs numbered it, found in old files.
+            12 | 14 | 101 | 228 | 229 => Link::Raw,
+            108 => Link::Loop,
+            113 => Link::LinuxSll,
+            276 => Link::LinuxSll2,
+            _ => return None,
+        })
     }
 
     /// The pcap link type of this link.
@@ -115,6 +135,20 @@ impl Link {
             Link::Raw => DataLink::RAW,
             Link::LinuxSll => DataLink::LINUX_SLL,
             Link::LinuxSll2 => DataLink::LINUX_SLL2,
+            Link::Null => DataLink::NULL,
+            Link::Loop => DataLink::LOOP,
+            Link::Ppp => DataLink::PPP,
+            Link::CiscoHdlc => DataLink::C_HDLC,
+            Link::Slip => DataLink::SLIP,
         }
+    }
+}
+
+/// The name of a pcap link type, as the tcpdump.org list has it (`LINKTYPE_IEEE802_11`), for
+/// messages.
+pub fn linktype_name(linktype: u32) -> String {
+    match DataLink::from(linktype & 0xffff) {
+        DataLink::Unknown(_) => "not a registered link type".to_string(),
+        d => format!("LINKTYPE_{d:?}"),
     }
 }

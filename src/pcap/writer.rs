@@ -581,6 +581,109 @@ impl<W: Write> std::fmt::Debug for TraceWriter<W> {
     }
 }
 
+/// A file written beside its final name and renamed into place by [`StagedFile::commit`], for a
+/// trace that must not replace an existing file until it is whole (an offline replay): a run that
+/// fails, is refused or is killed leaves the file of that name as it was. Dropped without a
+/// commit, the staged file is removed (a killed process leaves it, under a hidden name of its
+/// own, beside the file).
+///
+/// A path that is not a regular file (a named pipe, `/dev/null`) is written in place: renaming
+/// over it would replace it. A symbolic link is followed: its target is replaced, not the link.
+#[derive(Debug)]
+pub struct StagedFile {
+    file: Option<std::fs::File>,
+    /// Where it is written, and where it goes at the end (the same path when written in place).
+    staged: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl StagedFile {
+    /// Create the staged file beside `path` (`.NAME.tunhost-PID.partial`), or open `path`
+    /// itself if it is not a regular file.
+    pub fn create(path: &std::path::Path) -> io::Result<StagedFile> {
+        use std::fs;
+        let target = match fs::symlink_metadata(path) {
+            Ok(m) if m.file_type().is_symlink() => fs::canonicalize(path)?,
+            _ => path.to_path_buf(),
+        };
+        match fs::metadata(&target) {
+            Ok(m) if m.is_dir() => return Err(io::ErrorKind::IsADirectory.into()),
+            Ok(m) if !m.is_file() => {
+                let file = fs::OpenOptions::new().write(true).open(&target)?;
+                return Ok(StagedFile {
+                    file: Some(file),
+                    staged: target.clone(),
+                    path: target,
+                });
+            }
+            _ => {}
+        }
+        let name = target.file_name().ok_or(io::ErrorKind::InvalidInput)?;
+        let mut hidden = std::ffi::OsString::from(".");
+        hidden.push(name);
+        hidden.push(format!(".tunhost-{}.partial", std::process::id()));
+        let staged = target.with_file_name(hidden);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&staged)?;
+        Ok(StagedFile {
+            file: Some(file),
+            staged,
+            path: target,
+        })
+    }
+
+    /// Where the file is written until [`StagedFile::commit`].
+    pub fn staged_path(&self) -> &std::path::Path {
+        &self.staged
+    }
+
+    /// Whether it is written beside its final name (`false`: in place, not a regular file).
+    pub fn is_staged(&self) -> bool {
+        self.staged != self.path
+    }
+
+    /// Write it to disk and rename it into place.
+    pub fn commit(mut self) -> io::Result<()> {
+        let Some(file) = self.file.take() else {
+            return Ok(());
+        };
+        if self.staged == self.path {
+            return Ok(());
+        }
+        let done = file
+            .sync_all()
+            .and_then(|()| std::fs::rename(&self.staged, &self.path));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&self.staged);
+        }
+        done
+    }
+}
+
+impl Write for StagedFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.file.as_mut() {
+            Some(f) => f.write(buf),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), Write::flush)
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() && self.staged != self.path {
+            let _ = std::fs::remove_file(&self.staged);
+        }
+    }
+}
+
 /// What a [`TraceWriter`] with `config` on `medium` writes for `packets` (time in microseconds,
 /// direction, bytes), and its final counters: where the tests of the tracer and of its reader
 /// ([`super::reader`]) start.
@@ -817,6 +920,7 @@ mod tests {
     /// their numbers.
     fn numbers(trace: &[u8]) -> Vec<u32> {
         let capture = Capture::parse(trace).expect("a trace of whole records");
+        assert!(capture.damage.is_clean(), "{}", capture.damage);
         let mut seqs = Vec::new();
         for p in capture.packets {
             let seq = u32::from_be_bytes(p.data[..4].try_into().unwrap());
@@ -930,6 +1034,7 @@ mod tests {
         let (r, _, stats) = w.finish();
         r.unwrap();
         let capture = Capture::parse(&pipe.data()).expect("whole records");
+        assert!(capture.damage.is_clean(), "{}", capture.damage);
         assert_eq!(capture.packets.len() as u64, stats.inbound);
         assert_eq!(stats.lost, stats.lost_slow);
     }
@@ -950,7 +1055,14 @@ mod tests {
         assert_eq!(data.len(), 5000);
         // The trace ends inside a record: the reader never took its end.
         let whole = whole_packets(&data) as u64;
-        assert!(Capture::parse(&data).is_err());
+        let damage = Capture::parse(&data).unwrap().damage;
+        assert!(
+            matches!(
+                damage.stopped,
+                Some(crate::pcap::CaptureError::Truncated { .. })
+            ),
+            "{damage:?}"
+        );
         assert_eq!(
             (stats.inbound, stats.lost, stats.lost_slow),
             (10, 10 - whole, 10 - whole)

@@ -5,16 +5,18 @@ use std::io;
 
 use crate::host::HostError;
 use crate::link::io_desc;
+use crate::pcap::CaptureError;
 use crate::services::ServiceError;
 
 /// A replay that could not be done.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ReplayError {
-    /// An Ethernet capture from which the host's MAC cannot be learned, and none was given.
-    UnknownMac,
     /// A MAC was given for a capture of IP packets (replayed on an IP host).
     MacOnIpCapture,
+    /// The capture cannot be read on (a link type replay cannot decode, a file that cannot be
+    /// read again from the start). It does not know the file's name: the caller adds it.
+    Capture(CaptureError),
     /// The host could not be built.
     Host(HostError),
     /// The services could not be built.
@@ -31,11 +33,7 @@ pub enum ReplayError {
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ReplayError::UnknownMac => write!(
-                f,
-                "cannot tell the host's MAC from this Ethernet capture (no frame from or to its \
-                 address)"
-            ),
+            ReplayError::Capture(e) => e.fmt(f),
             ReplayError::MacOnIpCapture => write!(
                 f,
                 "a MAC is for Ethernet captures; this capture holds IP packets (replayed on an IP \
@@ -57,12 +55,13 @@ impl std::error::Error for ReplayError {
             ReplayError::Host(e) => std::error::Error::source(e),
             ReplayError::Service(e) => std::error::Error::source(e),
             ReplayError::Trace { source, .. } => Some(source),
-            ReplayError::UnknownMac | ReplayError::MacOnIpCapture => None,
+            ReplayError::Capture(e) => Some(e),
+            ReplayError::MacOnIpCapture => None,
         }
     }
 }
 
-wrap_errors!(ReplayError: Host(HostError), Service(ServiceError));
+wrap_errors!(ReplayError: Capture(CaptureError), Host(HostError), Service(ServiceError));
 
 /// The replay layer's result type.
 pub type Result<T, E = ReplayError> = std::result::Result<T, E>;

@@ -14,10 +14,11 @@
 //! TCP replays faithfully only with the seed the live host had: the peer's packets in the capture
 //! acknowledge the sequence numbers the live host chose. ICMP, UDP and ARP do not depend on it.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::rc::Rc;
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -33,7 +34,9 @@ pub use error::{ReplayError, Result};
 use crate::host::{Clock, Config, Host, HostError, VirtualClock};
 use crate::link::device::{RxToken, base_capabilities};
 use crate::link::{FaultConfig, FaultRecord, Faults, Housekeeping};
-use crate::pcap::{Capture, Direction, Link, Packet, Pcap, TraceConfig, TraceStats};
+use crate::pcap::{
+    Capture, CaptureReader, Damage, Direction, Link, Packet, Pcap, TraceConfig, TraceStats,
+};
 use crate::services::{self, ServicesConfig};
 
 /// Packets by protocol, for the summary.
@@ -150,7 +153,20 @@ pub struct Summary {
     pub fed_by_protocol: ByProtocol,
     /// The packets the host sent, by protocol.
     pub written_by_protocol: ByProtocol,
+    /// Packets of the capture whose IP destination is one of the host's addresses.
+    pub addressed: u64,
+    /// When no packet is addressed to the host: the capture's most frequent unicast IP
+    /// destinations (at most [`DESTINATIONS_LISTED`]), with their packet counts, most first.
+    pub destinations: Vec<(IpAddress, u64)>,
+    /// What was wrong with the capture file: records skipped, a file cut short.
+    pub damage: Damage,
 }
+
+/// How many destinations [`Summary::destinations`] lists.
+pub const DESTINATIONS_LISTED: usize = 5;
+/// How many distinct destinations a replay counts (memory stays bounded; later new ones are not
+/// counted).
+const DESTINATIONS_COUNTED: usize = 4096;
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -172,7 +188,24 @@ impl fmt::Display for Summary {
             f,
             ", {} written by the host\n  fed:     {}\n  written: {}",
             self.written, self.fed_by_protocol, self.written_by_protocol
-        )
+        )?;
+        if !self.destinations.is_empty() {
+            let top: Vec<String> = self
+                .destinations
+                .iter()
+                .map(|(ip, n)| format!("{ip} ({n})"))
+                .collect();
+            write!(
+                f,
+                "\n  no packet is addressed to the host; the capture's most frequent \
+                 destinations: {}",
+                top.join(", ")
+            )?;
+        }
+        if !self.damage.is_clean() {
+            write!(f, "\n  capture: {}", self.damage)?;
+        }
+        Ok(())
     }
 }
 
@@ -313,6 +346,8 @@ struct Decoded<'a> {
     /// Destination and source MAC, for Ethernet frames.
     macs: Option<(EthernetAddress, EthernetAddress)>,
     ethertype: u16,
+    /// Whether VLAN tags or MPLS labels came between the MACs and `l3` (Ethernet frames).
+    wrapped: bool,
     /// The network-layer packet.
     l3: &'a [u8],
 }
@@ -325,40 +360,106 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
 }
 
+/// The ethertype of an IP packet from its version nibble (0 if it is neither v4 nor v6).
+fn ip_version(l3: &[u8]) -> u16 {
+    match l3.first().map(|b| b >> 4) {
+        Some(4) => ETHERTYPE_IPV4,
+        Some(6) => ETHERTYPE_IPV6,
+        _ => 0,
+    }
+}
+
+/// The ethertype of a BSD loopback address family (`AF_INET`; `AF_INET6` as Linux, NetBSD and
+/// OpenBSD, FreeBSD, macOS number it).
+fn address_family(af: u32) -> u16 {
+    match af {
+        2 => ETHERTYPE_IPV4,
+        10 | 24 | 28 | 30 => ETHERTYPE_IPV6,
+        _ => 0,
+    }
+}
+
+/// After an Ethernet header: 802.1Q/802.1ad tags and MPLS labels skipped, the ethertype and the
+/// offset of the network-layer packet.
+fn unwrap_ethernet(data: &[u8]) -> Option<(u16, usize)> {
+    let mut at = 12;
+    let mut ethertype = be16(data, at)?;
+    // At most a few tags or labels: a frame of nothing but tags is not worth the loop.
+    for _ in 0..8 {
+        match ethertype {
+            0x8100 | 0x88a8 | 0x9100 => {
+                at += 4;
+                ethertype = be16(data, at)?;
+            }
+            0x8847 | 0x8848 => {
+                // Label stack entries of 4 bytes, up to the one with the bottom-of-stack bit.
+                let mut end = at + 2;
+                loop {
+                    let entry = data.get(end..end + 4)?;
+                    end += 4;
+                    if entry[2] & 1 == 1 {
+                        break;
+                    }
+                }
+                let l3 = data.get(end..)?;
+                return Some((ip_version(l3), end));
+            }
+            _ => break,
+        }
+    }
+    Some((ethertype, at + 2))
+}
+
 fn decode(link: Link, data: &[u8]) -> Option<Decoded<'_>> {
-    match link {
+    let (macs, (ethertype, l3), wrapped) = match link {
         Link::Ethernet => {
             let frame = EthernetFrame::new_checked(data).ok()?;
+            let (ethertype, at) = unwrap_ethernet(data)?;
             let macs = Some((frame.dst_addr(), frame.src_addr()));
-            Some(Decoded {
-                macs,
-                ethertype: u16::from(frame.ethertype()),
-                l3: &data[EthernetFrame::<&[u8]>::header_len()..],
-            })
+            (macs, (ethertype, data.get(at..)?), at != 14)
         }
-        Link::Raw => {
-            let ethertype = match data.first()? >> 4 {
-                4 => ETHERTYPE_IPV4,
-                6 => ETHERTYPE_IPV6,
+        Link::Raw => (None, (ip_version(data), data), false),
+        Link::LinuxSll => (None, (be16(data, 14)?, data.get(16..)?), false),
+        Link::LinuxSll2 => (None, (be16(data, 0)?, data.get(20..)?), false),
+        Link::CiscoHdlc => (None, (be16(data, 2)?, data.get(4..)?), false),
+        Link::Slip => {
+            let l3 = data.get(16..)?;
+            (None, (ip_version(l3), l3), false)
+        }
+        Link::Null | Link::Loop => {
+            let af: [u8; 4] = data.get(..4)?.try_into().ok()?;
+            let af = match link {
+                Link::Loop => u32::from_be_bytes(af),
+                // In the byte order of the machine that wrote it: the family is a small number.
+                _ => match u32::from_le_bytes(af) {
+                    n if n > 0xffff => u32::from_be_bytes(af),
+                    n => n,
+                },
+            };
+            (None, (address_family(af), data.get(4..)?), false)
+        }
+        Link::Ppp => {
+            // Address and control (0xff 0x03) may be there or not; a protocol number whose first
+            // byte is odd is a compressed 1-byte one.
+            let rest = data.strip_prefix(&[0xff, 0x03]).unwrap_or(data);
+            let (proto, at) = match rest.first()? {
+                b if b & 1 == 1 => (u16::from(*b), 1),
+                _ => (be16(rest, 0)?, 2),
+            };
+            let ethertype = match proto {
+                0x21 => ETHERTYPE_IPV4,
+                0x57 => ETHERTYPE_IPV6,
                 _ => 0,
             };
-            Some(Decoded {
-                macs: None,
-                ethertype,
-                l3: data,
-            })
+            (None, (ethertype, rest.get(at..)?), false)
         }
-        Link::LinuxSll => Some(Decoded {
-            macs: None,
-            ethertype: be16(data, 14)?,
-            l3: data.get(16..)?,
-        }),
-        Link::LinuxSll2 => Some(Decoded {
-            macs: None,
-            ethertype: be16(data, 0)?,
-            l3: data.get(20..)?,
-        }),
-    }
+    };
+    Some(Decoded {
+        macs,
+        ethertype,
+        wrapped,
+        l3,
+    })
 }
 
 impl Decoded<'_> {
@@ -373,6 +474,25 @@ impl Decoded<'_> {
                 let p = Ipv6Packet::new_checked(self.l3).ok()?;
                 Some((p.src_addr().into(), p.dst_addr().into()))
             }
+            _ => None,
+        }
+    }
+
+    /// Source and destination IP addresses from the header alone: also of a packet cut short
+    /// by a snap length.
+    fn header_ips(&self) -> Option<(IpAddress, IpAddress)> {
+        let l3 = self.l3;
+        let addr4 = |at: usize| -> Option<IpAddress> {
+            let b: [u8; 4] = l3.get(at..at + 4)?.try_into().ok()?;
+            Some(IpAddress::v4(b[0], b[1], b[2], b[3]))
+        };
+        let addr6 = |at: usize| -> Option<IpAddress> {
+            let b: [u8; 16] = l3.get(at..at + 16)?.try_into().ok()?;
+            Some(IpAddress::Ipv6(b.into()))
+        };
+        match (self.ethertype, ip_version(l3)) {
+            (ETHERTYPE_IPV4, ETHERTYPE_IPV4) => Some((addr4(12)?, addr4(16)?)),
+            (ETHERTYPE_IPV6, ETHERTYPE_IPV6) => Some((addr6(8)?, addr6(24)?)),
             _ => None,
         }
     }
@@ -399,7 +519,7 @@ impl Decoded<'_> {
             let spa = self.l3.get(14..18)?;
             return Some(IpAddress::v4(spa[0], spa[1], spa[2], spa[3]));
         }
-        self.ips().map(|(src, _)| src)
+        self.header_ips().map(|(src, _)| src)
     }
 }
 
@@ -444,6 +564,23 @@ impl ReplayConfig {
     }
 }
 
+/// Where the MAC of an Ethernet replay's host came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacOrigin {
+    /// `Config::mac`.
+    Given,
+    /// Learned from the capture: the source of a unicast frame from the host's address, or the
+    /// unicast destination of a frame to it.
+    Learned,
+    /// None given and none to learn: [`OWN_MAC`], so that broadcast and multicast frames (ARP,
+    /// neighbour discovery) still reach the host.
+    Own,
+}
+
+/// The MAC an Ethernet replay's host has when none is given and none can be learned (locally
+/// administered, unicast).
+pub const OWN_MAC: EthernetAddress = EthernetAddress([0x02, 0x74, 0x75, 0x6e, 0x00, 0x01]);
+
 /// What a replay produced.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -455,32 +592,68 @@ pub struct Report {
     pub medium: Medium,
     /// The host's MAC (Ethernet replays).
     pub mac: Option<EthernetAddress>,
+    /// Where the MAC came from (Ethernet replays).
+    pub mac_origin: Option<MacOrigin>,
     /// The counters of the output trace, if one was written.
     pub trace: Option<TraceStats>,
 }
 
-/// The host's MAC in an Ethernet capture: the source of a frame the host sent (an IP packet or
-/// an ARP message from one of its addresses), else the destination of a unicast frame to it.
-fn learn_mac(capture: &Capture, config: &Config) -> Option<EthernetAddress> {
+/// Packets one after the other: those of a [`Capture`] in memory, or of a [`CaptureReader`].
+trait Packets {
+    /// The next packet; an error is one replay cannot go on after (a link type it cannot read).
+    fn next_packet(&mut self) -> Result<Option<Cow<'_, Packet>>>;
+    /// What was wrong with the file, once the packets are all read.
+    fn damage(&self) -> Damage;
+}
+
+/// A capture in memory: its packets, and its damage.
+struct InMemory<'a> {
+    packets: std::slice::Iter<'a, Packet>,
+    damage: &'a Damage,
+}
+
+impl Packets for InMemory<'_> {
+    fn next_packet(&mut self) -> Result<Option<Cow<'_, Packet>>> {
+        Ok(self.packets.next().map(Cow::Borrowed))
+    }
+
+    fn damage(&self) -> Damage {
+        self.damage.clone()
+    }
+}
+
+impl<R: Read> Packets for CaptureReader<R> {
+    fn next_packet(&mut self) -> Result<Option<Cow<'_, Packet>>> {
+        Ok(CaptureReader::next_packet(self)?.map(Cow::Owned))
+    }
+
+    fn damage(&self) -> Damage {
+        CaptureReader::damage(self).clone()
+    }
+}
+
+/// The host's MAC in an Ethernet capture: the source of a unicast frame the host sent (an IP
+/// packet or an ARP message from one of its addresses), else the unicast destination of a frame
+/// to it. Reads packets until it finds one; cut frames count (their headers are enough).
+fn learn_mac(packets: &mut impl Packets, config: &Config) -> Result<Option<EthernetAddress>> {
     let mine = |ip: IpAddress| config.addrs.iter().any(|a| a.address() == ip);
-    let frames = || {
-        capture
-            .packets
-            .iter()
-            .filter(|p| p.link == Link::Ethernet)
-            .filter_map(|p| decode(p.link, &p.data))
-    };
-    frames()
-        .find(|d| d.sender_ip().is_some_and(mine))
-        .and_then(|d| d.macs.map(|(_, src)| src))
-        .or_else(|| {
-            frames()
-                .find(|d| {
-                    d.ips().is_some_and(|(_, dst)| mine(dst))
-                        && d.macs.is_some_and(|(dst, _)| dst.is_unicast())
-                })
-                .and_then(|d| d.macs.map(|(dst, _)| dst))
-        })
+    let mut to_host = None;
+    while let Some(p) = packets.next_packet()? {
+        if p.link != Link::Ethernet {
+            continue;
+        }
+        let Some(d) = decode(p.link, &p.data) else {
+            continue;
+        };
+        let Some((dst, src)) = d.macs else { continue };
+        if src.is_unicast() && d.sender_ip().is_some_and(mine) {
+            return Ok(Some(src));
+        }
+        if to_host.is_none() && dst.is_unicast() && d.header_ips().is_some_and(|(_, to)| mine(to)) {
+            to_host = Some(dst);
+        }
+    }
+    Ok(to_host)
 }
 
 /// Whether to feed `p` to the host, or why not.
@@ -526,12 +699,22 @@ fn classify(
     Ok(d.protocol())
 }
 
-/// The network-layer bytes to feed an IP host, or the whole frame for an Ethernet host.
-fn payload(p: &Packet, medium: Medium) -> &[u8] {
-    if medium == Medium::Ethernet {
-        return &p.data;
+/// The network-layer bytes to feed an IP host, or the frame for an Ethernet host (without its
+/// VLAN tags or MPLS labels: the host is the one on the VLAN).
+fn payload(p: &Packet, medium: Medium) -> Cow<'_, [u8]> {
+    let Some(d) = decode(p.link, &p.data) else {
+        return Cow::Borrowed(&[]);
+    };
+    if medium != Medium::Ethernet {
+        return Cow::Borrowed(d.l3);
     }
-    decode(p.link, &p.data).map_or(&[][..], |d| d.l3)
+    if !d.wrapped {
+        return Cow::Borrowed(&p.data);
+    }
+    let mut frame = p.data[..12].to_vec();
+    frame.extend(d.ethertype.to_be_bytes());
+    frame.extend(d.l3);
+    Cow::Owned(frame)
 }
 
 /// The latest capture time replay takes as is (about 73,000 years after 1970): later ones are
@@ -593,35 +776,70 @@ pub fn replay<W: Write>(
     config: &ReplayConfig,
     out: Option<(W, TraceConfig)>,
 ) -> Result<Report> {
+    let packets = || InMemory {
+        packets: capture.packets.iter(),
+        damage: &capture.damage,
+    };
+    let first = capture.packets.first().map(|p| (p.link, p.timestamp));
+    let mac = match (first, config.host.mac) {
+        (Some((Link::Ethernet, _)), None) => learn_mac(&mut packets(), &config.host)?,
+        _ => None,
+    };
+    replay_packets(&mut packets(), first, mac, config, out)
+}
+
+/// Replay the capture `reader` reads, as [`replay`] does, in constant memory: one packet at a
+/// time, whatever the size of the file. An Ethernet capture with no [`Config::mac`] is read
+/// twice (first to learn the host's MAC), hence `Seek`.
+pub fn replay_reader<R: Read + Seek, W: Write>(
+    reader: &mut CaptureReader<R>,
+    config: &ReplayConfig,
+    out: Option<(W, TraceConfig)>,
+) -> Result<Report> {
+    let first = reader.next_packet()?.map(|p| (p.link, p.timestamp));
+    let mac = match (first, config.host.mac) {
+        (Some((Link::Ethernet, _)), None) => learn_mac(reader, &config.host)?,
+        _ => None,
+    };
+    reader.rewind()?;
+    replay_packets(reader, first, mac, config, out)
+}
+
+/// The replay of `packets`, whose first has the link and time `first`, with `learned` the MAC
+/// learned from them if it is an Ethernet capture.
+fn replay_packets<W: Write>(
+    packets: &mut impl Packets,
+    first: Option<(Link, std::time::Duration)>,
+    learned: Option<EthernetAddress>,
+    config: &ReplayConfig,
+    out: Option<(W, TraceConfig)>,
+) -> Result<Report> {
     let mut host_config = config.host.clone();
     host_config.seed.get_or_insert(0);
     let mut services = config.services.clone();
     // HTTP `Date` headers from the virtual clock, which runs on capture (UNIX) time.
     services.http.epoch.get_or_insert(0);
     config.validate()?;
-    let ethernet = capture.packets.first().map(|p| p.link) == Some(Link::Ethernet);
-    let (medium, mac) = if ethernet {
-        let mac = match host_config.mac {
-            Some(m) => m,
-            None => learn_mac(capture, &host_config).ok_or(ReplayError::UnknownMac)?,
+    let (medium, mac, mac_origin) = if first.is_some_and(|(link, _)| link == Link::Ethernet) {
+        let (mac, origin) = match (host_config.mac, learned) {
+            (Some(m), _) => (m, MacOrigin::Given),
+            (None, Some(m)) => (m, MacOrigin::Learned),
+            (None, None) => (OWN_MAC, MacOrigin::Own),
         };
         host_config.mac = Some(mac);
-        (Medium::Ethernet, Some(mac))
+        (Medium::Ethernet, Some(mac), Some(origin))
     } else {
-        if host_config.mac.is_some() && !capture.packets.is_empty() {
+        if host_config.mac.is_some() && first.is_some() {
             return Err(ReplayError::MacOnIpCapture);
         }
-        (Medium::Ip, None)
+        (Medium::Ip, None, None)
     };
-    let start = capture
-        .packets
-        .first()
-        .map_or(Instant::ZERO, |p| instant(p.timestamp));
+    // The virtual clock starts at the first packet's time.
+    let start = first.map_or(Instant::ZERO, |(_, t)| instant(t));
     let clock = VirtualClock::new(start);
     let (device, handle) = ReplayDevice::new(medium, config.mtu, config.keep_output);
     let mut summary = Summary::default();
     let feed = Feed {
-        capture,
         linger: config.linger,
         medium,
         mac,
@@ -644,8 +862,9 @@ pub fn replay<W: Write>(
     let device = Faults::new(device, &config.faults);
     let mut host = Host::new(device, clock.clone(), host_config.clone())?;
     services::add(&mut host, &services)?;
-    feed.run(&mut host, &mut summary);
+    let fed = feed.run(packets, &mut host, &mut summary);
     let (_, result, _, stats) = host.into_device().into_inner().finish();
+    fed?;
     let trace = match label {
         Some(label) => {
             result.map_err(|source| ReplayError::Trace { label, source })?;
@@ -656,18 +875,19 @@ pub fn replay<W: Write>(
     let (written, by_protocol) = handle.written();
     summary.written = written;
     summary.written_by_protocol = by_protocol;
+    summary.damage = packets.damage();
     Ok(Report {
         summary,
         output: handle.take_sent(),
         medium,
         mac,
+        mac_origin,
         trace,
     })
 }
 
-/// What a replay feeds its host: the capture, and how to tell which packets are the host's.
+/// What a replay feeds its host, and how to tell which packets are the host's.
 struct Feed<'a> {
-    capture: &'a Capture,
     linger: Duration,
     medium: Medium,
     mac: Option<EthernetAddress>,
@@ -679,19 +899,36 @@ struct Feed<'a> {
 }
 
 impl Feed<'_> {
-    /// Play the capture into `host`, running its timers in between; count what happened.
+    /// Play the packets into `host`, running its timers in between; count what happened.
     fn run<D: Device + Housekeeping>(
         &self,
+        packets: &mut impl Packets,
         host: &mut Host<D, VirtualClock>,
         summary: &mut Summary,
-    ) {
+    ) -> Result<()> {
         let host_config = host.config().clone();
+        let mine = |ip: &IpAddress| host_config.addrs.iter().any(|a| a.address() == *ip);
+        let mut destinations: BTreeMap<IpAddress, u64> = BTreeMap::new();
         let mut last = self.clock.now();
-        for p in &self.capture.packets {
+        while let Some(p) = packets.next_packet()? {
             summary.read += 1;
             let t = instant(p.timestamp).max(last);
             last = t;
-            let class = match classify(p, self.medium, self.mac, &host_config) {
+            let to = decode(p.link, &p.data)
+                .and_then(|d| d.header_ips())
+                .map(|(_, dst)| dst);
+            match to {
+                Some(dst) if mine(&dst) => summary.addressed += 1,
+                Some(dst) if dst.is_unicast() && summary.addressed == 0 => {
+                    if let Some(n) = destinations.get_mut(&dst) {
+                        *n += 1;
+                    } else if destinations.len() < DESTINATIONS_COUNTED {
+                        destinations.insert(dst, 1);
+                    }
+                }
+                _ => {}
+            }
+            let class = match classify(&p, self.medium, self.mac, &host_config) {
                 Err(Ignored::NotForHost | Ignored::NotIp)
                     if self.all_inbound && p.direction == Some(Direction::Inbound) =>
                 {
@@ -702,7 +939,7 @@ impl Feed<'_> {
             match class {
                 Ok(proto) => {
                     run_until(host, self.clock, t);
-                    self.handle.push(payload(p, self.medium));
+                    self.handle.push(&payload(&p, self.medium));
                     host.poll();
                     summary.fed += 1;
                     summary.fed_by_protocol.count(proto);
@@ -710,7 +947,14 @@ impl Feed<'_> {
                 Err(why) => *summary.ignored.entry(why).or_default() += 1,
             }
         }
+        if summary.addressed == 0 {
+            let mut top: Vec<(IpAddress, u64)> = destinations.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            top.truncate(DESTINATIONS_LISTED);
+            summary.destinations = top;
+        }
         run_until(host, self.clock, last + self.linger);
+        Ok(())
     }
 }
 
@@ -768,6 +1012,7 @@ mod tests {
         cut.original_len += 10;
         let capture = Capture {
             format: crate::pcap::Format::Pcap,
+            damage: Damage::default(),
             packets: vec![
                 packet(0, ping(peer, me, 1)),
                 packet(1, ping(me, peer, 1)),
@@ -833,6 +1078,7 @@ mod tests {
         // An Ethernet packet that is not first: the replay is on an IP host.
         let capture = Capture {
             format: crate::pcap::Format::PcapNg,
+            damage: Damage::default(),
             packets,
         };
         let r = replay::<Vec<u8>>(
@@ -852,6 +1098,7 @@ mod tests {
         let peer = Ipv4Address::new(192, 0, 2, 1);
         let capture = Capture {
             format: crate::pcap::Format::Pcap,
+            damage: Damage::default(),
             packets: (0..5)
                 .map(|i| packet(i * 100, ping(peer, me, i as u16)))
                 .collect(),
@@ -872,5 +1119,110 @@ mod tests {
         assert_eq!(ra.summary, rb.summary);
         assert!(a.len() > 5 * 60);
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn link_headers_are_taken_off() {
+        let ip4 = ping(
+            Ipv4Address::new(192, 0, 2, 1),
+            Ipv4Address::new(192, 0, 2, 2),
+            1,
+        );
+        let mut ip6 = vec![0x60, 0, 0, 0, 0, 0, 58, 64];
+        ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 12]));
+        ip6.extend([0x20, 0x01, 0x0d, 0xb8].iter().chain(&[0; 11]).chain(&[2]));
+        let cases: [(Link, &[u8], &[u8], u16); 11] = [
+            (Link::Null, &[2, 0, 0, 0], &ip4, ETHERTYPE_IPV4),
+            (Link::Null, &[0, 0, 0, 2], &ip4, ETHERTYPE_IPV4),
+            // AF_INET6 as FreeBSD (28) and macOS (30) number it.
+            (Link::Null, &[28, 0, 0, 0], &ip6, ETHERTYPE_IPV6),
+            (Link::Loop, &[0, 0, 0, 30], &ip6, ETHERTYPE_IPV6),
+            (Link::Ppp, &[0xff, 0x03, 0x00, 0x21], &ip4, ETHERTYPE_IPV4),
+            // Address and control left out, the protocol compressed to one byte.
+            (Link::Ppp, &[0x21], &ip4, ETHERTYPE_IPV4),
+            (Link::Ppp, &[0x00, 0x57], &ip6, ETHERTYPE_IPV6),
+            // An 802.1ad tag, an 802.1Q tag, then IPv4.
+            (
+                Link::Ethernet,
+                &[
+                    2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0xa8, 0, 1, 0x81, 0, 0, 2, 8, 0,
+                ],
+                &ip4,
+                ETHERTYPE_IPV4,
+            ),
+            (
+                Link::CiscoHdlc,
+                &[0x0f, 0x00, 0x08, 0x00],
+                &ip4,
+                ETHERTYPE_IPV4,
+            ),
+            (Link::Slip, &[0; 16], &ip4, ETHERTYPE_IPV4),
+            // Two MPLS labels, the second the bottom of the stack.
+            (
+                Link::Ethernet,
+                &[
+                    2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x88, 0x47, 0, 1, 0, 64, 0, 2, 1, 64,
+                ],
+                &ip4,
+                ETHERTYPE_IPV4,
+            ),
+        ];
+        for (link, header, ip, ethertype) in cases {
+            let data = [header, ip].concat();
+            let d = decode(link, &data).expect("decodes");
+            assert_eq!((d.ethertype, d.l3), (ethertype, ip), "{link:?} {header:?}");
+            assert!(d.header_ips().is_some(), "{link:?} {header:?}");
+        }
+        // Cut short: the addresses come from the header alone.
+        let d = decode(Link::Raw, &ip4[..20]).unwrap();
+        assert!(d.ips().is_none());
+        assert_eq!(
+            d.header_ips().map(|(_, dst)| dst),
+            Some(Ipv4Address::new(192, 0, 2, 2).into())
+        );
+    }
+
+    #[test]
+    fn with_nothing_to_learn_an_ethernet_replay_has_a_mac_of_its_own() {
+        let me = Ipv4Address::new(192, 0, 2, 2);
+        let peer = Ipv4Address::new(192, 0, 2, 1);
+        // A ping to the host's address in a multicast frame, and a frame "from" the host whose
+        // source MAC is a multicast one: neither gives the host's MAC.
+        let to_other = [
+            &[1, 0, 0x5e, 0, 0, 9, 2, 0, 0, 0, 0, 1, 8, 0][..],
+            &ping(peer, me, 1),
+        ]
+        .concat();
+        let multicast = [
+            &[2, 0, 0, 0, 0, 1, 1, 0, 0x5e, 0, 0, 1, 8, 0][..],
+            &ping(me, peer, 1),
+        ]
+        .concat();
+        let capture = Capture {
+            format: crate::pcap::Format::Pcap,
+            damage: Damage::default(),
+            packets: [to_other, multicast]
+                .into_iter()
+                .enumerate()
+                .map(|(i, data)| Packet {
+                    link: Link::Ethernet,
+                    ..packet(i as u64, data)
+                })
+                .collect(),
+        };
+        let r = replay::<Vec<u8>>(
+            &capture,
+            &ReplayConfig::new(host(), ServicesConfig::default()),
+            None,
+        )
+        .unwrap();
+        assert_eq!((r.mac, r.mac_origin), (Some(OWN_MAC), Some(MacOrigin::Own)));
+        assert_eq!(r.summary.fed, 1, "{}", r.summary);
+        assert_eq!(r.summary.ignored[&Ignored::NotForHost], 1, "{}", r.summary);
+        assert_eq!(r.summary.addressed, 1);
+        assert!(
+            r.summary.destinations.is_empty(),
+            "some packet is for the host"
+        );
     }
 }

@@ -5,14 +5,29 @@
 //! server that wants to take more than one connection at a time keeps a *pool* of sockets in
 //! LISTEN. [`Listener`] does that bookkeeping:
 //!
-//! - it keeps `backlog` sockets in LISTEN (or SYN-RECEIVED) on its endpoint;
-//! - [`Listener::accept`] hands out each socket whose handshake completed and puts another one in
-//!   LISTEN in its place;
+//! - it keeps [`LISTEN_AHEAD`] sockets in LISTEN (fewer if `backlog` is smaller), and lets the
+//!   handshakes in flight (LISTEN + SYN-RECEIVED) grow up to `backlog` as SYNs take them: the
+//!   host's loop lets the services act after every [`INGRESS_BATCH`] packets, so a burst of
+//!   SYNs never finds the pool empty while sockets are left;
+//! - [`Listener::accept`] hands out each socket whose handshake has completed;
 //! - [`Listener::release`] takes back a connection the service is done with (after `close()` or
-//!   `abort()`); the socket is reused once it reaches CLOSED, or TIME-WAIT when sockets run out;
-//! - it never owns more than `max_sockets` sockets in all (listening + handed out + closing), so
-//!   memory is bounded by `max_sockets × (rx + tx buffer)`. When that is reached, new SYNs get a
-//!   RST until a connection ends.
+//!   `abort()`); the socket is reused once it reaches CLOSED;
+//! - it never owns more than `max_sockets` sockets besides the LISTEN sockets kept ready
+//!   (handshakes + handed out + closing), so memory is bounded by
+//!   `(max_sockets + LISTEN_AHEAD) × (rx + tx buffer)`.
+//!
+//! **A closed connection gives its slot back at once.** A socket in TIME-WAIT is reused before a
+//! new one is made, as `tcp_tw_reuse` does. When a socket is needed and none is left, a
+//! released socket still closing is taken back: the one released longest ago among those that
+//! have nothing left unacknowledged (everything sent has arrived;
+//! only the FIN handshake is missing, e.g. a peer that keeps its half of the connection open
+//! after our FIN, FIN-WAIT-2). It is aborted (RST) and listens again. Closing sockets with data
+//! still in flight are taken back only when nothing else is left
+//! ([`Listener::make_room`]). Linux, too, resets orphaned connections under pressure.
+//!
+//! **Under pressure** (no socket left for the LISTEN pool), [`Listener::maintain`] says how many
+//! LISTEN sockets are missing; the service ([`TcpService`](super::TcpService)) then evicts its
+//! connections that have made no progress the longest ([`Listener::evict`]).
 //!
 //! When every socket of the pool is in SYN-RECEIVED (a flood of SYNs whose sources never
 //! answer), the one that has waited longest, over [`HALF_OPEN_GRACE`], is reset and listens
@@ -32,7 +47,7 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpListenEndpoint;
 
-use crate::host::TcpTuning;
+use crate::host::{INGRESS_BATCH, TcpTuning};
 
 /// How long a handshake may wait in SYN-RECEIVED before its socket is taken back, when the pool
 /// has no socket left in LISTEN (a SYN flood from addresses that never answer, say).
@@ -50,12 +65,24 @@ pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(60);
 /// sockets forever. A live peer answers the probes and keeps its connection.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
+/// Sockets kept in LISTEN ahead of demand: as many SYNs as the host takes in before the services
+/// get a turn ([`INGRESS_BATCH`]), so none of them is refused while sockets are left.
+pub const LISTEN_AHEAD: usize = INGRESS_BATCH;
+
+/// The listen backlog unless configured: handshakes in flight at once, as Linux's `somaxconn`.
+pub const DEFAULT_BACKLOG: usize = 4096;
+
+/// Connections per port unless configured.
+pub const DEFAULT_MAX_SOCKETS: usize = 16_384;
+
 /// Buffer sizes and limits of a listener's sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerConfig {
-    /// Sockets kept in LISTEN: how many handshakes can be in flight before SYNs get RST.
+    /// Most handshakes in flight at once (sockets in LISTEN or SYN-RECEIVED), as the backlog of
+    /// `listen(2)`. Sockets are put in LISTEN [`LISTEN_AHEAD`] at a time, not all up front.
     pub backlog: usize,
-    /// Upper bound on the sockets this listener owns at once (at least `backlog`).
+    /// Most connections at once (handshakes, open, closing), besides the [`LISTEN_AHEAD`]
+    /// sockets kept listening.
     pub max_sockets: usize,
     /// Receive buffer of each socket, in bytes. The default, 256 KiB, covers the
     /// bandwidth-delay product of a TUN link at ~10 Gbit/s and ~200 µs; smaller buffers cap
@@ -71,8 +98,8 @@ pub struct ListenerConfig {
 impl Default for ListenerConfig {
     fn default() -> Self {
         ListenerConfig {
-            backlog: 64,
-            max_sockets: 256,
+            backlog: DEFAULT_BACKLOG,
+            max_sockets: DEFAULT_MAX_SOCKETS,
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
             tcp: TcpTuning::default(),
@@ -93,6 +120,17 @@ pub struct ListenerStats {
     pub lingered: u64,
     /// Half-open handshakes reset to make room (see [`HALF_OPEN_GRACE`]).
     pub evicted: u64,
+    /// Closing sockets taken back before they closed, to make room.
+    pub reclaimed: u64,
+    /// Open connections reset to make room ([`Listener::evict`]).
+    pub preempted: u64,
+}
+
+/// A socket in LISTEN or SYN-RECEIVED, with when it was first seen in SYN-RECEIVED.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    handle: SocketHandle,
+    half_open: Option<Instant>,
 }
 
 /// A pool of LISTEN sockets on one endpoint. See the module documentation.
@@ -100,11 +138,16 @@ pub struct ListenerStats {
 pub struct Listener {
     endpoint: IpListenEndpoint,
     config: ListenerConfig,
+    /// Sockets wanted in LISTEN at all times: [`LISTEN_AHEAD`], at most `backlog`.
+    ahead: usize,
+    /// Most sockets owned: `max_sockets + ahead`.
+    cap: usize,
     /// In LISTEN or SYN-RECEIVED.
-    pending: Vec<SocketHandle>,
-    /// Pending sockets seen in SYN-RECEIVED, with when they were first seen so.
-    half_open: Vec<(SocketHandle, Instant)>,
-    /// Released by the service, still closing, with the time they were released.
+    pending: Vec<Pending>,
+    /// Established, found by the last scan of `pending`, not handed out yet.
+    ready: Vec<SocketHandle>,
+    /// Released by the service, still closing (or sending their RST), with the time they were
+    /// released.
     closing: Vec<(SocketHandle, Instant)>,
     /// Closed and ready for reuse.
     free: Vec<SocketHandle>,
@@ -112,12 +155,14 @@ pub struct Listener {
     accepted: u64,
     lingered: u64,
     evicted: u64,
+    reclaimed: u64,
+    preempted: u64,
     /// Shut by [`Listener::close_all`]: nothing listens again.
     shut: bool,
 }
 
 impl Listener {
-    /// Put `config.backlog` sockets in LISTEN on `endpoint`.
+    /// Put up to [`LISTEN_AHEAD`] sockets (at most `config.backlog`) in LISTEN on `endpoint`.
     ///
     /// # Panics
     /// If `endpoint.port` is 0 (callers validate ports at configuration time).
@@ -130,23 +175,28 @@ impl Listener {
         assert_ne!(endpoint.port, 0, "a listener needs a port");
         let config = ListenerConfig {
             backlog: config.backlog.max(1),
-            max_sockets: config.max_sockets.max(config.backlog.max(1)),
+            max_sockets: config.max_sockets.max(1),
             ..config
         };
+        let ahead = LISTEN_AHEAD.min(config.backlog);
         let mut listener = Listener {
             endpoint,
             config,
-            pending: Vec::with_capacity(config.backlog),
-            half_open: Vec::new(),
+            ahead,
+            cap: config.max_sockets + ahead,
+            pending: Vec::with_capacity(ahead),
+            ready: Vec::new(),
             closing: Vec::new(),
             free: Vec::new(),
             active: 0,
             accepted: 0,
             lingered: 0,
             evicted: 0,
+            reclaimed: 0,
+            preempted: 0,
             shut: false,
         };
-        listener.refill(sockets, Instant::ZERO);
+        listener.refill(sockets, Instant::ZERO, false);
         listener
     }
 
@@ -156,7 +206,7 @@ impl Listener {
     }
 
     fn owned(&self) -> usize {
-        self.pending.len() + self.active + self.closing.len() + self.free.len()
+        self.pending.len() + self.ready.len() + self.active + self.closing.len() + self.free.len()
     }
 
     /// Connections accepted and active, sockets owned, closes and handshakes cut short.
@@ -167,78 +217,60 @@ impl Listener {
             sockets: self.owned(),
             lingered: self.lingered,
             evicted: self.evicted,
+            reclaimed: self.reclaimed,
+            preempted: self.preempted,
         }
     }
 
-    /// Hand out one connection whose handshake has completed, if any, and put a new socket in
-    /// LISTEN in its place. Call it until it returns `None`.
+    /// Hand out one connection whose handshake has completed, if any. Call it until it returns
+    /// `None`; the LISTEN pool is topped up as handshakes take its sockets.
     pub fn accept(
         &mut self,
         sockets: &mut SocketSet<'static>,
         now: Instant,
     ) -> Option<SocketHandle> {
-        self.reap(sockets, now);
-        // The pool may have run short (every socket busy or closing at the last release): top it
-        // up from sockets that have closed since.
-        self.refill(sockets, now);
-        let mut found = None;
-        let mut listening = false;
-        for (i, &h) in self.pending.iter().enumerate() {
-            let socket = sockets.get_mut::<tcp::Socket>(h);
-            match socket.state() {
-                State::Listen => listening = true,
-                State::SynReceived => {}
-                State::Closed | State::TimeWait => {
-                    // Reset before it was accepted: listen again in place.
-                    let _ = socket.listen(self.endpoint);
-                    listening = true;
-                }
-                _ => {
-                    found = Some(i);
-                    break;
-                }
-            }
+        if self.ready.is_empty() {
+            self.scan(sockets, now);
         }
-        self.track_half_open(sockets, now, listening || found.is_some());
-        let handle = self.pending.swap_remove(found?);
-        self.half_open.retain(|&(h, _)| h != handle);
+        let handle = self.ready.pop()?;
         self.active += 1;
         self.accepted += 1;
-        self.refill(sockets, now);
         Some(handle)
     }
 
-    /// Note when pending sockets entered SYN-RECEIVED; when none is left in LISTEN (`room` is
-    /// false), reset the longest-waiting one past [`HALF_OPEN_GRACE`] so it listens again.
-    fn track_half_open(&mut self, sockets: &mut SocketSet<'static>, now: Instant, room: bool) {
-        self.half_open
-            .retain(|&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::SynReceived);
-        for &h in &self.pending {
-            if sockets.get::<tcp::Socket>(h).state() == State::SynReceived
-                && !self.half_open.iter().any(|&(x, _)| x == h)
-            {
-                self.half_open.push((h, now));
+    /// Move the established sockets of the pool to `ready`, note when sockets entered
+    /// SYN-RECEIVED, and top the pool up.
+    fn scan(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        self.reap(sockets, now);
+        let mut i = 0;
+        while i < self.pending.len() {
+            let p = &mut self.pending[i];
+            let socket = sockets.get_mut::<tcp::Socket>(p.handle);
+            match socket.state() {
+                State::Listen => p.half_open = None,
+                State::SynReceived => {
+                    p.half_open.get_or_insert(now);
+                }
+                State::Closed | State::TimeWait => {
+                    // Reset before it was accepted: listen again in place.
+                    self.config.tcp.apply(socket);
+                    let _ = socket.listen(self.endpoint);
+                    p.half_open = None;
+                }
+                _ => {
+                    self.ready.push(p.handle);
+                    self.pending.swap_remove(i);
+                    continue;
+                }
             }
+            i += 1;
         }
-        if room {
-            return;
-        }
-        // Oldest first: entries are pushed in the order they were seen.
-        if let Some(i) = self
-            .half_open
-            .iter()
-            .position(|&(_, since)| now >= since + HALF_OPEN_GRACE)
-        {
-            let (h, _) = self.half_open.remove(i);
-            let socket = sockets.get_mut::<tcp::Socket>(h);
-            socket.abort();
-            let _ = socket.listen(self.endpoint);
-            self.evicted += 1;
-        }
+        self.refill(sockets, now, false);
     }
 
     /// Take back a connection handed out by `accept`. The caller has called `close()` (or
-    /// `abort()`) on it, or the peer has reset it; the listener watches it close and reuses it.
+    /// `abort()`) on it, or the peer has reset it; the listener watches it close and reuses it
+    /// (see [`Listener::maintain`]).
     pub fn release(
         &mut self,
         sockets: &mut SocketSet<'static>,
@@ -247,9 +279,42 @@ impl Listener {
     ) {
         debug_assert!(self.active > 0, "release without accept");
         self.active = self.active.saturating_sub(1);
-        self.closing.push((handle, now));
+        if done(sockets.get::<tcp::Socket>(handle)) {
+            self.free.push(handle);
+        } else {
+            self.closing.push((handle, now));
+        }
+    }
+
+    /// Reset a connection handed out by `accept` to make room for a new one, and take it back:
+    /// its RST goes out with the host's next send, and the socket listens again after that.
+    pub fn evict(&mut self, sockets: &mut SocketSet<'static>, handle: SocketHandle, now: Instant) {
+        sockets.get_mut::<tcp::Socket>(handle).abort();
+        self.preempted += 1;
+        self.release(sockets, handle, now);
+    }
+
+    /// Reuse the sockets that have closed, abort those that lingered, and top the LISTEN pool
+    /// up. Returns how many LISTEN sockets are missing for want of a socket (not counting the
+    /// sockets still sending the RST of an eviction): how many connections the service should
+    /// evict to make room, 0 when there is room.
+    pub fn maintain(&mut self, sockets: &mut SocketSet<'static>, now: Instant) -> usize {
         self.reap(sockets, now);
-        self.refill(sockets, now);
+        let short = self.refill(sockets, now, false);
+        if short == 0 {
+            return 0;
+        }
+        let resetting = (self.closing.iter())
+            .filter(|&&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::Closed)
+            .count();
+        short.saturating_sub(resetting)
+    }
+
+    /// Top the LISTEN pool up even at the cost of closing connections that still have data in
+    /// flight (the oldest released first): when the port is full and the service has nothing
+    /// it may evict.
+    pub fn make_room(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        self.refill(sockets, now, true);
     }
 
     /// Shut the listener at `now`: close every socket gracefully (a connection sends what it has
@@ -258,8 +323,8 @@ impl Listener {
     /// reaped (and aborted after [`LINGER`]) counting from `now`.
     pub fn close_all(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
         self.shut = true;
-        self.half_open.clear();
-        for h in self.pending.drain(..) {
+        let pending = self.pending.drain(..).map(|p| p.handle);
+        for h in pending.chain(self.ready.drain(..)) {
             sockets.get_mut::<tcp::Socket>(h).close();
             self.closing.push((h, now));
         }
@@ -269,18 +334,21 @@ impl Listener {
         self.reap(sockets, now);
     }
 
-    /// Move closing sockets that are done to the free list; abort those that lingered.
+    /// Move closing sockets that are done to the free list; abort those that lingered. A socket
+    /// in TIME-WAIT counts as done: it is reused before a new one is made, as `tcp_tw_reuse`
+    /// does (otherwise a port that takes thousands of short connections a second would keep
+    /// thousands of sockets in TIME-WAIT, each one more for smoltcp to walk per packet).
     fn reap(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
         let mut i = 0;
         while i < self.closing.len() {
             let (h, since) = self.closing[i];
             let socket = sockets.get_mut::<tcp::Socket>(h);
-            if socket.state() == State::Closed {
+            if done(socket) || socket.state() == State::TimeWait {
                 self.closing.swap_remove(i);
                 self.free.push(h);
                 continue;
             }
-            if socket.state() != State::TimeWait && now >= since + LINGER {
+            if socket.is_open() && now >= since + LINGER {
                 socket.abort();
                 self.lingered += 1;
             }
@@ -288,25 +356,21 @@ impl Listener {
         }
     }
 
-    /// Top the pool of LISTEN sockets up to `backlog`, within `max_sockets` (none once shut).
-    fn refill(&mut self, sockets: &mut SocketSet<'static>, _now: Instant) {
-        while !self.shut && self.pending.len() < self.config.backlog {
-            let handle = if let Some(h) = self.free.pop() {
-                h
-            } else if self.owned() < self.config.max_sockets {
-                let socket = tcp::Socket::new(
-                    tcp::SocketBuffer::new(vec![0; self.config.rx_buffer]),
-                    tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
-                );
-                sockets.add(socket)
-            } else if let Some(i) = self
-                .closing
-                .iter()
-                .position(|&(h, _)| sockets.get::<tcp::Socket>(h).state() == State::TimeWait)
-            {
-                // Out of sockets: reuse one in TIME-WAIT, as tcp_tw_reuse does.
-                self.closing.swap_remove(i).0
-            } else {
+    /// Top the pool up to `ahead` sockets in LISTEN, within `backlog` and the socket bound (none
+    /// once shut); when the pool is all in SYN-RECEIVED, reset its oldest handshake past
+    /// [`HALF_OPEN_GRACE`]. Returns how many LISTEN sockets are still missing for want of a
+    /// socket.
+    fn refill(&mut self, sockets: &mut SocketSet<'static>, now: Instant, desperate: bool) -> usize {
+        if self.shut {
+            return 0;
+        }
+        let mut listening = (self.pending.iter())
+            .filter(|p| sockets.get::<tcp::Socket>(p.handle).is_listening())
+            .count();
+        let mut short = 0;
+        while listening < self.ahead && self.pending.len() < self.config.backlog {
+            let Some(handle) = self.take_socket(sockets, now, desperate) else {
+                short = (self.ahead - listening).min(self.config.backlog - self.pending.len());
                 break;
             };
             let socket = sockets.get_mut::<tcp::Socket>(handle);
@@ -323,9 +387,84 @@ impl Listener {
                 self.closing.push((handle, Instant::ZERO));
                 break;
             }
-            self.pending.push(handle);
+            self.pending.push(Pending {
+                handle,
+                half_open: None,
+            });
+            listening += 1;
+        }
+        if listening == 0 {
+            self.reset_oldest_half_open(sockets, now);
+        }
+        short
+    }
+
+    /// A socket for the pool: a free one, a new one within the bound, else one taken back from
+    /// those still closing (see the module documentation).
+    fn take_socket(
+        &mut self,
+        sockets: &mut SocketSet<'static>,
+        now: Instant,
+        desperate: bool,
+    ) -> Option<SocketHandle> {
+        if let Some(h) = self.free.pop() {
+            return Some(h);
+        }
+        if self.owned() < self.cap {
+            return Some(sockets.add(tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; self.config.rx_buffer]),
+                tcp::SocketBuffer::new(vec![0; self.config.tx_buffer]),
+            )));
+        }
+        // The oldest with nothing unacknowledged, then, if desperate, the oldest at all.
+        let mut best: Option<(u8, Instant, usize)> = None;
+        for (i, &(h, since)) in self.closing.iter().enumerate() {
+            let socket = sockets.get::<tcp::Socket>(h);
+            let class = match socket.state() {
+                // Aborted, its RST not sent yet: wait for it a moment (the host's next send).
+                State::Closed if now < since + HALF_OPEN_GRACE => continue,
+                State::Closed | State::TimeWait => 0,
+                _ if socket.send_queue() == 0 => 1,
+                _ if desperate => 2,
+                _ => continue,
+            };
+            if best.is_none_or(|(c, t, _)| (class, since) < (c, t)) {
+                best = Some((class, since, i));
+            }
+        }
+        let (class, _, i) = best?;
+        let (h, _) = self.closing.swap_remove(i);
+        if class > 0 {
+            // The peer has our data (or gave up on it): it learns of the reset from the next
+            // segment it sends, which finds a socket in LISTEN and gets a RST.
+            sockets.get_mut::<tcp::Socket>(h).abort();
+            self.reclaimed += 1;
+        }
+        Some(h)
+    }
+
+    /// Reset the handshake of the pool that has waited longest, if over [`HALF_OPEN_GRACE`], so
+    /// that its socket listens again.
+    fn reset_oldest_half_open(&mut self, sockets: &mut SocketSet<'static>, now: Instant) {
+        let oldest = (self.pending.iter_mut())
+            .filter_map(|p| Some((p.half_open?, p)))
+            .min_by_key(|(since, _)| *since);
+        if let Some((since, p)) = oldest
+            && now >= since + HALF_OPEN_GRACE
+        {
+            let socket = sockets.get_mut::<tcp::Socket>(p.handle);
+            socket.abort();
+            self.config.tcp.apply(socket);
+            let _ = socket.listen(self.endpoint);
+            p.half_open = None;
+            self.evicted += 1;
         }
     }
+}
+
+/// Closed, with no RST left to send: free for reuse.
+fn done(socket: &tcp::Socket<'_>) -> bool {
+    socket.state() == State::Closed && socket.remote_endpoint().is_none()
 }
 
 #[cfg(test)]
@@ -368,7 +507,7 @@ mod tests {
         let mut sockets = set();
         let cfg = limits(10, 3);
         let l = Listener::new(&mut sockets, 7, cfg);
-        // max_sockets is raised to the backlog, never below it.
+        // The sockets kept in LISTEN come on top of max_sockets.
         assert_eq!(l.stats().sockets, 10);
     }
 
@@ -397,13 +536,17 @@ mod tests {
         let mut sockets = set();
         let cfg = limits(1, 1);
         let mut l = Listener::new(&mut sockets, 7, cfg);
-        let h = l.pending[0];
+        let h = l.pending[0].handle;
         // Pretend the pending socket was accepted (as accept() does for an established one).
         l.pending.clear();
         l.active = 1;
         sockets.get_mut::<tcp::Socket>(h).abort();
         l.release(&mut sockets, h, Instant::ZERO);
-        assert_eq!(l.pending, vec![h]);
+        assert_eq!(l.maintain(&mut sockets, Instant::ZERO), 0);
+        assert_eq!(
+            l.pending.iter().map(|p| p.handle).collect::<Vec<_>>(),
+            vec![h]
+        );
         assert!(sockets.get::<tcp::Socket>(h).is_listening());
         assert_eq!(l.stats().sockets, 1);
         assert_eq!(sockets.iter().count(), 1);

@@ -20,6 +20,9 @@ pub mod listener;
 mod spec;
 mod udp_echo;
 
+#[cfg(test)]
+mod pressure_tests;
+
 pub use chargen::{Chargen, pattern as chargen_pattern};
 pub use discard::Discard;
 pub use echo::Echo;
@@ -31,9 +34,10 @@ pub use udp_echo::{UdpBuffers, UdpEcho};
 
 pub use crate::host::Service;
 
+use log::debug;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 
 /// What a protocol wants done with a connection after a turn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,13 +62,24 @@ pub trait Protocol {
     fn poll_at(&self, _conn: &Self::Conn) -> Option<Instant> {
         None
     }
+    /// Since when this connection has made no progress, if it may be evicted (reset) to make
+    /// room when every socket of the port is in use: the one idle longest goes first, once idle
+    /// for [`EVICT_AFTER`]. `None` (the default): never evicted.
+    fn idle_since(&self, _conn: &Self::Conn) -> Option<Instant> {
+        None
+    }
 }
+
+/// How long a connection must have made no progress before it may be evicted to make room.
+pub const EVICT_AFTER: Duration = Duration::from_millis(500);
 
 /// Runs a [`Protocol`] on every connection a [`Listener`] accepts.
 pub struct TcpService<P: Protocol> {
     protocol: P,
     listener: Listener,
     conns: Vec<(SocketHandle, P::Conn)>,
+    /// LISTEN sockets the listener missed at the last turn, for want of a socket.
+    short: usize,
 }
 
 impl<P: Protocol> TcpService<P> {
@@ -79,6 +94,7 @@ impl<P: Protocol> TcpService<P> {
             protocol,
             listener: Listener::new(sockets, port, config),
             conns: Vec::new(),
+            short: 0,
         }
     }
 
@@ -90,6 +106,34 @@ impl<P: Protocol> TcpService<P> {
     /// The protocol (shared by all connections).
     pub fn protocol(&self) -> &P {
         &self.protocol
+    }
+
+    /// Reset up to `n` connections, those idle longest (at least [`EVICT_AFTER`]), so that their
+    /// sockets listen again. Returns how many were evicted.
+    fn evict(&mut self, sockets: &mut SocketSet<'static>, now: Instant, n: usize) -> usize {
+        let mut idle: Vec<(Instant, usize)> = (self.conns.iter().enumerate())
+            .filter_map(|(i, (_, c))| Some((self.protocol.idle_since(c)?, i)))
+            .filter(|&(since, _)| now >= since + EVICT_AFTER)
+            .collect();
+        let n = n.min(idle.len());
+        if n == 0 {
+            return 0;
+        }
+        if n < idle.len() {
+            idle.select_nth_unstable(n - 1);
+        }
+        let mut victims: Vec<usize> = idle[..n].iter().map(|&(_, i)| i).collect();
+        // From the back, so that each swap_remove moves a connection that is not a victim.
+        victims.sort_unstable_by(|a, b| b.cmp(a));
+        for i in victims {
+            let (h, _) = self.conns.swap_remove(i);
+            self.listener.evict(sockets, h, now);
+        }
+        debug!(
+            "{}: every socket in use: reset the {n} connection(s) idle longest",
+            self.name()
+        );
+        n
     }
 }
 
@@ -123,12 +167,23 @@ impl<P: Protocol> Service for TcpService<P> {
                 i += 1;
             }
         }
+        self.short = self.listener.maintain(sockets, now);
+        if self.short > 0 && self.evict(sockets, now, self.short) == 0 {
+            self.listener.make_room(sockets, now);
+            self.short = self.listener.maintain(sockets, now);
+        }
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        self.conns
-            .iter()
-            .filter_map(|(_, c)| self.protocol.poll_at(c))
+        // Short of LISTEN sockets: a turn when the next connection may be evicted, before a SYN
+        // finds the pool empty.
+        let evict_at = |c| match self.short {
+            0 => None,
+            _ => Some(self.protocol.idle_since(c)? + EVICT_AFTER),
+        };
+        (self.conns.iter())
+            .flat_map(|(_, c)| [self.protocol.poll_at(c), evict_at(c)])
+            .flatten()
             .min()
     }
 

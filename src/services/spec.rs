@@ -57,7 +57,7 @@ pub struct ServicesConfig {
     pub tcp: ListenerConfig,
     /// Buffers of each UDP service.
     pub udp: UdpBuffers,
-    /// How the HTTP services serve (root, idle timeout, backlog).
+    /// How the HTTP services serve (root, timeouts, backlog).
     pub http: HttpConfig,
 }
 
@@ -107,10 +107,8 @@ fn build<D: Device, C: Clock>(
         ServiceSpec::UdpEcho(p) => Box::new(UdpEcho::new(sockets, p, config.udp, &addrs)),
         ServiceSpec::Http(p) => {
             let http = http(&config.http, host.status(), host.clock().now())?;
-            let backlog = config.http.backlog;
             let cfg = ListenerConfig {
-                backlog,
-                max_sockets: tcp.max_sockets.max(backlog),
+                backlog: config.http.backlog,
                 ..tcp
             };
             Box::new(TcpService::new(host.sockets_mut(), p, cfg, http))
@@ -133,7 +131,7 @@ pub fn http(config: &HttpConfig, board: &StatusBoard, now: Instant) -> Result<Ht
             .as_secs();
         wall.saturating_sub(now.secs().max(0) as u64)
     });
-    Ok(Http::new(content, config.idle_timeout, epoch))
+    Ok(Http::new(content, config.idle_timeout, epoch).with_header_timeout(config.header_timeout))
 }
 
 #[cfg(test)]

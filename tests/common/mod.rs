@@ -250,8 +250,23 @@ impl Tunhost {
 
     /// `PROGRAM ARGS` (an example, say), once a stderr line starts with `ready`.
     pub fn start_program(program: &str, args: &[&str], ready: &str) -> Tunhost {
-        let argv = [&[program], args].concat();
-        let mut child = spawn(&argv, Stdio::null(), Stdio::piped());
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdout(Stdio::null());
+        Tunhost::from_command(cmd, ready)
+    }
+
+    /// A command set up by the caller (stdin, stderr and the rest are the harness's), once a
+    /// stderr line starts with `ready`.
+    pub fn from_command(mut cmd: Command, ready: &str) -> Tunhost {
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.get_program()));
         let err = lines(child.stderr.take().expect("piped stderr"));
         let mut t = Tunhost {
             child: Guard(child),

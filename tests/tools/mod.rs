@@ -153,10 +153,12 @@ pub fn tshark_fields(file: &str, filter: &str, fields: &[&str]) -> Vec<Vec<Strin
         .collect()
 }
 
-/// Read a capture with the library.
+/// Read a capture with the library: it must be whole (no record skipped, not cut short).
 pub fn read_capture(path: &str) -> Capture {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    Capture::parse(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"))
+    let cap = Capture::parse(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(cap.damage.is_clean(), "{path}: {}", cap.damage);
+    cap
 }
 
 /// Whether an IPv4 packet (no link header) is an ICMP echo reply; its ICMP bytes if so.

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, geteuid};
+use tunhost::fuzzing::capture_files as files;
 use tunhost::pcap::Capture;
 
 use crate::{Context, Result, read};
@@ -303,4 +304,111 @@ fn closed_port() -> Result {
     let u = udp(9)?;
     u.send(b"anyone there?").context("send to 192.0.2.2:9")?;
     refused("UDP to 192.0.2.2:9", u.recv(&mut [0; 16]))
+}
+
+/// A capture of captures/ made from another by putting its packets under another link header
+/// (link types that a Linux TUN/TAP device never has): its name, its format, the pcap link type
+/// and the header before each IP packet.
+type Derived = (&'static str, Format, u32, &'static [u8]);
+
+/// Classic pcap or pcapng, for [`DERIVED`].
+#[derive(Clone, Copy)]
+enum Format {
+    Pcap,
+    PcapNg,
+}
+
+/// The source of the derived captures: the kernel's tcpdump on `tun0` (Raw IP).
+const DERIVED_FROM: &str = "ping-tcpdump.pcap";
+
+#[rustfmt::skip]
+const DERIVED: &[Derived] = &[
+    // BSD loopback: AF_INET in the byte order of the writer (a little-endian machine).
+    ("ping-null.pcap", Format::Pcap, 0, &[2, 0, 0, 0]),
+    // OpenBSD loopback: AF_INET in network byte order.
+    ("ping-loop.pcap", Format::Pcap, 108, &[0, 0, 0, 2]),
+    // PPP: address 0xff, control 0x03, protocol 0x0021 (IPv4).
+    ("ping-ppp.pcapng", Format::PcapNg, 9, &[0xff, 0x03, 0x00, 0x21]),
+];
+
+/// Write the derived captures of captures/ (see captures/README.md): [`DERIVED_FROM`]'s packets,
+/// with the same times, under the link headers of [`DERIVED`]. Needs no privileges; the same
+/// source gives the same bytes.
+pub(crate) fn derive(root: &Path) -> Result {
+    let dir = root.join("captures");
+    let source = dir.join(DERIVED_FROM);
+    let cap = Capture::parse(&read(&source)?).context(source.display())?;
+    for &(name, format, linktype, header) in DERIVED {
+        let packets: Vec<(Duration, Vec<u8>)> = cap
+            .packets
+            .iter()
+            .map(|p| (p.timestamp, [header, &p.data[..]].concat()))
+            .collect();
+        let bytes = match format {
+            Format::Pcap => pcap_file(linktype, &packets),
+            Format::PcapNg => pcapng_file(linktype as u16, &packets),
+        };
+        crate::write(&dir.join(name), &bytes)?;
+        eprintln!("captures/{name}: {} packets", packets.len());
+    }
+    Ok(())
+}
+
+/// A classic pcap file (microseconds).
+fn pcap_file(linktype: u32, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
+    let mut f = files::pcap_header(linktype);
+    for (t, p) in packets {
+        files::pcap_record(&mut f, t.as_secs() as u32, t.subsec_micros(), p);
+    }
+    f
+}
+
+/// A pcapng file: one section, one interface (`ppp0`, microseconds), one Enhanced Packet Block
+/// each. The interface's options end without opt_endofopt: some writers leave it out, and
+/// tshark reads such lists.
+fn pcapng_file(linktype: u16, packets: &[(Duration, Vec<u8>)]) -> Vec<u8> {
+    let mut f = files::pcapng_shb(&[]);
+    let options = [
+        files::pcapng_option(2, b"ppp0"),
+        files::pcapng_option(9, &[6]),
+    ]
+    .concat();
+    f.extend(files::pcapng_idb(linktype, &options));
+    for (t, p) in packets {
+        f.extend(files::pcapng_epb(0, t.as_micros() as u64, p, &[]));
+    }
+    f
+}
+
+/// Seeds of the capture fuzz targets with what captures from the wild have and captures/ does
+/// not: [`DERIVED_FROM`]'s packets under a link type with its upper bits set, in Ethernet frames
+/// with a VLAN tag and an FCS (said by the link type's FCS bits), and with a microseconds field
+/// of a second or more.
+pub(crate) fn wild_seeds(root: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let source = root.join("captures").join(DERIVED_FROM);
+    let cap = Capture::parse(&read(&source)?).context(source.display())?;
+    let packets = |header: &[u8], trailer: &[u8]| -> Vec<(Duration, Vec<u8>)> {
+        cap.packets
+            .iter()
+            .map(|p| (p.timestamp, [header, &p.data[..], trailer].concat()))
+            .collect()
+    };
+    let vlan = [&[
+        2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x81, 0x00, 0x00, 0x0a, 0x08, 0x00,
+    ][..]]
+    .concat();
+    let mut subsecond = pcap_file(101, &packets(&[], &[]));
+    // The first record's microseconds field: 1.5 s.
+    subsecond[24 + 4..24 + 8].copy_from_slice(&1_500_000u32.to_le_bytes());
+    Ok(vec![
+        (
+            "wild-linktype-bits.pcap".into(),
+            pcap_file(0x3000_0065, &packets(&[], &[])),
+        ),
+        (
+            "wild-vlan-fcs.pcap".into(),
+            pcap_file(0x2400_0001, &packets(&vlan, &[0; 4])),
+        ),
+        ("wild-subsecond.pcap".into(), subsecond),
+    ])
 }

@@ -4,6 +4,7 @@
 //! cargo xtask seeds                                    # fuzz/corpus/ seeds, anew
 //! cargo xtask fix-checksums --medium ip IN OUT         # a fuzz find, as a normal build reads it
 //! sudo -E env "PATH=$PATH" cargo xtask captures        # captures/, recorded anew
+//! cargo xtask derive-captures                          # captures/ping-{null,loop,ppp}.*
 //! ```
 
 mod captures;
@@ -43,7 +44,9 @@ enum Command {
     /// ingress_ip and ingress_ethernet get `seed-*` files from a scripted peer that talks to the
     /// targets' deterministic host (tunhost::fuzzing::seeds), http_request gets ordinary requests
     /// and the classic ways out of a web root (tunhost::fuzzing::http_seeds), replay and
-    /// pcap_reader get copies of captures/*.pcap* (pcap_reader also cut-short ones). Files of the
+    /// pcap_reader get copies of captures/*.pcap* (pcap_reader also cut-short ones) and `wild-*`
+    /// variants of ping-tcpdump.pcap (link type upper bits, VLAN and FCS, a microseconds field
+    /// of a second or more). Files of the
     /// same name are overwritten, others left alone. The same sources give the same bytes: on an
     /// unchanged tree `git status` shows at most the seeds that `fuzz/make-corpus.sh` (which runs
     /// this, then `cargo fuzz cmin`) had dropped as redundant.
@@ -77,6 +80,13 @@ enum Command {
     /// documentation ranges (192.0.2.0/24, 198.51.100.0/24). Then `cargo test --test replay`
     /// checks the new captures; `git checkout captures/` takes them back.
     Captures,
+    /// Write the captures of captures/ that are derived from another (no privileges needed).
+    ///
+    /// ping-null.pcap, ping-loop.pcap and ping-ppp.pcapng: the packets of ping-tcpdump.pcap,
+    /// with the same times, under a BSD loopback (DLT_NULL, DLT_LOOP) or PPP header, the link
+    /// types a Linux TUN/TAP device never has (see captures/README.md). `captures` runs this
+    /// too, after recording ping-tcpdump.pcap anew.
+    DeriveCaptures,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -122,7 +132,8 @@ fn main() -> ExitCode {
             input,
             output,
         } => fix_checksums(medium, &input, &output),
-        Command::Captures => captures::record(root()),
+        Command::Captures => captures::record(root()).and_then(|()| captures::derive(root())),
+        Command::DeriveCaptures => captures::derive(root()),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -163,6 +174,10 @@ fn seeds(corpus: &Path) -> Result {
             let short = bytes.get(..cut).unwrap_or(&bytes).to_vec();
             files.push(("pcap_reader", format!("{name}.cut{cut}"), short));
         }
+        files.push(("pcap_reader", name.clone(), bytes.clone()));
+        files.push(("replay", name, bytes));
+    }
+    for (name, bytes) in captures::wild_seeds(root())? {
         files.push(("pcap_reader", name.clone(), bytes.clone()));
         files.push(("replay", name, bytes));
     }

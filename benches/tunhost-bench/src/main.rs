@@ -10,7 +10,8 @@
 //! - the benchmark process moves into a network namespace of its own (anonymous: it vanishes
 //!   with the process); the kernel client (std sockets) runs there, pinned to CPU 0;
 //! - each server is a child process pinned to CPU 1 that dies with the benchmark
-//!   (`PR_SET_PDEATHSIG`): `tunhost serve` on a TUN device (with offloads, with `--no-offload`,
+//!   (`PR_SET_PDEATHSIG`): `tunhost serve` on a TUN device (with offloads and its sandbox, with
+//!   `--no-sandbox`, with `--no-offload`,
 //!   with tracing when the binary has `--pcap`), stock smoltcp's `phy::TunTapInterface` with a
 //!   minimal server from the same smoltcp ([`servers::stock`]), and kernel TCP on the far end of a
 //!   veth pair, in the child's own namespace ([`servers::kernel`]);
@@ -25,6 +26,7 @@
 mod badlink;
 mod client;
 mod servers;
+mod slow;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
@@ -57,7 +59,7 @@ struct Args {
     /// The tunhost binary. [default: `tunhost` next to this binary]
     #[arg(long, value_name = "PATH")]
     tunhost: Option<std::path::PathBuf>,
-    /// Measure only these targets (comma-separated: tunhost,no-offload,traced,stock,kernel).
+    /// Measure only these targets (comma-separated: tunhost,no-sandbox,no-offload,traced,stock,kernel).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Measure only the MTU 1500 rows.
@@ -135,14 +137,16 @@ impl Test {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Target {
     Tunhost,
+    NoSandbox,
     NoOffload,
     Traced,
     Stock,
     Kernel,
 }
 
-const TARGETS: [Target; 5] = [
+const TARGETS: [Target; 6] = [
     Target::Tunhost,
+    Target::NoSandbox,
     Target::NoOffload,
     Target::Traced,
     Target::Stock,
@@ -153,6 +157,7 @@ impl Target {
     fn name(self) -> &'static str {
         match self {
             Target::Tunhost => "tunhost",
+            Target::NoSandbox => "no-sandbox",
             Target::NoOffload => "no-offload",
             Target::Traced => "traced",
             Target::Stock => "stock",
@@ -165,6 +170,7 @@ impl Target {
         match self {
             Target::Tunhost => ("thb-t", [192, 0, 2, 2].into(), [192, 0, 2, 1].into()),
             Target::NoOffload => ("thb-n", [198, 18, 1, 2].into(), [198, 18, 1, 1].into()),
+            Target::NoSandbox => ("thb-x", [198, 18, 3, 2].into(), [198, 18, 3, 1].into()),
             Target::Traced => ("thb-p", [198, 18, 2, 2].into(), [198, 18, 2, 1].into()),
             Target::Stock => ("thb-s", [203, 0, 113, 2].into(), [203, 0, 113, 1].into()),
             Target::Kernel => ("thb-v0", [198, 51, 100, 2].into(), [198, 51, 100, 1].into()),
@@ -176,6 +182,8 @@ impl Target {
         match self {
             Target::Tunhost => Some(vec![]),
             Target::NoOffload => Some(vec!["--no-offload".into()]),
+            // The same host without the privilege drop and the seccomp filter.
+            Target::NoSandbox => Some(vec!["--no-sandbox".into()]),
             // Tracing: the one line to change if the flags of the tracing branch differ.
             Target::Traced => Some(vec![
                 "--pcap".into(),
@@ -191,6 +199,7 @@ impl Target {
     fn needs_flag(self) -> Option<&'static str> {
         match self {
             Target::NoOffload => Some("--no-offload"),
+            Target::NoSandbox => Some("--no-sandbox"),
             Target::Traced => Some("--pcap"),
             _ => None,
         }
@@ -338,7 +347,7 @@ fn bench(args: &Args) -> Res<bool> {
         };
         let mut servers = Vec::new();
         for &t in &available {
-            if t == Target::Traced && mtu != 1500 {
+            if matches!(t, Target::Traced | Target::NoSandbox) && mtu != 1500 {
                 continue;
             }
             servers.push(Server::start(t, mtu, &tunhost, &pcap)?);
@@ -370,8 +379,9 @@ fn bench(args: &Args) -> Res<bool> {
         }
         drop(servers);
     }
+    let slow_row = slow::measure_row(&tunhost, &available, args.smoke, reps, secs);
     println!("finished {} (load {})\n", utc_now(), loadavg());
-    let ok = print_table(&rows, &available, &missing);
+    let ok = print_table(&rows, &available, &missing) & slow_row.print(&available);
     if args.smoke {
         if ok {
             println!("smoke: every row produced a number");
@@ -410,6 +420,7 @@ fn print_table(rows: &[Row], available: &[Target], missing: &[Target]) -> bool {
     let mut ok = true;
     let cols = [
         Target::Tunhost,
+        Target::NoSandbox,
         Target::NoOffload,
         Target::Traced,
         Target::Stock,
@@ -417,14 +428,17 @@ fn print_table(rows: &[Row], available: &[Target], missing: &[Target]) -> bool {
     ];
     let mut out = String::new();
     out.push_str(
-        "| test | MTU | tunhost | tunhost --no-offload | tunhost traced | stock smoltcp | kernel veth | tunhost/kernel | tunhost/stock | traced/tunhost |\n",
+        "| test | MTU | tunhost | tunhost --no-sandbox | tunhost --no-offload | tunhost traced | stock smoltcp | kernel veth | tunhost/kernel | tunhost/stock | traced/tunhost | sandbox: tunhost/no-sandbox |\n",
     );
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let mut line = format!("| {} | {} |", r.test.label(), r.mtu);
         for t in cols {
-            let applies = t != Target::Traced
-                || (r.mtu == 1500 && matches!(r.test, Test::BulkIn | Test::BulkOut));
+            let applies = match t {
+                Target::Traced => r.mtu == 1500 && matches!(r.test, Test::BulkIn | Test::BulkOut),
+                Target::NoSandbox => r.mtu == 1500,
+                _ => true,
+            };
             let cell = if !applies {
                 "–".to_string()
             } else if missing.contains(&t) {
@@ -450,6 +464,7 @@ fn print_table(rows: &[Row], available: &[Target], missing: &[Target]) -> bool {
             (Target::Tunhost, Target::Kernel),
             (Target::Tunhost, Target::Stock),
             (Target::Traced, Target::Tunhost),
+            (Target::Tunhost, Target::NoSandbox),
         ] {
             let cell = match (m(a), m(b)) {
                 (Some(x), Some(y)) => r.test.ratio(x, y),
@@ -536,15 +551,7 @@ impl Server {
                 "19",
             ])
             .args(flags);
-            let child = serve_child(cmd)?;
-            return Ok(Server {
-                target,
-                child,
-                addr,
-                tun: Some(dev.to_string()),
-                _stdin: None,
-                persistent: None,
-            });
+            return Server::tunhost(target, cmd);
         }
         match target {
             Target::Stock => {
@@ -616,6 +623,20 @@ impl Server {
             }
             _ => unreachable!("tunhost targets handled above"),
         }
+    }
+
+    /// Start `cmd`, a `tunhost serve` on the device of `target`, and wait for its banner.
+    fn tunhost(target: Target, cmd: Command) -> Res<Server> {
+        let (dev, addr, _) = target.net();
+        let child = serve_child(cmd)?;
+        Ok(Server {
+            target,
+            child,
+            addr,
+            tun: Some(dev.to_string()),
+            _stdin: None,
+            persistent: None,
+        })
     }
 
     fn measure(&self, test: Test, secs: f64) -> Res<Sample> {

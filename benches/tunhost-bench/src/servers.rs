@@ -168,6 +168,9 @@ pub fn kernel(dev: &str, addr: IpCidr, mtu: u32) -> ! {
             }
         }
     });
+    // HTTP on 80 for the row "slow HTTP clients".
+    let http = TcpListener::bind((ip, 80)).expect("bind 80");
+    std::thread::spawn(move || crate::slow::serve_http(http));
     println!("ready");
     let _ = std::io::stdout().flush();
     std::thread::sleep(MAX_LIFETIME);

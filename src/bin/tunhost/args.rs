@@ -10,7 +10,8 @@ use tunhost::link::kernel::network;
 use tunhost::link::{Conflict, KernelView, Kind, TunTapConfig, tuntap};
 use tunhost::live::{TraceSpec, TraceTarget};
 use tunhost::pcap::{Format, TraceConfig};
-use tunhost::services::http::{DEFAULT_BACKLOG, HttpConfig};
+use tunhost::services::http::HttpConfig;
+use tunhost::services::listener::{DEFAULT_BACKLOG, DEFAULT_MAX_SOCKETS};
 use tunhost::services::{ListenerConfig, ServiceSpec, ServicesConfig};
 use tunhost::smoltcp::time::Duration;
 use tunhost::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
@@ -64,18 +65,27 @@ pub(crate) struct DeviceArgs {
 
     /// The host's own address and prefix, e.g. 192.0.2.2/24 (repeat for a second address,
     /// e.g. 2001:db8::2/64). Refused if another interface of the machine has it, or a subnet or
-    /// route that overlaps it. [default: in the subnet of --peer, or of the kernel side of an
-    /// existing device; else .2 of the first of 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24
-    /// that the machine does not use]
-    #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
-    addr: Vec<IpCidr>,
+    /// route that overlaps it. [default: in the subnet of each --peer, or of the kernel side of
+    /// an existing device; else dual stack: .2 of the first of 192.0.2.0/24, 198.51.100.0/24,
+    /// 203.0.113.0/24 and ::2 of the first of 2001:db8::/64, 2001:db8:1::/64, 2001:db8:2::/64
+    /// that the machine does not use (IPv4 only when the machine has IPv6 off)]
+    /// `dhcp` (on TAP): take the IPv4 address, prefix, gateway and DNS servers from a DHCP
+    /// server on the kernel side, and renew the lease.
+    #[arg(long, value_name = "CIDR|dhcp", value_parser = parse_addr, help_heading = "Addresses")]
+    addr: Vec<AddrArg>,
 
-    /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24. Refused
-    /// like --addr. Without it the kernel side is left as configured (`ip addr add 192.0.2.1/24
-    /// dev tun0`); with no device flag it is in the subnet of the host's first address (.1 of
-    /// the default range).
+    /// With --addr dhcp: treat a lease as at most SECONDS long (renew at half of it), whatever
+    /// the server grants.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_secs, help_heading = "Addresses")]
+    dhcp_max_lease: Option<f64>,
+
+    /// Give the kernel side of the device this address and prefix, e.g. 192.0.2.1/24; once per
+    /// address family (add 2001:db8::1/64 for IPv6). Refused like --addr. With a device named
+    /// (--tun/--tap) and no --peer, the kernel side is left as configured (`ip addr add
+    /// 192.0.2.1/24 dev tun0`); without one, each family of the host's addresses gets its
+    /// kernel side in the host's subnet (.1, ::1).
     #[arg(long, value_name = "CIDR", value_parser = parse_cidr, help_heading = "Addresses")]
-    peer: Option<IpCidr>,
+    peer: Vec<IpCidr>,
 
     /// Default gateway of the host, for peers outside its subnet, e.g. 192.0.2.1.
     #[arg(long, value_name = "IP", value_parser = parse_ip, help_heading = "Addresses")]
@@ -100,14 +110,32 @@ pub(crate) struct Resolved {
 }
 
 impl DeviceArgs {
-    /// The host's configuration on `addrs`, with this gateway and MAC.
+    /// The host's configuration on `addrs`, with this gateway and MAC (and DHCP if asked).
     pub(crate) fn host_config(&self, addrs: Vec<IpCidr>) -> tunhost::Config {
         tunhost::Config {
             addrs,
             gateway: self.gateway,
             mac: self.mac,
+            dhcp: self.dhcp().then(|| tunhost::host::Dhcp {
+                max_lease: self.dhcp_max_lease.map(duration),
+            }),
             ..tunhost::Config::default()
         }
+    }
+
+    /// Whether `--addr dhcp` was given.
+    pub(crate) fn dhcp(&self) -> bool {
+        self.addr.iter().any(|a| matches!(a, AddrArg::Dhcp))
+    }
+
+    /// The addresses given with `--addr` (not `dhcp`).
+    fn addrs_given(&self) -> Vec<IpCidr> {
+        (self.addr.iter())
+            .filter_map(|a| match a {
+                AddrArg::Cidr(c) => Some(*c),
+                AddrArg::Dhcp => None,
+            })
+            .collect()
     }
 
     /// The device to open and the host's addresses, with the CLI's defaults filled in and checked
@@ -115,11 +143,39 @@ impl DeviceArgs {
     /// been reported: its exit code (2 for an address in use, 1 if they cannot be read).
     pub(crate) fn resolve(&self) -> Result<Resolved, ExitCode> {
         let kernel = KernelView::read().map_err(|e| crate::fail(tunhost::Error::from(e)))?;
-        self.resolve_in(&kernel).map_err(crate::usage)
+        self.resolve_in(&kernel, ipv6_on()).map_err(crate::usage)
     }
 
-    /// [`DeviceArgs::resolve`] on a given view of the machine.
-    fn resolve_in(&self, kernel: &KernelView) -> Result<Resolved, String> {
+    /// [`DeviceArgs::resolve`] on a given view of the machine; `ipv6`: whether a new device gets
+    /// IPv6 (for the dual-stack default).
+    fn resolve_in(&self, kernel: &KernelView, ipv6: bool) -> Result<Resolved, String> {
+        for (fam, v6) in [("IPv4", false), ("IPv6", true)] {
+            let same: Vec<String> = (self.peer.iter())
+                .filter(|p| is_v6(p) == v6)
+                .map(|p| p.to_string())
+                .collect();
+            if same.len() > 1 {
+                return Err(format!(
+                    "--peer {} and --peer {}: one kernel-side address per family ({fam})",
+                    same[0], same[1]
+                ));
+            }
+        }
+        if self.dhcp() {
+            if self.tap.is_none() {
+                return Err(
+                    "--addr dhcp needs a TAP device (DHCP runs over Ethernet): add --tap NAME"
+                        .into(),
+                );
+            }
+            if let Some(a) = self.addrs_given().iter().find(|a| !is_v6(a)) {
+                return Err(format!(
+                    "--addr dhcp and --addr {a}: the IPv4 address comes from DHCP"
+                ));
+            }
+        } else if self.dhcp_max_lease.is_some() {
+            return Err("--dhcp-max-lease is for --addr dhcp".into());
+        }
         let named = self.tun.is_some() || self.tap.is_some();
         let (name, kind) = match (&self.tun, &self.tap) {
             (_, Some(tap)) => (tap.clone(), Kind::Tap),
@@ -133,9 +189,21 @@ impl DeviceArgs {
         dev.mtu = self.mtu;
         dev.txqueuelen = self.txqueuelen;
         dev.offload = !self.no_offload;
-        let (addrs, moved) = self.host_addrs(kernel, &dev.name)?;
-        dev.peer = self.peer.or_else(|| (!named).then(|| partner(addrs[0])));
-        if let Some(peer) = dev.peer {
+        let (addrs, moved) = self.host_addrs(kernel, &dev.name, ipv6 && !named)?;
+        dev.peers = self.peer.clone();
+        if !named {
+            // Each family of the host's addresses without a --peer: its kernel side in the
+            // subnet of the host's first address of that family.
+            for v6 in [false, true] {
+                if dev.peers.iter().any(|p| is_v6(p) == v6) {
+                    continue;
+                }
+                if let Some(&a) = addrs.iter().find(|a| is_v6(a) == v6) {
+                    dev.peers.push(partner(a));
+                }
+            }
+        }
+        for peer in &dev.peers {
             if addrs.iter().any(|a| a.address() == peer.address()) {
                 return Err(format!(
                     "--peer {peer} and --addr use the same address: the kernel side and the \
@@ -154,11 +222,15 @@ impl DeviceArgs {
         &self,
         kernel: &KernelView,
         device: &str,
+        dual: bool,
     ) -> Result<(Vec<IpCidr>, Option<String>), String> {
         if !self.addr.is_empty() {
-            return Ok((self.addr.clone(), None));
+            return Ok((self.addrs_given(), None));
         }
-        if let Some(near) = self.peer.or_else(|| kernel.addrs_of(device).next()) {
+        if !self.peer.is_empty() {
+            return Ok((self.peer.iter().map(|&p| partner(p)).collect(), None));
+        }
+        if let Some(near) = kernel.addrs_of(device).next() {
             return Ok((vec![partner(near)], None));
         }
         let (range, taken) = first_free(kernel, device, &DEFAULT_RANGES);
@@ -169,8 +241,19 @@ impl DeviceArgs {
                 in_use(&taken)
             ));
         };
-        let moved = (!taken.is_empty()).then(|| in_use(&taken));
-        Ok((vec![nth(range, 2)], moved))
+        let mut moved = (!taken.is_empty()).then(|| in_use(&taken));
+        let mut addrs = vec![nth(range, 2)];
+        if dual {
+            let (range6, taken6) = first_free(kernel, device, &IPV6_RANGES);
+            // No free IPv6 range (unlikely): the host is IPv4 only, and the start line says why.
+            let why6 = (!taken6.is_empty()).then(|| in_use(&taken6));
+            moved = match (moved, why6) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or(b),
+            };
+            addrs.extend(range6.map(|r| nth(r, 2)));
+        }
+        Ok((addrs, moved))
     }
 
     /// Refuse addresses that another interface of the machine uses (see [`KernelView::conflict`]),
@@ -184,9 +267,12 @@ impl DeviceArgs {
         let name = dev.name.as_str();
         // What was asked for first, then the defaults that follow from it: the message names
         // the address the user gave when that is the one at fault.
-        let given = (self.peer.iter().map(|&p| (format!("--peer {p}"), p)))
-            .chain(self.addr.iter().map(|&a| (format!("--addr {a}"), a)));
-        let defaults = (dev.peer.iter().filter(|_| self.peer.is_none()))
+        let given = (self.peer.iter().map(|&p| (format!("--peer {p}"), p))).chain(
+            self.addrs_given()
+                .into_iter()
+                .map(|a| (format!("--addr {a}"), a)),
+        );
+        let defaults = (dev.peers.iter().filter(|p| !self.peer.contains(p)))
             .map(|&p| (format!("the kernel side's address {p}"), p))
             .chain(
                 (addrs.iter().filter(|_| self.addr.is_empty()))
@@ -267,6 +353,19 @@ fn nth(subnet: IpCidr, n: u8) -> IpCidr {
     }
 }
 
+/// Whether `cidr` is IPv6.
+fn is_v6(cidr: &IpCidr) -> bool {
+    matches!(cidr, IpCidr::Ipv6(_))
+}
+
+/// Whether a device made now gets IPv6: the kernel has it and new interfaces do not start with
+/// it off (`net.ipv6.conf.default.disable_ipv6`).
+fn ipv6_on() -> bool {
+    std::path::Path::new("/proc/net/if_inet6").exists()
+        && std::fs::read_to_string("/proc/sys/net/ipv6/conf/default/disable_ipv6")
+            .is_ok_and(|v| v.trim() == "0")
+}
+
 /// Another address in the subnet of `cidr`, for the other end of the device: .1, or .2 if
 /// `cidr` is .1 (`::1` and `::2` in IPv6).
 pub(crate) fn partner(cidr: IpCidr) -> IpCidr {
@@ -315,14 +414,22 @@ pub(crate) struct ServiceArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs, help_heading = "HTTP")]
     http_idle_timeout: f64,
 
-    /// TCP connections that can wait for the host per port (sockets kept in LISTEN), e.g. 256.
-    /// [default: 64, and 128 on HTTP ports]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Tuning")]
-    backlog: Option<u32>,
+    /// Answer 408 and close when a request head has not arrived whole SECONDS after its first
+    /// byte, however slowly it trickles (as nginx's client_header_timeout).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0, value_parser = parse_secs, help_heading = "HTTP")]
+    http_header_timeout: f64,
 
-    /// Most TCP sockets per service port (listening + open + closing), e.g. 1024. Bounds memory:
-    /// each socket has a receive and a transmit buffer of --socket-buffer bytes.
-    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
+    /// TCP handshakes that can be in flight per port at once (SYN received, not yet
+    /// established), as the backlog of listen(2), e.g. 256. Sockets are put in LISTEN 64 at a
+    /// time as SYNs take them.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG as u32, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
+    backlog: u32,
+
+    /// Most TCP connections per service port (handshakes + open + closing; 64 sockets kept in
+    /// LISTEN come on top), e.g. 1024. When all are in use, closing ones are taken back and the
+    /// HTTP connections idle longest are reset to make room. Bounds memory: each socket has a
+    /// receive and a transmit buffer of --socket-buffer bytes.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SOCKETS as u32, value_parser = clap::value_parser!(u32).range(1..=65535), help_heading = "Tuning")]
     max_connections: u32,
 
     /// Receive and transmit buffer of each TCP socket, in bytes, e.g. 65536. Bulk throughput is
@@ -358,14 +465,12 @@ impl ServiceArgs {
                 ServiceSpec::Http(80),
             ];
         }
-        let backlog = self
-            .backlog
-            .map_or(ListenerConfig::default().backlog, |b| b as usize);
+        let backlog = self.backlog as usize;
         ServicesConfig {
             services,
             tcp: ListenerConfig {
                 backlog,
-                max_sockets: (self.max_connections as usize).max(backlog),
+                max_sockets: self.max_connections as usize,
                 rx_buffer: self.socket_buffer as usize,
                 tx_buffer: self.socket_buffer as usize,
                 ..ListenerConfig::default()
@@ -373,7 +478,8 @@ impl ServiceArgs {
             http: HttpConfig {
                 root: self.root.clone(),
                 idle_timeout: duration(self.http_idle_timeout),
-                backlog: self.backlog.map_or(DEFAULT_BACKLOG, |b| b as usize),
+                header_timeout: duration(self.http_header_timeout),
+                backlog,
                 epoch: None,
                 dotfiles: self.dotfiles,
             },
@@ -456,6 +562,22 @@ fn parse_name(s: &str) -> Result<String, String> {
     tuntap::validate_name(s)
         .map(|_| s.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// An `--addr`: an address and prefix, or `dhcp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AddrArg {
+    Cidr(IpCidr),
+    Dhcp,
+}
+
+fn parse_addr(s: &str) -> Result<AddrArg, String> {
+    if s.eq_ignore_ascii_case("dhcp") {
+        return Ok(AddrArg::Dhcp);
+    }
+    parse_cidr(s)
+        .map(AddrArg::Cidr)
+        .map_err(|e| format!("{e}, or dhcp"))
 }
 
 pub(crate) fn parse_cidr(s: &str) -> Result<IpCidr, String> {
@@ -544,11 +666,12 @@ mod tests {
 
     fn resolve(args: &[&str], kernel: &KernelView) -> Result<Resolved, String> {
         let cli = Cli::try_parse_from([&["tunhost"], args].concat()).unwrap();
-        cli.device.resolve_in(kernel)
+        cli.device.resolve_in(kernel, false)
     }
 
-    fn hosts(r: &Resolved) -> (Vec<IpCidr>, Option<IpCidr>) {
-        (r.addrs.clone(), r.dev.peer)
+    /// The host's addresses and the kernel side's.
+    fn hosts(r: &Resolved) -> (Vec<IpCidr>, Vec<IpCidr>) {
+        (r.addrs.clone(), r.dev.peers.clone())
     }
 
     #[test]
@@ -556,13 +679,13 @@ mod tests {
         let free = resolve(&[], &KernelView::default()).unwrap();
         assert_eq!(
             hosts(&free),
-            (vec![cidr("192.0.2.2/24")], Some(cidr("192.0.2.1/24")))
+            (vec![cidr("192.0.2.2/24")], vec![cidr("192.0.2.1/24")])
         );
         assert_eq!(free.moved, None);
         let r = resolve(&[], &machine(&[])).unwrap();
         assert_eq!(
             hosts(&r),
-            (vec![cidr("198.51.100.2/24")], Some(cidr("198.51.100.1/24")))
+            (vec![cidr("198.51.100.2/24")], vec![cidr("198.51.100.1/24")])
         );
         assert_eq!(r.moved.as_deref(), Some("192.0.2.0/24 is in use on eth0"));
         let r = resolve(&[], &machine(&["198.51.100.0/23"])).unwrap();
@@ -621,18 +744,79 @@ mod tests {
     }
 
     #[test]
+    fn no_address_flag_is_dual_stack_when_the_machine_has_ipv6() {
+        let dual = |args: &[&str], m: &KernelView| {
+            let cli = Cli::try_parse_from([&["tunhost"], args].concat()).unwrap();
+            cli.device.resolve_in(m, true)
+        };
+        let r = dual(&[], &KernelView::default()).unwrap();
+        assert_eq!(
+            hosts(&r),
+            (
+                vec![cidr("192.0.2.2/24"), cidr("2001:db8::2/64")],
+                vec![cidr("192.0.2.1/24"), cidr("2001:db8::1/64")]
+            )
+        );
+        assert_eq!(r.moved, None);
+        // A taken IPv6 range moves the IPv6 side only, and says so.
+        let mut m = machine(&[]);
+        m.addrs.push(IfAddr {
+            interface: "eth0".into(),
+            cidr: cidr("2001:db8::5/64"),
+        });
+        let r = dual(&[], &m).unwrap();
+        assert_eq!(r.addrs, [cidr("198.51.100.2/24"), cidr("2001:db8:1::2/64")]);
+        assert_eq!(
+            r.moved.as_deref(),
+            Some("192.0.2.0/24 is in use on eth0; 2001:db8::/64 is in use on eth0")
+        );
+        // IPv6 off: IPv4 only, as before.
+        assert_eq!(resolve(&[], &KernelView::default()).unwrap().addrs.len(), 1);
+        // Addresses given: those families only, each with its kernel side.
+        let e = dual(
+            &["--addr", "203.0.113.2/24", "--addr", "2001:db8::2/64"],
+            &m,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("--addr 2001:db8::2/64: "), "{e}");
+        let r = dual(
+            &["--addr", "203.0.113.2/24", "--addr", "2001:db8:2::2/64"],
+            &m,
+        )
+        .unwrap();
+        assert_eq!(
+            r.dev.peers,
+            [cidr("203.0.113.1/24"), cidr("2001:db8:2::1/64")]
+        );
+        let r = dual(&["--addr", "203.0.113.2/24"], &m).unwrap();
+        assert_eq!(r.dev.peers, [cidr("203.0.113.1/24")]);
+        // --peer once per family; the host follows each.
+        let r = dual(
+            &["--peer", "203.0.113.1/24", "--peer", "2001:db8:2::1/64"],
+            &m,
+        )
+        .unwrap();
+        assert_eq!(r.addrs, [cidr("203.0.113.2/24"), cidr("2001:db8:2::2/64")]);
+        let e = dual(&["--peer", "203.0.113.1/24", "--peer", "198.18.0.1/24"], &m).unwrap_err();
+        assert_eq!(
+            e,
+            "--peer 203.0.113.1/24 and --peer 198.18.0.1/24: one kernel-side address per family (IPv4)"
+        );
+    }
+
+    #[test]
     fn one_address_flag_brings_the_other_into_its_subnet() {
         let m = machine(&[]);
         let r = resolve(&["--addr", "198.51.100.7/24"], &m).unwrap();
         assert_eq!(
             hosts(&r),
-            (vec![cidr("198.51.100.7/24")], Some(cidr("198.51.100.1/24")))
+            (vec![cidr("198.51.100.7/24")], vec![cidr("198.51.100.1/24")])
         );
         let r = resolve(&["--peer", "198.51.100.1/24"], &m).unwrap();
         assert_eq!(r.addrs, vec![cidr("198.51.100.2/24")]);
         // With a device named and no --peer, the kernel side is left as it is.
         let r = resolve(&["--tun", "tun0", "--addr", "198.51.100.7/24"], &m).unwrap();
-        assert_eq!(r.dev.peer, None);
+        assert_eq!(r.dev.peers, []);
     }
 
     #[test]
@@ -648,7 +832,7 @@ mod tests {
         });
         // tun9's own address and route are no conflict; with no address flag the host joins it.
         let r = resolve(&["--tun", "tun9"], &m).unwrap();
-        assert_eq!(hosts(&r), (vec![cidr("203.0.113.2/24")], None));
+        assert_eq!(hosts(&r), (vec![cidr("203.0.113.2/24")], vec![]));
         let r = resolve(&["--tun", "tun9", "--peer", "203.0.113.1/24"], &m).unwrap();
         assert_eq!(r.addrs, vec![cidr("203.0.113.2/24")]);
         // ... but the host cannot take the kernel side's own address.

@@ -5,6 +5,7 @@
 mod args;
 mod badlink;
 mod client;
+mod privileges;
 mod replay;
 mod serve;
 
@@ -20,6 +21,12 @@ use tunhost::replay::ReplayError;
 
 const AFTER_HELP: &str = "\
 Opening or creating a TUN/TAP device needs root or CAP_NET_ADMIN (e.g. `sudo tunhost serve`).
+Once the device, the trace and the files are open, the host runs as nobody (or --user), with no
+capability and a seccomp filter that allows only the system calls a host makes (--no-sandbox
+turns that off, for strace or gdb). No root at all: have root make a device for you, e.g.
+  sudo ip tuntap add dev tun9 mode tun user $USER && sudo ip addr add 203.0.113.1/24 dev tun9 \\
+    && sudo ip link set tun9 up
+then `tunhost serve --tun tun9 --addr 203.0.113.2/24` needs no privilege.
 
 Examples:
   sudo tunhost serve
@@ -160,8 +167,13 @@ impl From<Error> for Failure {
             Error::Link(LinkError::WrongKind { device, wanted }) => {
                 format!(" (use --{} {device}, or another name)", wanted.other())
             }
-            Error::Link(LinkError::Permission { .. }) => " (try sudo)".to_string(),
-            Error::Replay(ReplayError::UnknownMac) => ": give it with --mac".to_string(),
+            Error::Link(LinkError::Permission { .. }) if tunhost::sandbox::running_as_root() => {
+                String::new()
+            }
+            Error::Link(LinkError::Permission { device, .. }) => format!(
+                " (try sudo, or have root make {device} for you, configured and up: \
+                 ip tuntap add dev {device} mode tun user $USER; see tunhost --help)"
+            ),
             Error::Replay(ReplayError::MacOnIpCapture) => {
                 return Failure(
                     "--mac is for Ethernet captures; this capture holds IP packets (replayed \

@@ -5,11 +5,13 @@ use std::process::ExitCode;
 use clap::Args;
 use tunhost::Config;
 use tunhost::live::{Live, LiveHost};
+use tunhost::sandbox::Profile;
 use tunhost::smoltcp::time::Duration;
 use tunhost::smoltcp::wire::IpAddress;
 
 use crate::args::{DeviceArgs, LogArgs, ServiceArgs, TraceArgs, colons, partner};
 use crate::badlink::BadLinkArgs;
+use crate::privileges::SandboxArgs;
 use crate::{fail, finish_trace, init_logging, usage};
 
 #[derive(Args, Debug)]
@@ -33,6 +35,9 @@ pub(crate) struct ServeArgs {
     busy_poll: u32,
 
     #[command(flatten)]
+    privileges: SandboxArgs,
+
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -41,6 +46,10 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     let faults = match args.link.faults(args.services.seed) {
         Ok(f) => f,
         Err(msg) => return usage(msg),
+    };
+    let plan = match args.privileges.plan() {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let resolved = match args.device.resolve() {
         Ok(r) => r,
@@ -66,12 +75,18 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         Ok(h) => h,
         Err(e) => return fail(e),
     };
+    // Everything is open: from here on the host needs no privilege.
+    if let Err(code) = plan.apply(Profile::Host) {
+        return code;
+    }
     if !args.log.quiet {
         eprintln!(
-            "{}",
-            banner(&host, resolved.moved.as_deref(), args.services.seed)
+            "{}; {}",
+            banner(&host, resolved.moved.as_deref(), args.services.seed),
+            plan.describe()
         );
     }
+    plan.selftest();
     let result = host.run();
     let st = host.tuntap().stats();
     if host.host().device().is_active() {
@@ -101,15 +116,20 @@ fn banner(live: &LiveHost, moved: Option<&str>, seed: Option<u64>) -> String {
     let host = live.host();
     let t = live.tuntap().tuntap();
     let own = host.iface().ip_addrs();
-    let addrs: Vec<String> = own.iter().map(|a| a.to_string()).collect();
-    let first = own[0].address();
-    let kernel = match t.peer() {
-        Some(p) => format!("kernel side {}", p.address()),
-        None => format!(
+    let mut addrs: Vec<String> = own.iter().map(|a| a.to_string()).collect();
+    if host.config().dhcp.is_some() {
+        addrs.insert(0, "IPv4 by DHCP (the lease is logged when it comes)".into());
+    }
+    let first = own.first().map(|a| a.address());
+    let peers: Vec<String> = t.peers().iter().map(|p| p.address().to_string()).collect();
+    let kernel = match (peers.is_empty(), own.first()) {
+        (false, _) => format!("kernel side {}", peers.join(", ")),
+        (true, Some(&a)) => format!(
             "kernel side as configured; e.g. ip addr add {} dev {}",
-            partner(own[0]),
+            partner(a),
             t.name()
         ),
+        (true, None) => "kernel side as configured".to_string(),
     };
     let moved = moved.map(|m| format!("; {m}")).unwrap_or_default();
     let mac = host
@@ -137,18 +157,23 @@ fn banner(live: &LiveHost, moved: Option<&str>, seed: Option<u64>) -> String {
                 format!(":{p}")
             };
             match first {
-                IpAddress::Ipv6(a) => format!(", curl http://[{a}]{port}/"),
-                IpAddress::Ipv4(a) => format!(", curl http://{a}{port}/"),
+                Some(IpAddress::Ipv6(a)) => format!(", curl http://[{a}]{port}/"),
+                Some(IpAddress::Ipv4(a)) => format!(", curl http://{a}{port}/"),
+                None => String::new(),
             }
         })
         .unwrap_or_default();
+    let try_ping = first.map_or_else(
+        || "the address the DHCP line names".to_string(),
+        |a| format!("ping {a}"),
+    );
     // The secret of the ISNs (RFC 6528) follows from the seed: anyone who knows it can predict
     // them, and so spoof a handshake.
     let predictable = seed
         .map(|n| format!("; --seed {n}: TCP sequence numbers are predictable, for tests only"))
         .unwrap_or_default();
     format!(
-        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}{moved}); services: {}; try: ping {first}{curl}{predictable}",
+        "serving {} on {} {} (MTU {}{mac}, offload {}, {kernel}{moved}); services: {}; try: {try_ping}{curl}{predictable}",
         addrs.join(", "),
         t.kind(),
         t.name(),

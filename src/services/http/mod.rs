@@ -11,9 +11,14 @@
 //!   host ([`crate::host::status`]);
 //! - big files streamed from the file straight into the socket's send buffer as it frees up: a
 //!   connection holds an open file, never the file's contents;
-//! - 400 for malformed requests, 414 / 431 above the limits of [`request`], 408 and close for a
-//!   client that stops mid-request for longer than the idle timeout; an idle persistent
-//!   connection is closed after the same timeout.
+//! - 400 for malformed requests, 414 / 431 above the limits of [`request`]; 408 and close for a
+//!   client whose request head has not arrived whole within the header timeout of its first
+//!   byte, however slowly the bytes trickle (nginx's `client_header_timeout`), or that stops
+//!   mid-request for longer than the idle timeout; an idle persistent connection is closed after
+//!   the idle timeout;
+//! - under pressure (every socket of the port in use), the connections that have made no
+//!   progress the longest (no request head completed, no response byte sent) are reset to make
+//!   room for new ones ([`Protocol::idle_since`]).
 //!
 //! Not supported: request bodies (a request with one is answered, then the connection closed),
 //! ranges, compression, chunked responses, TLS.
@@ -42,8 +47,12 @@ use request::{MAX_HEAD, Method, Parsed, Request};
 /// The idle timeout unless configured: a connection that makes no progress for this long is
 /// closed.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The HTTP listener's backlog unless configured: enough for `ab -c 64` with room to spare.
-pub const DEFAULT_BACKLOG: usize = 128;
+/// The header timeout unless configured: a request head must arrive whole within this long of
+/// its first byte.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP listener's backlog unless configured (handshakes in flight at once): the same as
+/// every TCP port's, as Linux's `somaxconn`.
+pub const DEFAULT_BACKLOG: usize = super::listener::DEFAULT_BACKLOG;
 
 /// How the host runs its HTTP services.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +61,11 @@ pub struct HttpConfig {
     pub root: Option<PathBuf>,
     /// Close a connection that makes no progress for this long.
     pub idle_timeout: Duration,
-    /// Sockets kept in LISTEN on an HTTP port.
+    /// Answer 408 and close when a request head has not arrived whole this long after its first
+    /// byte.
+    pub header_timeout: Duration,
+    /// Most handshakes in flight at once on an HTTP port (see
+    /// [`ListenerConfig::backlog`](super::ListenerConfig::backlog)).
     pub backlog: usize,
     /// Wall-clock time (Unix seconds) of the host's `Instant::ZERO`, for `Date`; `None`: the host
     /// maps its clock to the system's wall clock when it builds the service.
@@ -66,6 +79,7 @@ impl Default for HttpConfig {
         HttpConfig {
             root: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
             backlog: DEFAULT_BACKLOG,
             epoch: None,
             dotfiles: false,
@@ -85,6 +99,7 @@ pub enum Content {
 pub struct Http {
     content: Content,
     idle_timeout: Duration,
+    header_timeout: Duration,
     /// Unix seconds at `Instant::ZERO`.
     epoch: u64,
     /// The `Date` value of the last second asked for.
@@ -103,6 +118,14 @@ pub struct Conn {
     close_after: bool,
     /// Last time a byte moved either way.
     last_progress: Instant,
+    /// When the first byte of the request head now being received arrived.
+    head_since: Option<Instant>,
+    /// The length of `inbuf` when its head was last found incomplete.
+    partial_at: Option<usize>,
+    /// Last time the connection did something useful: opened, a request head arrived whole, a
+    /// response byte was sent. What eviction ranks by: a byte of a head that never ends is not
+    /// progress.
+    last_done: Instant,
 }
 
 /// A response on its way out: its head, then its body.
@@ -202,15 +225,24 @@ fn uptime(d: Duration) -> String {
 
 impl Http {
     /// A server of `content`; `epoch` is the wall-clock time (Unix seconds) of the host's
-    /// `Instant::ZERO`.
+    /// `Instant::ZERO`. The header timeout is the idle timeout unless
+    /// [`Http::with_header_timeout`] sets it.
     pub fn new(content: Content, idle_timeout: Duration, epoch: u64) -> Http {
         Http {
             content,
             idle_timeout,
+            header_timeout: idle_timeout,
             epoch,
             date: (u64::MAX, String::new()),
             served: 0,
         }
+    }
+
+    /// Answer 408 and close when a request head has not arrived whole `timeout` after its first
+    /// byte.
+    pub fn with_header_timeout(mut self, timeout: Duration) -> Http {
+        self.header_timeout = timeout;
+        self
     }
 
     /// Requests answered so far.
@@ -310,6 +342,9 @@ fn status_page(board: &StatusBoard, epoch: u64) -> String {
         env!("CARGO_PKG_VERSION")
     );
     let _ = writeln!(o, "address      {}", addrs.join(", "));
+    if let Some(lease) = &s.lease {
+        let _ = writeln!(o, "DHCP lease   {lease}");
+    }
     let _ = writeln!(o, "device       {device}");
     let _ = writeln!(o, "services     {}", s.services.join(", "));
     let _ = writeln!(o, "started      {}", date::format(epoch));
@@ -499,6 +534,9 @@ impl Protocol for Http {
             out: None,
             close_after: false,
             last_progress: now,
+            head_since: None,
+            partial_at: None,
+            last_done: now,
         }
     }
 
@@ -507,7 +545,11 @@ impl Protocol for Http {
         loop {
             if let Some(out) = &mut conn.out {
                 match out.send(socket) {
-                    Ok(n) => progressed |= n > 0,
+                    Ok(0) => {}
+                    Ok(_) => {
+                        progressed = true;
+                        conn.last_done = now;
+                    }
                     Err(SendFailed::Body) => {
                         debug!("http: a file ended early or failed to read: closing");
                         socket.abort();
@@ -522,9 +564,20 @@ impl Protocol for Http {
                     return Step::Close;
                 }
             }
-            match request::parse(&conn.inbuf) {
+            // The same bytes parse the same way: with nothing new since the head was found
+            // incomplete, do not parse it again (10,000 slow clients would cost a parse each per
+            // turn).
+            let parsed = if conn.partial_at == Some(conn.inbuf.len()) {
+                Parsed::Partial
+            } else {
+                request::parse(&conn.inbuf)
+            };
+            conn.partial_at = None;
+            match parsed {
                 Parsed::Complete(req) => {
                     conn.inbuf.drain(..req.head_len);
+                    conn.head_since = None;
+                    conn.last_done = now;
                     let reply = self.reply(&req);
                     debug!("http: {:?} {} -> {}", req.method, req.target, reply.status);
                     // A body is not read: close after the response rather than parse it.
@@ -541,6 +594,7 @@ impl Protocol for Http {
                     conn.close_after = true;
                 }
                 Parsed::Partial => {
+                    conn.partial_at = Some(conn.inbuf.len());
                     let room = MAX_HEAD - conn.inbuf.len().min(MAX_HEAD);
                     if socket.can_recv() && room > 0 {
                         let inbuf = &mut conn.inbuf;
@@ -558,9 +612,21 @@ impl Protocol for Http {
                     if peer_done(socket) {
                         return Step::Close;
                     }
+                    if !conn.inbuf.is_empty() {
+                        conn.head_since.get_or_insert(now);
+                    }
                     break;
                 }
             }
+        }
+        if let Some(since) = conn.head_since
+            && conn.out.is_none()
+            && now >= since + self.header_timeout
+        {
+            let out = self.frame(Reply::error(408), None, false, now);
+            let _ = out.for_head(&conn.inbuf).send(socket);
+            debug!("http: no whole request head {}: 408", self.header_timeout);
+            return Step::Close;
         }
         if progressed {
             conn.last_progress = now;
@@ -579,7 +645,15 @@ impl Protocol for Http {
     }
 
     fn poll_at(&self, conn: &Conn) -> Option<Instant> {
-        Some(conn.last_progress + self.idle_timeout)
+        let idle = conn.last_progress + self.idle_timeout;
+        Some(match conn.head_since {
+            Some(since) => idle.min(since + self.header_timeout),
+            None => idle,
+        })
+    }
+
+    fn idle_since(&self, conn: &Conn) -> Option<Instant> {
+        Some(conn.last_done)
     }
 }
 

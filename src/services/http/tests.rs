@@ -9,6 +9,7 @@ use smoltcp::time::Duration;
 use super::Content;
 use super::files::{Entry, FileBody, Files, Lookup};
 use super::harness::{EPOCH, Net};
+use crate::host::Clock;
 
 /// Files in memory: path (no leading slash) → contents; directories are the prefixes.
 #[derive(Default)]
@@ -407,5 +408,36 @@ fn hostile_byte_streams_get_an_answer_or_a_close_never_a_panic() {
             net.host.poll();
             net.clock.advance(Duration::from_millis(1));
         }
+    }
+}
+
+#[test]
+fn a_trickled_head_gets_408_at_the_header_deadline() {
+    // One byte every 4 s: each restarts the idle timeout (10 s), which never fires; the header
+    // timeout (10 s, as the idle one here) counts from the head's first byte.
+    for method in ["GET", "HEAD"] {
+        let mut net = Net::new(files());
+        let h = net.connect();
+        let head = format!("{method} /a.txt HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+        let start = net.clock.now();
+        let (mut got, mut closed) = net.exchange(h, head.as_bytes(), 4_000);
+        for _ in 0..10 {
+            if closed {
+                break;
+            }
+            let (more, c) = net.exchange(h, b"a", 4_000);
+            got.extend_from_slice(&more);
+            closed = c;
+        }
+        let took = net.clock.now() - start;
+        let text = String::from_utf8_lossy(&got);
+        assert!(closed, "{method}: still open after {took}");
+        assert!(
+            took < Duration::from_secs(13),
+            "{method}: closed after {took}"
+        );
+        assert!(text.starts_with("HTTP/1.1 408 "), "{method}: {text}");
+        let body = text.ends_with("\r\n\r\n408 Request Timeout\n");
+        assert_eq!(body, method == "GET", "{method}: {text}");
     }
 }

@@ -306,8 +306,47 @@ pub(crate) struct Fragmenter {
 
     #[cfg(feature = "proto-ipv4-fragmentation")]
     pub ipv4: Ipv4Fragmenter,
+    #[cfg(feature = "proto-ipv6-fragmentation")]
+    pub ipv6: Ipv6Fragmenter,
     #[cfg(feature = "proto-sixlowpan-fragmentation")]
     pub sixlowpan: SixlowpanFragmenter,
+}
+
+/// The state of an IPv6 datagram being sent in fragments (RFC 8200 4.5). The buffer holds the
+/// whole datagram: its fixed header, then the fragmentable part.
+#[cfg(feature = "proto-ipv6-fragmentation")]
+pub(crate) struct Ipv6Fragmenter {
+    /// The header of the whole datagram (`next_header` is the upper-layer protocol).
+    pub repr: Ipv6Repr,
+    /// The destination hardware address.
+    #[cfg(feature = "medium-ethernet")]
+    pub dst_hardware_addr: EthernetAddress,
+    /// Where the next fragment starts in the fragmentable part.
+    pub frag_offset: usize,
+    /// The Identification of the datagram's fragments.
+    pub ident: u32,
+    /// Whether the buffer holds an IPv6 datagram (rather than an IPv4 one).
+    pub active: bool,
+}
+
+#[cfg(feature = "proto-ipv6-fragmentation")]
+impl Ipv6Fragmenter {
+    fn new() -> Self {
+        Ipv6Fragmenter {
+            repr: Ipv6Repr {
+                src_addr: Ipv6Address::UNSPECIFIED,
+                dst_addr: Ipv6Address::UNSPECIFIED,
+                next_header: IpProtocol::Unknown(0),
+                payload_len: 0,
+                hop_limit: 0,
+            },
+            #[cfg(feature = "medium-ethernet")]
+            dst_hardware_addr: EthernetAddress::default(),
+            frag_offset: 0,
+            ident: 0,
+            active: false,
+        }
+    }
 }
 
 #[cfg(feature = "proto-ipv4-fragmentation")]
@@ -363,6 +402,9 @@ impl Fragmenter {
                 ident: 0,
             },
 
+            #[cfg(feature = "proto-ipv6-fragmentation")]
+            ipv6: Ipv6Fragmenter::new(),
+
             #[cfg(feature = "proto-sixlowpan-fragmentation")]
             sixlowpan: SixlowpanFragmenter {
                 datagram_size: 0,
@@ -405,6 +447,11 @@ impl Fragmenter {
             {
                 self.ipv4.dst_hardware_addr = EthernetAddress::default();
             }
+        }
+
+        #[cfg(feature = "proto-ipv6-fragmentation")]
+        {
+            self.ipv6 = Ipv6Fragmenter::new();
         }
 
         #[cfg(feature = "proto-sixlowpan-fragmentation")]

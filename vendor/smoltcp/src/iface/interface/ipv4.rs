@@ -21,6 +21,12 @@ impl Interface {
         if pkt.packet_len > pkt.sent_bytes
             && let Some(tx_token) = device.transmit(self.inner.now)
         {
+            #[cfg(feature = "proto-ipv6-fragmentation")]
+            if self.fragmenter.ipv6.active {
+                self.inner
+                    .dispatch_ipv6_frag(tx_token, &mut self.fragmenter);
+                return;
+            }
             self.inner
                 .dispatch_ipv4_frag(tx_token, &mut self.fragmenter);
         }

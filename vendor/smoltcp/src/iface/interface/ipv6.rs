@@ -739,3 +739,57 @@ impl Interface {
         self.inner.slaac.rs_sent(self.inner.now);
     }
 }
+
+impl InterfaceInner {
+    /// Send the next fragment of the IPv6 datagram in `frag` (RFC 8200 4.5): the fixed header
+    /// with Next Header 44, a Fragment header, and as much of the fragmentable part as the IP
+    /// MTU leaves room for, in multiples of 8 bytes but the last.
+    #[cfg(feature = "proto-ipv6-fragmentation")]
+    pub(super) fn dispatch_ipv6_frag<Tx: TxToken>(&mut self, tx_token: Tx, frag: &mut Fragmenter) {
+        const FRAGMENT_HEADER_LEN: usize = 8;
+        let caps = self.caps.clone();
+        let header_len = frag.ipv6.repr.buffer_len();
+        let room = caps
+            .ip_mtu()
+            .saturating_sub(header_len + FRAGMENT_HEADER_LEN)
+            & !7;
+        let remaining = frag.packet_len - frag.sent_bytes;
+        if room == 0 {
+            net_debug!("IP MTU too small to fragment IPv6. Dropping");
+            frag.sent_bytes = frag.packet_len;
+            return;
+        }
+        let payload_len = remaining.min(room);
+        let more_frags = remaining != payload_len;
+        let mut repr = frag.ipv6.repr;
+        repr.next_header = IpProtocol::Ipv6Frag;
+        repr.payload_len = FRAGMENT_HEADER_LEN + payload_len;
+
+        let mut tx_len = header_len + FRAGMENT_HEADER_LEN + payload_len;
+        #[cfg(feature = "medium-ethernet")]
+        if matches!(caps.medium, Medium::Ethernet) {
+            tx_len += EthernetFrame::<&[u8]>::header_len();
+        }
+        let offset = frag.ipv6.frag_offset;
+        tx_token.consume(tx_len, |mut tx_buffer| {
+            #[cfg(feature = "medium-ethernet")]
+            if matches!(caps.medium, Medium::Ethernet) {
+                let mut frame = EthernetFrame::new_unchecked(&mut tx_buffer[..]);
+                frame.set_src_addr(self.hardware_addr.ethernet_or_panic());
+                frame.set_dst_addr(frag.ipv6.dst_hardware_addr);
+                frame.set_ethertype(EthernetProtocol::Ipv6);
+                tx_buffer = &mut tx_buffer[EthernetFrame::<&[u8]>::header_len()..];
+            }
+            repr.emit(&mut Ipv6Packet::new_unchecked(&mut tx_buffer[..header_len]));
+            let header = &mut tx_buffer[header_len..header_len + FRAGMENT_HEADER_LEN];
+            header[0] = u8::from(frag.ipv6.repr.next_header);
+            header[1] = 0;
+            header[2..4].copy_from_slice(&((offset as u16) | u16::from(more_frags)).to_be_bytes());
+            header[4..8].copy_from_slice(&frag.ipv6.ident.to_be_bytes());
+            tx_buffer[header_len + FRAGMENT_HEADER_LEN..][..payload_len]
+                .copy_from_slice(&frag.buffer[header_len + offset..][..payload_len]);
+        });
+        frag.ipv6.frag_offset += payload_len;
+        frag.sent_bytes += payload_len;
+    }
+}

@@ -1365,6 +1365,12 @@ impl InterfaceInner {
                             frag.ipv4.dst_hardware_addr = dst_hardware_addr;
                         }
 
+                        // The buffer now holds an IPv4 datagram, whatever it held before.
+                        #[cfg(feature = "proto-ipv6-fragmentation")]
+                        {
+                            frag.ipv6.active = false;
+                        }
+
                         // Save the total packet len (without the Ethernet header, but with the first
                         // IP header).
                         frag.packet_len = total_ip_len;
@@ -1435,13 +1441,49 @@ impl InterfaceInner {
                     Ok(())
                 }
             }
-            // We don't support IPv6 fragmentation yet.
             #[cfg(feature = "proto-ipv6")]
-            IpRepr::Ipv6(_) => {
+            IpRepr::Ipv6(_repr) => {
                 // Check if we need to fragment it.
-                if total_ip_len > self.caps.ip_mtu() {
-                    net_debug!("IPv6 fragmentation support is unimplemented. Dropping.");
-                    Ok(())
+                let should_fragment = total_ip_len > self.caps.ip_mtu();
+                // As for IPv4: a packet the device segments is not fragmented here.
+                #[cfg(feature = "segmentation-offload")]
+                let should_fragment = should_fragment && meta.segmentation_offload_size.is_none();
+                if should_fragment {
+                    #[cfg(feature = "proto-ipv6-fragmentation")]
+                    {
+                        if frag.buffer.len() < total_ip_len {
+                            net_debug!(
+                                "Fragmentation buffer is too small, at least {} needed. Dropping",
+                                total_ip_len
+                            );
+                            return Ok(());
+                        }
+                        // The whole datagram goes to the buffer; fragments are cut from it, the
+                        // first now and the others by `ipv4_egress` on later polls.
+                        let v6 = *_repr;
+                        // Exactly the datagram's length: ICMPv6's checksum covers its buffer.
+                        emit_ip(&ip_repr, &mut frag.buffer[..total_ip_len]);
+                        frag.packet_len = total_ip_len;
+                        frag.sent_bytes = v6.buffer_len();
+                        frag.ipv6.repr = v6;
+                        frag.ipv6.frag_offset = 0;
+                        frag.ipv6.active = true;
+                        #[cfg(feature = "medium-ethernet")]
+                        {
+                            frag.ipv6.dst_hardware_addr = dst_hardware_addr;
+                        }
+                        // Unpredictable identifications (RFC 7739).
+                        frag.ipv6.ident = self.rand.rand_u32();
+                        self.dispatch_ipv6_frag(tx_token, frag);
+                        Ok(())
+                    }
+                    #[cfg(not(feature = "proto-ipv6-fragmentation"))]
+                    {
+                        net_debug!(
+                            "Enable the `proto-ipv6-fragmentation` feature for fragmentation support."
+                        );
+                        Ok(())
+                    }
                 } else {
                     tx_token.consume(total_len, |mut tx_buffer| {
                         #[cfg(feature = "medium-ethernet")]

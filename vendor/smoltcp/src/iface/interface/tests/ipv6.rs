@@ -1866,3 +1866,56 @@ fn test_solicited_node_multicast_autojoin(#[case] medium: Medium) {
     assert!(!iface.has_multicast_group(addr1.solicited_node()));
     assert!(!iface.has_multicast_group(addr2.solicited_node()));
 }
+
+/// Patch 8: an IPv6 datagram larger than the IP MTU leaves in fragments that put it back
+/// together: each fits the MTU, carries a Fragment header with one Identification, offsets in
+/// multiples of 8, more-fragments on all but the last.
+#[test]
+#[cfg(all(
+    feature = "medium-ip",
+    feature = "proto-ipv6-fragmentation",
+    feature = "socket-udp"
+))]
+fn ipv6_datagram_larger_than_the_mtu_is_fragmented() {
+    let (mut iface, mut sockets, mut device) = setup(Medium::Ip);
+    use crate::socket::udp as udp_socket;
+    let meta = || vec![udp_socket::PacketMetadata::EMPTY];
+    let rx = udp_socket::PacketBuffer::new(meta(), vec![0; 4000]);
+    let tx = udp_socket::PacketBuffer::new(meta(), vec![0; 4000]);
+    let mut socket = udp_socket::Socket::new(rx, tx);
+    socket.bind(6969).unwrap();
+    let handle = sockets.add(socket);
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let peer = Ipv6Address::new(0xfe80, 0, 0, 0, 0, 0, 0, 2);
+    sockets
+        .get_mut::<udp_socket::Socket>(handle)
+        .send_slice(&data, (IpAddress::Ipv6(peer), 9))
+        .unwrap();
+    for _ in 0..8 {
+        iface.poll(Instant::ZERO, &mut device, &mut sockets);
+    }
+    let frames = recv_all(&mut device, Instant::ZERO);
+    assert_eq!(frames.len(), 3, "3,008 bytes of UDP at MTU 1,500");
+    let mut whole = Vec::new();
+    let mut ident = None;
+    for (i, f) in frames.iter().enumerate() {
+        assert!(f.len() <= 1500);
+        let p = Ipv6Packet::new_checked(&f[..]).unwrap();
+        assert_eq!(p.next_header(), IpProtocol::Ipv6Frag);
+        let h = p.payload();
+        assert_eq!(h[0], u8::from(IpProtocol::Udp));
+        let field = u16::from_be_bytes([h[2], h[3]]);
+        assert_eq!(usize::from(field & 0xfff8), whole.len(), "offset of fragment {i}");
+        assert_eq!(field & 1 == 1, i + 1 < frames.len(), "more fragments");
+        let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
+        assert_eq!(*ident.get_or_insert(id), id);
+        if i + 1 < frames.len() {
+            assert_eq!((h.len() - 8) % 8, 0);
+        }
+        whole.extend_from_slice(&h[8..]);
+    }
+    let udp = UdpPacket::new_checked(&whole[..]).unwrap();
+    assert_eq!(udp.payload(), &data[..]);
+    let src = IpAddress::Ipv6(Ipv6Packet::new_checked(&frames[0][..]).unwrap().src_addr());
+    assert!(udp.verify_checksum(&src, &IpAddress::Ipv6(peer)));
+}
