@@ -810,27 +810,27 @@ pub mod seeds {
         udp_to(HOST4, dport, data)
     }
 
-    /// A UDP datagram from the peer to `dst`.
-    pub(crate) fn udp_to(dst: Ipv4Address, dport: u16, data: &[u8]) -> Vec<u8> {
+    /// A UDP header and `data`, checksummed for `src` → `dst`.
+    fn udp_segment(src: IpAddress, dst: IpAddress, dport: u16, data: &[u8]) -> Vec<u8> {
         let mut b = vec![0u8; 8 + data.len()];
         let mut u = UdpPacket::new_unchecked(&mut b);
         u.set_src_port(40000);
         u.set_dst_port(dport);
         u.set_len((8 + data.len()) as u16);
         u.payload_mut().copy_from_slice(data);
-        u.fill_checksum(&IpAddress::Ipv4(PEER_V4), &IpAddress::Ipv4(dst));
+        u.fill_checksum(&src, &dst);
+        b
+    }
+
+    /// A UDP datagram from the peer to `dst`.
+    pub(crate) fn udp_to(dst: Ipv4Address, dport: u16, data: &[u8]) -> Vec<u8> {
+        let b = udp_segment(PEER_V4.into(), dst.into(), dport, data);
         ipv4(PEER_V4, dst, IpProtocol::Udp, &b)
     }
 
     /// A UDP datagram from the peer to the host over IPv6.
     fn udp6(dport: u16, data: &[u8]) -> Vec<u8> {
-        let mut b = vec![0u8; 8 + data.len()];
-        let mut u = UdpPacket::new_unchecked(&mut b);
-        u.set_src_port(40000);
-        u.set_dst_port(dport);
-        u.set_len((8 + data.len()) as u16);
-        u.payload_mut().copy_from_slice(data);
-        u.fill_checksum(&IpAddress::Ipv6(PEER_V6), &IpAddress::Ipv6(HOST6));
+        let b = udp_segment(PEER_V6.into(), HOST6.into(), dport, data);
         ipv6(PEER_V6, HOST6, IpProtocol::Udp, &b)
     }
 

@@ -8,7 +8,6 @@ mod tools;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Guard, TUNHOST, Tunhost, assert_echoes, in_netns, pattern, run, sh, tunhost};
@@ -23,12 +22,8 @@ fn kernel_side_with_dhcp(dir: &Scratch) -> Guard {
     sh(&["ip", "tuntap", "add", "dev", "tap0", "mode", "tap"]);
     sh(&["ip", "addr", "add", "198.51.100.1/24", "dev", "tap0"]);
     sh(&["ip", "link", "set", "tap0", "up"]);
-    let child = Command::new("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
+    tools::dnsmasq(
+        &[
             "--interface=tap0",
             "--listen-address=198.51.100.1",
             "--dhcp-range=198.51.100.50,198.51.100.60,255.255.255.0,2m",
@@ -36,25 +31,11 @@ fn kernel_side_with_dhcp(dir: &Scratch) -> Guard {
             "--dhcp-option=option:dns-server,198.51.100.1",
             "--address=/name.example/198.51.100.1",
             &format!("--dhcp-leasefile={}", dir.path("leases")),
-            "--pid-file",
             "--log-dhcp",
-            &format!("--log-facility={}", dir.path("dnsmasq.log")),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot run dnsmasq (Debian package dnsmasq-base; see .ci/run)");
-    let guard = Guard(child);
-    let start = Instant::now();
-    while !sh(&["ss", "-Hlun", "sport = :67"]).contains(":67") {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "dnsmasq did not listen on 67"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    guard
+        ],
+        &dir.path("dnsmasq.log"),
+        &["%tap0:67"],
+    )
 }
 
 /// Wait (15 s at most) for the host's "DHCP: ADDR/24 from ..." line; the address.

@@ -7,8 +7,7 @@ mod tools;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{Guard, TUNHOST, in_netns, pattern, run, sh};
 use tools::Scratch;
@@ -30,40 +29,17 @@ fn kernel_side_with_dnsmasq(dir: &Scratch) -> Guard {
         "nodad",
     ]);
     sh(&["ip", "link", "set", "tun9", "up"]);
-    let log = dir.path("dnsmasq.log");
-    let child = Command::new("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
+    tools::dnsmasq(
+        &[
             "--listen-address=198.51.100.1",
             "--listen-address=2001:db8:1::1",
             "--address=/name.example/198.51.100.1",
             "--address=/six.example/2001:db8:1::1",
-            "--pid-file",
             "--log-queries",
-            &format!("--log-facility={log}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot run dnsmasq (Debian package dnsmasq-base; see .ci/run)");
-    let guard = Guard(child);
-    // Ready when it listens on port 53 of both addresses.
-    let start = Instant::now();
-    loop {
-        let listening = sh(&["ss", "-Hlun", "sport = :53"]);
-        if listening.contains("198.51.100.1:53") && listening.contains("[2001:db8:1::1]:53") {
-            return guard;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "dnsmasq did not listen: {listening}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        ],
+        &dir.path("dnsmasq.log"),
+        &["198.51.100.1:53", "[2001:db8:1::1]:53"],
+    )
 }
 
 /// A kernel-side HTTP server on 198.51.100.1:8000 that answers one request with `body`.

@@ -178,3 +178,38 @@ pub fn l3(p: &Packet) -> &[u8] {
         _ => &p.data,
     }
 }
+
+/// `dnsmasq` on the kernel side with `args` besides the common ones (foreground, no upstream,
+/// no hosts file, only the given interfaces, no pid file, its log to `log`), once `ss` shows it
+/// listening on each of `ready` (e.g. `198.51.100.1:53`, `:67`); killed on drop.
+pub fn dnsmasq(args: &[&str], log: &str, ready: &[&str]) -> Guard {
+    let log = format!("--log-facility={log}");
+    let child = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--pid-file",
+            &log,
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run dnsmasq (Debian package dnsmasq-base; see .ci/run)");
+    let guard = Guard(child);
+    let start = std::time::Instant::now();
+    loop {
+        let listening = crate::common::sh(&["ss", "-Hlun"]);
+        if ready.iter().all(|r| listening.contains(r)) {
+            return guard;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "dnsmasq did not listen on {ready:?}: {listening}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
