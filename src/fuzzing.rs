@@ -266,6 +266,7 @@ fn fuzz_host(medium: Medium) -> (Host<ReplayDevice, VirtualClock>, VirtualClock,
             max_sockets: 8,
             rx_buffer: 4096,
             tx_buffer: 4096,
+            ..ListenerConfig::default()
         },
         services: vec![
             ServiceSpec::Echo(7),

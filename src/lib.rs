@@ -27,9 +27,9 @@
 //! | layer | job |
 //! |---|---|
 //! | [`sandbox`] | least privilege: drop to an unprivileged user with no capabilities, and the seccomp allowlist (imports nothing of the crate) |
-//! | [`link`] | open and configure TUN/TAP (`tuntap`), the `virtio_net_hdr` (`vnet`), the `phy::Device` (`device`), waiting on the fd (`wait`), the machine's own addresses and routes (`kernel`) |
+//! | [`link`] | open and configure TUN/TAP (`tuntap`), the `virtio_net_hdr` (`vnet`), the `phy::Device` (`device`), a bad link on purpose (`faults`), waiting on the fd (`wait`), the machine's own addresses and routes (`kernel`) |
 //! | [`pcap`] | pcap/pcapng: the [`Pcap`](pcap::Pcap) tracing device wrapper, the writer, the capture reader |
-//! | [`host`] | [`Host`]: interface + sockets + clock + the poll loop; config, stop and signals, status board, ingress guard, the [`Service`](host::Service) trait |
+//! | [`host`] | [`Host`]: interface + sockets + clock + the poll loop; config, stop and signals, status board, ingress guard, TCP congestion control and timestamps (`tcp`), the [`Service`](host::Service) trait |
 //! | [`services`] | the TCP listener, echo/discard/chargen/UDP echo, HTTP/1.1, and the factory from a [`ServiceSpec`](services::ServiceSpec) |
 //! | [`client`] | the host as a client: ping, HTTP GET |
 //! | [`replay`] | a capture through the same host, offline, on a virtual clock |

@@ -27,13 +27,14 @@ use nix::sys::stat::SFlag;
 
 use crate::error::{Error, Result};
 use crate::host::{Config, Host, Stop};
-use crate::link::{TunTap, TunTapConfig, TunTapDevice};
+use crate::link::{FaultConfig, Faults, TunTap, TunTapConfig, TunTapDevice};
 use crate::pcap::{Pcap, Timestamps, TraceConfig, TraceStats};
 use crate::services::{self, ServicesConfig};
 
 /// The device of a live host: the TUN/TAP device, behind a tracer that records every packet when
-/// the run is traced (and passes them through untouched when not).
-pub type LiveDevice = Pcap<TunTapDevice, File>;
+/// the run is traced (and passes them through untouched when not), behind a bad link when faults
+/// are set (and a pass-through when not).
+pub type LiveDevice = Faults<Pcap<TunTapDevice, File>>;
 
 /// Where a trace goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +139,11 @@ pub struct Live {
     pub trace: Option<TraceSpec>,
     /// Make SIGINT and SIGTERM stop the host (the default).
     pub signals: bool,
+    /// Make the link bad on purpose (none by default). With any fault set, the device is opened
+    /// without offloads: faults then hit single packets of at most the MTU, and the kernel
+    /// checks every checksum of what the host sends (with offloads it trusts TCP checksums
+    /// from the device, so a corrupted segment would be delivered).
+    pub faults: FaultConfig,
 }
 
 impl Live {
@@ -149,6 +155,7 @@ impl Live {
             services: ServicesConfig::default(),
             trace: None,
             signals: true,
+            faults: FaultConfig::default(),
         }
     }
 
@@ -161,8 +168,19 @@ impl Live {
 
     /// Create the trace file, open the device, build the host and its services. The stop
     /// handle listens for signals from the moment the device is open.
-    pub fn open(self) -> Result<LiveHost> {
+    pub fn open(mut self) -> Result<LiveHost> {
         self.validate()?;
+        if !self.faults.is_none() {
+            if self.device.offload {
+                log::info!(
+                    "{}: opened without offloads, for the faults to hit single packets and \
+                     every checksum to be checked",
+                    self.device.name
+                );
+            }
+            self.device.offload = false;
+            log::info!("a bad link: {}", self.faults);
+        }
         let out = self.trace.as_ref().map(TraceSpec::open).transpose()?;
         let stop = Stop::new()?;
         if self.signals {
@@ -198,8 +216,9 @@ impl Live {
             }
             _ => (Pcap::passthrough(device), None),
         };
+        let device = Faults::new(device, &self.faults);
         let mut host = Host::new(device, crate::host::SystemClock::new(), self.host)?;
-        host.show_device(Pcap::inner);
+        host.show_device(|d| d.inner().inner());
         services::add(&mut host, &self.services)?;
         if let Some(label) = &label {
             log::info!("tracing every packet of the device to {label}");
@@ -255,7 +274,7 @@ impl LiveHost {
 
     /// The TUN/TAP device under the tracer.
     pub fn tuntap(&self) -> &TunTapDevice {
-        self.host.device().inner()
+        self.host.device().inner().inner()
     }
 
     /// The services the host was built with.
@@ -272,7 +291,7 @@ impl LiveHost {
     /// Flush the trace and say how it went (`None` if the run was not traced).
     pub fn finish(self) -> Option<TraceReport> {
         let label = self.trace_label?;
-        let (_, result, _, stats) = self.host.into_device().finish();
+        let (_, result, _, stats) = self.host.into_device().into_inner().finish();
         Some(TraceReport {
             label,
             result,

@@ -16,7 +16,7 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpAddress;
 
 use super::{ClientError, ClientErrorKind, Result};
-use crate::host::{Clock, Host, Stop};
+use crate::host::{Clock, Host, Stop, TcpTuning};
 use crate::link::Housekeeping;
 
 /// Longest response head accepted.
@@ -431,6 +431,8 @@ pub struct GetOptions {
     pub timeout: Duration,
     /// The local port; `None` picks one in 49152..65535.
     pub local_port: Option<u16>,
+    /// Congestion control and timestamps of the connection.
+    pub tcp: TcpTuning,
 }
 
 impl Default for GetOptions {
@@ -438,6 +440,7 @@ impl Default for GetOptions {
         GetOptions {
             timeout: Duration::from_secs(15),
             local_port: None,
+            tcp: TcpTuning::default(),
         }
     }
 }
@@ -476,10 +479,11 @@ where
             "a name must be resolved first (client::dns::resolve, Url::resolved)",
         )));
     };
-    let socket = tcp::Socket::new(
+    let mut socket = tcp::Socket::new(
         tcp::SocketBuffer::new(vec![0; 256 * 1024]),
         tcp::SocketBuffer::new(vec![0; 16 * 1024]),
     );
+    options.tcp.apply(&mut socket);
     let (iface, sockets) = host.parts_mut();
     let handle = sockets.add(socket);
     let local = options.local_port.unwrap_or_else(ephemeral_port);

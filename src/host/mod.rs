@@ -22,6 +22,7 @@ pub mod reassembly6;
 mod service;
 pub mod status;
 pub mod stop;
+pub mod tcp;
 
 use std::os::fd::AsFd;
 
@@ -41,6 +42,7 @@ pub use guard::{Guard, GuardStats};
 pub use service::Service;
 pub use status::{HostStatus, StatusBoard};
 pub use stop::Stop;
+pub use tcp::{Congestion, TcpTuning};
 
 use crate::link::{self, Housekeeping, TunTap, TunTapConfig, TunTapDevice};
 
@@ -284,6 +286,7 @@ impl<D: Device, C: Clock> Host<D, C> {
     pub fn poll(&mut self) -> Option<Duration> {
         self.stats.polls += 1;
         let now = self.clock.now();
+        tcp::set_clock(now);
         // What the status page shows: the counters as of the last turn.
         self.refresh_status(now);
         // Cheap when unchanged; keeps the guard right if the caller changed the addresses.
@@ -341,6 +344,7 @@ impl<D: Device, C: Clock> Host<D, C> {
     /// how long the host may sleep, as [`Host::poll`] does (services not counted).
     pub fn egress(&mut self) -> Option<Duration> {
         let now = self.clock.now();
+        tcp::set_clock(now);
         self.iface
             .poll_egress(now, &mut self.device, &mut self.sockets);
         self.iface.poll_delay(now, &self.sockets)

@@ -6,6 +6,8 @@
 //!   the one Internet checksum (RFC 1071) of the crate.
 //! - [`device`] is the `phy::Device` over the file descriptor ([`TunTapDevice`]), with the
 //!   [`Housekeeping`] hook that wrappers such as a tracer use.
+//! - [`faults`] makes the link bad on purpose: a `phy::Device` wrapper that drops, corrupts,
+//!   duplicates, reorders, delays and rate-limits packets from a seed ([`Faults`]).
 //! - [`kernel`] reads the machine's own addresses and routes, and says which interface a subnet
 //!   would collide with.
 //! - [`wait`] sleeps on the file descriptor until a packet comes or a timeout passes: all a
@@ -15,6 +17,7 @@
 
 pub mod device;
 mod error;
+pub mod faults;
 pub mod kernel;
 pub mod tuntap;
 pub mod vnet;
@@ -22,5 +25,6 @@ pub mod wait;
 
 pub use device::{Housekeeping, Stats, TunTapDevice};
 pub use error::{LinkError, Result, io_desc};
+pub use faults::{FaultConfig, FaultKind, FaultRecord, FaultStats, Faults, Impairment};
 pub use kernel::{Conflict, KernelView};
 pub use tuntap::{Kind, Offload, TunTap, TunTapConfig};

@@ -15,7 +15,7 @@ use smoltcp::time::Instant;
 
 use super::Direction;
 use super::writer::{TraceConfig, TraceStats, TraceWriter};
-use crate::link::Housekeeping;
+use crate::link::{FaultRecord, Housekeeping};
 
 /// A `phy::Device` that records every packet going through `D` into a [`TraceWriter`], or,
 /// made with [`Pcap::passthrough`], records nothing (one device type whether a run is traced or
@@ -33,6 +33,8 @@ use crate::link::Housekeeping;
 pub struct Pcap<D, W: Write> {
     inner: D,
     writer: Writer<W>,
+    /// A bad link above says what to record ([`FaultRecord`]): the tokens record nothing.
+    told: bool,
 }
 
 /// The recorder, if the device records.
@@ -46,6 +48,7 @@ impl<D: Device, W: Write> Pcap<D, W> {
         Ok(Pcap {
             inner,
             writer: Some(RefCell::new(writer)),
+            told: false,
         })
     }
 }
@@ -56,6 +59,7 @@ impl<D, W: Write> Pcap<D, W> {
         Pcap {
             inner,
             writer: None,
+            told: false,
         }
     }
 
@@ -107,9 +111,34 @@ impl<D, W: Write> Pcap<D, W> {
 }
 
 /// Record `packet` if there is a recorder.
-fn record<W: Write>(writer: &Writer<W>, now: Instant, direction: Direction, packet: &[u8]) {
+fn record<W: Write>(
+    writer: Option<&RefCell<TraceWriter<W>>>,
+    now: Instant,
+    direction: Direction,
+    packet: &[u8],
+) {
     if let Some(w) = writer {
         w.borrow_mut().record(now, direction, packet);
+    }
+}
+
+/// Under a bad link ([`Faults`](crate::link::Faults)), the trace holds what the link says: every
+/// packet as it crossed the device, with what was done to it as the packet's comment.
+impl<D, W: Write> FaultRecord for Pcap<D, W> {
+    fn take_over_records(&mut self) {
+        self.told = true;
+    }
+
+    fn record(&mut self, now: Instant, inbound: bool, packet: &[u8], note: &str) {
+        if let Some(w) = self.writer.as_mut() {
+            let direction = if inbound {
+                Direction::Inbound
+            } else {
+                Direction::Outbound
+            };
+            w.get_mut()
+                .record_with_comment(now, direction, packet, note);
+        }
     }
 }
 
@@ -148,8 +177,8 @@ impl<D: Device, W: Write> Device for Pcap<D, W> {
         Self: 'a;
 
     fn receive(&mut self, now: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let writer = self.writer.as_ref().filter(|_| !self.told);
         let (rx, tx) = self.inner.receive(now)?;
-        let writer = &self.writer;
         Some((
             RxToken {
                 inner: rx,
@@ -165,10 +194,11 @@ impl<D: Device, W: Write> Device for Pcap<D, W> {
     }
 
     fn transmit(&mut self, now: Instant) -> Option<Self::TxToken<'_>> {
+        let writer = self.writer.as_ref().filter(|_| !self.told);
         let tx = self.inner.transmit(now)?;
         Some(TxToken {
             inner: tx,
-            writer: &self.writer,
+            writer,
             now,
         })
     }
@@ -181,7 +211,7 @@ impl<D: Device, W: Write> Device for Pcap<D, W> {
 /// A received packet; consuming it records it, then hands it to the stack.
 pub struct RxToken<'a, T, W: Write> {
     inner: T,
-    writer: &'a Writer<W>,
+    writer: Option<&'a RefCell<TraceWriter<W>>>,
     now: Instant,
 }
 
@@ -203,7 +233,7 @@ impl<T: phy::RxToken, W: Write> phy::RxToken for RxToken<'_, T, W> {
 /// Room for a packet to send; consuming it lets the stack fill it, records it, then sends it.
 pub struct TxToken<'a, T, W: Write> {
     inner: T,
-    writer: &'a Writer<W>,
+    writer: Option<&'a RefCell<TraceWriter<W>>>,
     now: Instant,
 }
 

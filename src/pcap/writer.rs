@@ -246,6 +246,19 @@ impl<W: Write> TraceWriter<W> {
     /// Record one packet seen at `now` (the owner's clock, used for timestamps only with
     /// [`Timestamps::Clock`], and for the flush deadline).
     pub fn record(&mut self, now: Instant, direction: Direction, packet: &[u8]) {
+        self.record_with_comment(now, direction, packet, "");
+    }
+
+    /// [`TraceWriter::record`] with a comment on the packet (pcapng `opt_comment`, shown by
+    /// Wireshark; tshark's `frame.comment`), unless `comment` is empty. Classic pcap has no
+    /// place for it: the packet is recorded without.
+    pub fn record_with_comment(
+        &mut self,
+        now: Instant,
+        direction: Direction,
+        packet: &[u8],
+        comment: &str,
+    ) {
         self.now = now;
         if self.failed.is_some() || self.out.is_none() {
             self.stats.lost += 1;
@@ -259,7 +272,8 @@ impl<W: Write> TraceWriter<W> {
         };
         let ts = ts.min(self.format.latest());
         let kept = &packet[..packet.len().min(self.snaplen)];
-        let fits = |buf: &Vec<u8>| buf.len() + kept.len() + RECORD_OVERHEAD <= buf.capacity();
+        let overhead = RECORD_OVERHEAD + comment.len() + 8;
+        let fits = |buf: &Vec<u8>| buf.len() + kept.len() + overhead <= buf.capacity();
         if !fits(&self.buf) {
             // Whole records only: the buffer goes out before this one is added. A reader that
             // is behind is tried once, then not before the retry is due.
@@ -283,6 +297,11 @@ impl<W: Write> TraceWriter<W> {
                     data.clear();
                     data.extend_from_slice(kept);
                     epb.options[0] = EnhancedPacketOption::Flags(direction.epb_flags());
+                    epb.options.truncate(1);
+                    if !comment.is_empty() {
+                        epb.options
+                            .push(EnhancedPacketOption::Comment(Cow::Owned(comment.into())));
+                    }
                 }
                 self.epb
                     .write_to::<LittleEndian, _>(&mut self.buf)

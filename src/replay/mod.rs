@@ -33,6 +33,7 @@ pub use error::{ReplayError, Result};
 
 use crate::host::{Clock, Config, Host, HostError, VirtualClock};
 use crate::link::device::{RxToken, base_capabilities};
+use crate::link::{FaultConfig, FaultRecord, Faults, Housekeeping};
 use crate::pcap::{
     Capture, CaptureReader, Damage, Direction, Link, Packet, Pcap, TraceConfig, TraceStats,
 };
@@ -272,6 +273,12 @@ impl ReplayHandle {
         (s.written, s.by_protocol)
     }
 }
+
+/// The replay device records nothing: a tracer around it does.
+impl FaultRecord for ReplayDevice {}
+
+/// No deadlines of its own.
+impl Housekeeping for ReplayDevice {}
 
 impl Device for ReplayDevice {
     type RxToken<'a> = RxToken<'a>;
@@ -530,6 +537,9 @@ pub struct ReplayConfig {
     pub linger: Duration,
     /// Keep the host's packets in the report (for tests and tools).
     pub keep_output: bool,
+    /// The bad link the live host had ([`Faults`]): with the same seed, the packets of the
+    /// capture get the fates they had live.
+    pub faults: FaultConfig,
 }
 
 impl ReplayConfig {
@@ -541,6 +551,7 @@ impl ReplayConfig {
             mtu: 1500,
             linger: Duration::from_secs(1),
             keep_output: false,
+            faults: FaultConfig::default(),
         }
     }
 
@@ -718,10 +729,25 @@ fn instant(ts: std::time::Duration) -> Instant {
 const MAX_TURNS_BETWEEN_PACKETS: u32 = 10_000;
 
 /// Let the host run its timers until `t`, in virtual time.
-fn run_until<D: Device>(host: &mut Host<D, VirtualClock>, clock: &VirtualClock, t: Instant) {
+fn run_until<D: Device + Housekeeping>(
+    host: &mut Host<D, VirtualClock>,
+    clock: &VirtualClock,
+    t: Instant,
+) {
     let mut zero_turns = 0;
     for _ in 0..MAX_TURNS_BETWEEN_PACKETS {
-        let Some(delay) = host.poll() else { break };
+        let delay = host.poll();
+        // As live: the device's deadlines (a bad link's delayed packets) wake the host too.
+        let now = clock.now();
+        let device = host
+            .device_mut()
+            .housekeeping(now)
+            .map(|at| if at > now { at - now } else { Duration::ZERO });
+        let delay = match (delay, device) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => break,
+        };
         let step = if delay == Duration::ZERO {
             // As live: one immediate retry, then 1 ms steps while smoltcp waits on something.
             zero_turns += 1;
@@ -819,29 +845,32 @@ fn replay_packets<W: Write>(
         mac,
         clock: &clock,
         handle: &handle,
+        all_inbound: !config.faults.is_none(),
     };
-    let trace = match out {
+    let (device, label) = match out {
         Some((w, trace_config)) => {
             let label = trace_config.label.clone();
-            let trace_err = |source| ReplayError::Trace {
-                label: label.clone(),
-                source,
-            };
-            let device = Pcap::new(device, w, &trace_config).map_err(trace_err)?;
-            let mut host = Host::new(device, clock.clone(), host_config.clone())?;
-            services::add(&mut host, &services)?;
-            let fed = feed.run(packets, &mut host, &mut summary);
-            let (_, result, _, stats) = host.into_device().finish();
-            fed?;
-            result.map_err(trace_err)?;
+            let device =
+                Pcap::new(device, w, &trace_config).map_err(|source| ReplayError::Trace {
+                    label: label.clone(),
+                    source,
+                })?;
+            (device, Some(label))
+        }
+        None => (Pcap::passthrough(device), None),
+    };
+    let device = Faults::new(device, &config.faults);
+    let mut host = Host::new(device, clock.clone(), host_config.clone())?;
+    services::add(&mut host, &services)?;
+    let fed = feed.run(packets, &mut host, &mut summary);
+    let (_, result, _, stats) = host.into_device().into_inner().finish();
+    fed?;
+    let trace = match label {
+        Some(label) => {
+            result.map_err(|source| ReplayError::Trace { label, source })?;
             Some(stats)
         }
-        None => {
-            let mut host = Host::new(device, clock.clone(), host_config.clone())?;
-            services::add(&mut host, &services)?;
-            feed.run(packets, &mut host, &mut summary)?;
-            None
-        }
+        None => None,
     };
     let (written, by_protocol) = handle.written();
     summary.written = written;
@@ -864,11 +893,14 @@ struct Feed<'a> {
     mac: Option<EthernetAddress>,
     clock: &'a VirtualClock,
     handle: &'a ReplayHandle,
+    /// Feed every packet a pcapng trace marks inbound, whatever it is: the live host read each
+    /// of them, and a bad link drew a fate for each, in order.
+    all_inbound: bool,
 }
 
 impl Feed<'_> {
     /// Play the packets into `host`, running its timers in between; count what happened.
-    fn run<D: Device>(
+    fn run<D: Device + Housekeeping>(
         &self,
         packets: &mut impl Packets,
         host: &mut Host<D, VirtualClock>,
@@ -896,7 +928,15 @@ impl Feed<'_> {
                 }
                 _ => {}
             }
-            match classify(&p, self.medium, self.mac, &host_config) {
+            let class = match classify(&p, self.medium, self.mac, &host_config) {
+                Err(Ignored::NotForHost | Ignored::NotIp)
+                    if self.all_inbound && p.direction == Some(Direction::Inbound) =>
+                {
+                    Ok(decode(p.link, &p.data).map_or(Protocol::Other, |d| d.protocol()))
+                }
+                c => c,
+            };
+            match class {
                 Ok(proto) => {
                     run_until(host, self.clock, t);
                     self.handle.push(&payload(&p, self.medium));

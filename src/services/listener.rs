@@ -47,7 +47,7 @@ use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpListenEndpoint;
 
-use crate::host::INGRESS_BATCH;
+use crate::host::{INGRESS_BATCH, TcpTuning};
 
 /// How long a handshake may wait in SYN-RECEIVED before its socket is taken back, when the pool
 /// has no socket left in LISTEN (a SYN flood from addresses that never answer, say).
@@ -91,6 +91,8 @@ pub struct ListenerConfig {
     pub rx_buffer: usize,
     /// Transmit buffer of each socket, in bytes.
     pub tx_buffer: usize,
+    /// Congestion control and timestamps of each socket.
+    pub tcp: TcpTuning,
 }
 
 impl Default for ListenerConfig {
@@ -100,6 +102,7 @@ impl Default for ListenerConfig {
             max_sockets: DEFAULT_MAX_SOCKETS,
             rx_buffer: 256 * 1024,
             tx_buffer: 256 * 1024,
+            tcp: TcpTuning::default(),
         }
     }
 }
@@ -250,6 +253,7 @@ impl Listener {
                 }
                 State::Closed | State::TimeWait => {
                     // Reset before it was accepted: listen again in place.
+                    self.config.tcp.apply(socket);
                     let _ = socket.listen(self.endpoint);
                     p.half_open = None;
                 }
@@ -376,6 +380,7 @@ impl Listener {
             // ACK already rides with the reply and the reopened window; delaying it only
             // throttles a bulk sender (every second 64 KiB super-packet otherwise).
             socket.set_ack_delay(None);
+            self.config.tcp.apply(socket);
             if socket.listen(self.endpoint).is_err() {
                 // Not closed after all (cannot happen for the sources above): drop it cleanly.
                 socket.abort();
@@ -449,6 +454,7 @@ impl Listener {
         {
             let socket = sockets.get_mut::<tcp::Socket>(p.handle);
             socket.abort();
+            self.config.tcp.apply(socket);
             let _ = socket.listen(self.endpoint);
             p.half_open = None;
             self.evicted += 1;
@@ -476,6 +482,7 @@ mod tests {
             max_sockets,
             rx_buffer: 64,
             tx_buffer: 64,
+            tcp: TcpTuning::default(),
         }
     }
 

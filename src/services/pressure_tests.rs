@@ -30,6 +30,7 @@ impl Port {
             max_sockets: 4,
             rx_buffer: 4096,
             tx_buffer: 4096,
+            ..ListenerConfig::default()
         })
     }
 

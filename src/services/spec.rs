@@ -199,6 +199,7 @@ mod tests {
             max_sockets: 8,
             rx_buffer: 1024,
             tx_buffer: 1024,
+            ..ListenerConfig::default()
         };
         let (mut host, clock) = loopback_host(limits);
         let client = client_socket(&mut host, 1024);
@@ -257,6 +258,7 @@ mod tests {
             max_sockets: 4,
             rx_buffer: 4096,
             tx_buffer: 4096,
+            ..ListenerConfig::default()
         });
         let client = client_socket(&mut host, 256);
         connect(&mut host, client, 40000);

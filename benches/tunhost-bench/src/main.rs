@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release && sudo target/release/tunhost-bench          # the full table (~4 min)
 //! sudo target/release/tunhost-bench --smoke                           # seconds; CI
+//! sudo target/release/tunhost-bench --badlink --reps 3 --secs 5      # a bad link (~3 min)
 //! ```
 //!
 //! It makes everything it uses and removes it when done (also on error or Ctrl-C):
@@ -22,6 +23,7 @@
 //! device's `tx_dropped` (packets the kernel dropped because the host did not read fast enough),
 //! and read+write syscalls of the server per packet the device counted.
 
+mod badlink;
 mod client;
 mod scale;
 mod servers;
@@ -71,6 +73,10 @@ struct Args {
     /// Leave out the connection-scale rows.
     #[arg(long)]
     no_scale: bool,
+    /// Measure only bulk TCP over a bad link (20 ms RTT, 0/0.1/1 % loss) for each congestion
+    /// control of tunhost, beside the Mathis model (~3 min with --reps 3 --secs 5).
+    #[arg(long)]
+    badlink: bool,
     /// (internal) run as a server child: stock or kernel.
     #[arg(long, hide = true)]
     role: Option<String>,
@@ -302,6 +308,14 @@ fn bench(args: &Args) -> Res<bool> {
         .tempdir()
         .map_err(|e| format!("{}: {e}", std::env::temp_dir().display()))?;
     let pcap = tmp.path().join("trace.pcap");
+
+    if args.badlink {
+        println!("tunhost-bench: {machine}");
+        println!("started {} (load {})", utc_now(), loadavg());
+        let ok = badlink::run(&tunhost, reps, secs)?;
+        println!("\nfinished {} (load {})", utc_now(), loadavg());
+        return Ok(ok);
+    }
 
     let mut available = Vec::new();
     let mut missing = Vec::new();
@@ -652,13 +666,8 @@ impl Server {
 
     /// Start `cmd`, a `tunhost serve` of `target` on the device `dev` where it has `addr`, and
     /// wait for its banner.
-    fn tunhost(target: Target, mut cmd: Command, (dev, addr): (&str, Ipv4Addr)) -> Res<Server> {
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = spawn(cmd)?;
-        let err = child.stderr.take().expect("piped");
-        wait_line(err, "serving ", &mut child)?;
+    fn tunhost(target: Target, cmd: Command, (dev, addr): (&str, Ipv4Addr)) -> Res<Server> {
+        let child = serve_child(cmd)?;
         Ok(Server {
             target,
             child,
@@ -730,6 +739,17 @@ fn spawn(mut cmd: Command) -> Res<Child> {
         });
     }
     cmd.spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))
+}
+
+/// Spawn a `tunhost serve` child (see [`spawn`]) and wait for its start line.
+fn serve_child(mut cmd: Command) -> Res<Child> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = spawn(cmd)?;
+    let err = child.stderr.take().expect("piped");
+    wait_line(err, "serving ", &mut child)?;
+    Ok(child)
 }
 
 /// The lines a child writes to a pipe, read by a thread of their own until the pipe closes.

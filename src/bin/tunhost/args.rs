@@ -473,6 +473,7 @@ impl ServiceArgs {
                 max_sockets: self.max_connections as usize,
                 rx_buffer: self.socket_buffer as usize,
                 tx_buffer: self.socket_buffer as usize,
+                ..ListenerConfig::default()
             },
             http: HttpConfig {
                 root: self.root.clone(),

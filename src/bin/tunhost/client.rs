@@ -13,6 +13,7 @@ use tunhost::sandbox::Profile;
 use tunhost::smoltcp::wire::IpAddress;
 
 use crate::args::{DeviceArgs, TraceArgs, duration, parse_ip, parse_secs};
+use crate::badlink::BadLinkArgs;
 use crate::privileges::{Plan, SandboxArgs};
 use crate::{fail, finish_trace, usage};
 
@@ -46,6 +47,14 @@ pub(crate) struct ClientCommon {
 
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    link: BadLinkArgs,
+
+    /// Seed the faults of a bad link and smoltcp's randomness (TCP sequence numbers, MAC), for
+    /// a run that can be repeated. For tests and replay only.
+    #[arg(long, value_name = "N", help_heading = "A bad link")]
+    seed: Option<u64>,
 
     #[command(flatten)]
     privileges: SandboxArgs,
@@ -200,7 +209,11 @@ impl ClientCommon {
             log::warn!("{moved}: the host is {}", resolved.addrs[0]);
         }
         let mut live = Live::new(resolved.dev);
-        live.host = self.device.host_config(resolved.addrs);
+        live.host = tunhost::Config {
+            seed: self.seed,
+            ..self.device.host_config(resolved.addrs)
+        };
+        live.faults = self.link.faults(self.seed).map_err(usage)?;
         live.validate().map_err(usage)?;
         live.trace = self.trace.spec().map_err(fail)?;
         Ok((live.open().map_err(fail)?, plan))
@@ -333,6 +346,7 @@ pub(crate) fn get(args: GetArgs) -> ExitCode {
     let options = client::http::GetOptions {
         timeout: duration(args.timeout),
         local_port: None,
+        tcp: args.common.link.tcp(),
     };
     let (host, stop) = live.parts();
     let result = client::get(

@@ -3,6 +3,7 @@
 //! run failed). Each subcommand has its own file; the flags they share are in `args`.
 
 mod args;
+mod badlink;
 mod client;
 mod privileges;
 mod replay;

@@ -17,6 +17,7 @@ use tunhost::replay::{MacOrigin, ReplayConfig, ReplayError, replay_reader};
 use tunhost::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 use crate::args::{LogArgs, ServiceArgs, TraceArgs, colons, parse_cidr, parse_ip, parse_mac};
+use crate::badlink::BadLinkArgs;
 use crate::privileges::SandboxArgs;
 use crate::{fail, init_logging, usage};
 use tunhost::sandbox::Profile;
@@ -24,7 +25,9 @@ use tunhost::sandbox::Profile;
 pub(crate) const REPLAY_AFTER_HELP: &str = "\
 The host runs on a virtual clock that follows the capture's timestamps: no device, no root, and
 the same capture with the same --seed (default 0) always gives the same --pcap output, byte for
-byte. TCP sessions replay faithfully when --seed is the seed the live host had.
+byte. TCP sessions replay faithfully when --seed is the seed the live host had. A run on a bad
+link (--drop, --delay, ...) replays with the same fault flags and --seed: the packets of its
+trace, as the kernel sent them, get the fates they had live.
 
 The capture is streamed (any size, constant memory). Malformed records are skipped and counted; a
 capture cut short replays up to the cut, with a warning. With no --mac and no unicast frame to
@@ -68,6 +71,9 @@ pub(crate) struct ReplayArgs {
 
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    link: BadLinkArgs,
 
     #[command(flatten)]
     privileges: SandboxArgs,
@@ -149,9 +155,16 @@ pub(crate) fn replay(args: ReplayArgs) -> ExitCode {
         seed: args.services.seed,
         ..Config::default()
     };
+    let mut services = args.services.config();
+    services.tcp.tcp = args.link.tcp();
+    let faults = match args.link.faults(Some(args.services.seed.unwrap_or(0))) {
+        Ok(f) => f,
+        Err(msg) => return usage(msg),
+    };
     let config = ReplayConfig {
         mtu: args.mtu as usize,
-        ..ReplayConfig::new(host, args.services.config())
+        faults,
+        ..ReplayConfig::new(host, services)
     };
     if let Err(e) = config.validate() {
         return usage(e);

@@ -10,6 +10,7 @@ use tunhost::smoltcp::time::Duration;
 use tunhost::smoltcp::wire::IpAddress;
 
 use crate::args::{DeviceArgs, LogArgs, ServiceArgs, TraceArgs, colons, partner};
+use crate::badlink::BadLinkArgs;
 use crate::privileges::SandboxArgs;
 use crate::{fail, finish_trace, init_logging, usage};
 
@@ -23,6 +24,9 @@ pub(crate) struct ServeArgs {
 
     #[command(flatten)]
     trace: TraceArgs,
+
+    #[command(flatten)]
+    link: BadLinkArgs,
 
     /// After a packet, keep checking the device this many microseconds before sleeping, e.g. 0
     /// to always sleep. Saves a wake-up per exchange (latency, request/response rates) at the
@@ -39,6 +43,10 @@ pub(crate) struct ServeArgs {
 
 pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     init_logging(args.log.verbose, args.log.quiet);
+    let faults = match args.link.faults(args.services.seed) {
+        Ok(f) => f,
+        Err(msg) => return usage(msg),
+    };
     let plan = match args.privileges.plan() {
         Ok(p) => p,
         Err(code) => return code,
@@ -54,6 +62,8 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
         ..args.device.host_config(resolved.addrs)
     };
     live.services = args.services.config();
+    live.services.tcp.tcp = args.link.tcp();
+    live.faults = faults;
     if let Err(e) = live.validate() {
         return usage(e);
     }
@@ -79,6 +89,10 @@ pub(crate) fn serve(args: ServeArgs) -> ExitCode {
     plan.selftest();
     let result = host.run();
     let st = host.tuntap().stats();
+    if host.host().device().is_active() {
+        let f = host.host().device().stats();
+        log::info!("the bad link: in: {}; out: {}", f.inbound, f.outbound);
+    }
     finish_trace(host);
     if let Err(e) = result {
         return fail(e);

@@ -43,6 +43,7 @@ impl Net {
             max_sockets: 4,
             rx_buffer: 4096,
             tx_buffer: 4096,
+            ..ListenerConfig::default()
         };
         let http = Http::new(content, idle, EPOCH);
         host.add_service(|s| TcpService::new(s, 80, lc, http));

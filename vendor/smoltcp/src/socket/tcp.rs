@@ -154,8 +154,10 @@ const RTTE_MIN_MARGIN: u32 = 5;
 const RTTE_K: u32 = 4;
 
 // RFC 6298 (2.4): Whenever RTO is computed, if it is less than 1 second, then the
-// RTO SHOULD be rounded up to 1 second.
-const RTTE_MIN_RTO: u32 = 1000;
+// RTO SHOULD be rounded up to 1 second. Linux (TCP_RTO_MIN) and most stacks take 200 ms
+// instead: with 1 s, every loss that fast retransmit misses (a lost tail, too few duplicate
+// ACKs from a peer with little to send) stalls the connection for a second.
+const RTTE_MIN_RTO: u32 = 200;
 
 // RFC 6298 (2.5) A maximum value MAY be placed on RTO provided it is at least 60
 // seconds
@@ -526,6 +528,14 @@ pub struct Socket<'a> {
     local_rx_dup_acks: u8,
     /// If a fast retransmit needs to occur
     pending_fast_retransmit: bool,
+    /// The highest sequence number sent when fast retransmit started (RFC 6582 "recover"):
+    /// until it is acknowledged, an ACK of new data below it (a partial ACK) means the next
+    /// hole is lost too, and it is retransmitted at once.
+    recover: Option<TcpSeqNumber>,
+    /// Bytes above SND.UNA that the peer's last ACK reported received (its SACK blocks): they
+    /// have left the network, and do not count against the congestion window (RFC 6675's
+    /// "pipe", without its loss marking).
+    sacked: usize,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -617,6 +627,8 @@ impl<'a> Socket<'a> {
             local_rx_last_seq: None,
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
+            recover: None,
+            sacked: 0,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -929,6 +941,9 @@ impl<'a> Socket<'a> {
         self.remote_last_ts = None;
         self.ack_delay_timer = AckDelayTimer::Idle;
         self.challenge_ack_timer = Instant::from_secs(0);
+        self.pending_fast_retransmit = false;
+        self.recover = None;
+        self.sacked = 0;
 
         #[cfg(feature = "async")]
         {
@@ -1411,7 +1426,7 @@ impl<'a> Socket<'a> {
         self.congestion_controller
             .inner()
             .window()
-            .saturating_sub(self.flight_size())
+            .saturating_sub(self.flight_size().saturating_sub(self.sacked))
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -1831,6 +1846,19 @@ impl<'a> Socket<'a> {
                         &repr.payload[overlap_start - segment_start..overlap_end - segment_start],
                         overlap_start - window_start,
                     )
+                } else if window_start == window_end
+                    && repr.payload.is_empty()
+                    && matches!(repr.control, TcpControl::None | TcpControl::Psh)
+                    && repr.ack_number.is_some()
+                {
+                    // RFC 9293 (3.10.7.4): "If the RCV.WND is zero, no segments will be
+                    // acceptable, but special allowance should be made to accept valid ACKs".
+                    // A peer that sent data into a window we have since closed (a reordered
+                    // window update let it) sends its ACKs past RCV.NXT: dropping them too
+                    // leaves both ends waiting on each other. (Data segments still only get
+                    // an ACK back, as before.)
+                    net_debug!("zero receive window: taking the ACK of an unacceptable segment");
+                    (&[][..], 0)
                 } else {
                     // Out-of-window RSTs are silently dropped, per RFC 9293
                     // (3.10.7.4) and RFC 5961 (3.2): no reply is sent, and the
@@ -2149,11 +2177,15 @@ impl<'a> Socket<'a> {
                 // Duplicate ACK if payload empty and ACK doesn't move send window ->
                 // Increment duplicate ACK count, notify congestion controller and
                 // set for retransmit if we just received the third duplicate ACK
+                // RFC 6675 (2): an ACK whose SACK blocks report data above the cumulative ACK
+                // is a duplicate whatever its window. Linux's receive window moves as its
+                // out-of-order queue fills, so without this its duplicate ACKs rarely count
+                // three in a row, and a single loss waits for the retransmission timer.
                 Some(last_rx_ack)
                     if repr.payload.is_empty()
                         && last_rx_ack == ack_number
                         && ack_number < self.remote_last_seq
-                        && !is_window_update =>
+                        && (!is_window_update || repr.sack_ranges.iter().any(Option::is_some)) =>
                 {
                     // Increment duplicate ACK count
                     self.local_rx_dup_acks = self.local_rx_dup_acks.saturating_add(1);
@@ -2192,6 +2224,20 @@ impl<'a> Socket<'a> {
                     }
                     self.local_rx_last_ack = Some(ack_number);
 
+                    // RFC 6582 (NewReno, 3.2): an ACK of new data that does not cover all
+                    // that was sent before fast retransmit (a partial ACK) means the segment
+                    // after it was lost too: retransmit it now, rather than wait for three
+                    // more duplicate ACKs that the receiver, holding everything after the
+                    // holes already, will not send (only the timer would then recover).
+                    if let Some(recover) = self.recover {
+                        if ack_len > 0 && ack_number < recover {
+                            net_debug!("partial ACK {} below {}: retransmitting", ack_number, recover);
+                            self.pending_fast_retransmit = true;
+                        } else if ack_number >= recover {
+                            self.recover = None;
+                        }
+                    }
+
                     // Notify of fresh ACK
                     self.rtte.on_ack(cx.now(), ack_number);
                     let new_flight_size = self.flight_size().saturating_sub(ack_len);
@@ -2216,6 +2262,22 @@ impl<'a> Socket<'a> {
             if self.remote_last_seq < self.local_seq_no {
                 self.remote_last_seq = self.local_seq_no
             }
+
+            // What the peer holds above SND.UNA, by its SACK blocks (RFC 2018): those bytes
+            // left the network, so they do not keep new data from going out during recovery.
+            let (una, nxt) = (self.local_seq_no, self.remote_last_seq);
+            self.sacked = repr
+                .sack_ranges
+                .iter()
+                .flatten()
+                .map(|&(left, right)| {
+                    let (left, right) = (TcpSeqNumber(left as i32), TcpSeqNumber(right as i32));
+                    let left = if left < una { una } else { left };
+                    let right = if right > nxt { nxt } else { right };
+                    if right > left { right - left } else { 0 }
+                })
+                .sum::<usize>()
+                .min(self.flight_size());
         }
 
         // update last remote tsval
@@ -2539,6 +2601,8 @@ impl<'a> Socket<'a> {
                 // had sent them. This will cause all data in the queue
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
+                self.recover = None;
+                self.sacked = 0;
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -2553,6 +2617,7 @@ impl<'a> Socket<'a> {
                     .on_loss(cx.now(), in_flight);
 
                 self.pending_fast_retransmit = true;
+                self.recover = Some(self.remote_last_seq);
             }
 
             // Clear the `should_retransmit` state. If we can't retransmit right
@@ -7266,6 +7331,121 @@ mod test {
         });
     }
 
+    /// Send "aaaBBBcccDDD" in 3-byte segments at time 1000..1015.
+    fn four_segments_sent() -> TestSocket {
+        let mut s = socket_established();
+        s.remote_mss = 3;
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        s.send_slice(b"aaaBBBcccDDD").unwrap();
+        for (i, p) in [&b"aaa"[..], b"BBB", b"ccc", b"DDD"].into_iter().enumerate() {
+            recv!(s, time 1000 + 5 * i as i64, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 3 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: p,
+                ..RECV_TEMPL
+            }));
+        }
+        s
+    }
+
+    #[test]
+    fn test_fast_retransmit_on_sack_dup_acks_whose_window_moves() {
+        // RFC 6675 (2): ACKs with SACK blocks above the cumulative ACK are duplicates, even
+        // when the receiver's window moves between them (Linux's does).
+        let mut s = four_segments_sent();
+        for (i, win) in [250u16, 244, 238].into_iter().enumerate() {
+            send!(s, time 1050 + i as i64, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                window_len: win,
+                sack_ranges: [
+                    Some(((LOCAL_SEQ + 1 + 3).0 as u32, (LOCAL_SEQ + 1 + 6 + 3 * i).0 as u32)),
+                    None,
+                    None,
+                ],
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+    }
+
+    #[test]
+    fn test_sacked_bytes_do_not_count_against_the_congestion_window() {
+        // 64 bytes in flight; the peer's duplicate ACK reports the last 32 received (SACK):
+        // they left the network, and leave room in the congestion window for new data.
+        let mut s = socket_established();
+        s.send_slice(&[b'x'; 64][..]).unwrap();
+        s.remote_last_seq = LOCAL_SEQ + 1 + 64;
+        let window = s.congestion_controller.inner().window();
+        let before = s.cwnd_remaining();
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            sack_ranges: [
+                Some(((LOCAL_SEQ + 1 + 32).0 as u32, (LOCAL_SEQ + 1 + 64).0 as u32)),
+                None,
+                None,
+            ],
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.sacked, 32);
+        assert_eq!(s.cwnd_remaining(), before.saturating_add(32).min(window));
+        // A cumulative ACK of everything: nothing is held above SND.UNA any more.
+        send!(s, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 64),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.sacked, 0);
+    }
+
+    #[test]
+    fn test_partial_ack_retransmits_the_next_hole() {
+        // RFC 6582 (3.2): "aaa" and "ccc" are lost. After the fast retransmit of "aaa", the
+        // ACK of "aaaBBB" is partial: "ccc" goes again at once, not after the timer.
+        let mut s = four_segments_sent();
+        for i in 0..3 {
+            send!(s, time 1050 + i, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+        send!(s, time 1120, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            ..SEND_TEMPL
+        });
+        recv!(s, time 1121, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 6,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"ccc"[..],
+            ..RECV_TEMPL
+        }));
+        // The rest acknowledged: recovery is over.
+        send!(s, time 1140, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 12),
+            ..SEND_TEMPL
+        });
+        assert_eq!(s.recover, None);
+    }
+
     #[test]
     fn test_fast_retransmit_duplicate_detection_with_data() {
         let mut s = socket_established();
@@ -8119,6 +8299,54 @@ mod test {
                 ..RECV_TEMPL
             })
         );
+    }
+
+    #[test]
+    fn test_zero_window_takes_the_ack_of_a_segment_past_rcv_nxt() {
+        // RFC 9293 (3.10.7.4): with a zero receive window, valid ACKs are still accepted. The
+        // peer sent 4 bytes into a window we had closed, so its pure ACKs come at RCV.NXT + 4.
+        let mut s = socket_established();
+        s.rx_buffer = SocketBuffer::new(vec![0; 6]);
+        s.assembler = Assembler::new();
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &b"abcdef"[..],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                ..RECV_TEMPL
+            }]
+        );
+        s.send_slice(b"xyz").unwrap();
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 6),
+                window_len: 0,
+                payload: &b"xyz"[..],
+                ..RECV_TEMPL
+            }]
+        );
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 6 + 4,
+                ack_number: Some(LOCAL_SEQ + 1 + 3),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.tx_buffer.len(), 0);
+        assert_eq!(s.local_seq_no, LOCAL_SEQ + 1 + 3);
     }
 
     #[test]

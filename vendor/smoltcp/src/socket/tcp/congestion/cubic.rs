@@ -78,7 +78,10 @@ impl Controller for Cubic {
     }
 
     fn on_ack(&mut self, now: Instant, len: usize, in_flight: usize, rtt: &RttEstimator) {
-        let segment = len.min(self.mss);
+        // Bytes acknowledged, not ACKs counted (RFC 3465; RFC 9438 §4.3 counts the segments an
+        // ACK acknowledges): a receiver that acknowledges a burst of segments at once (Linux
+        // does, for what arrives together) must not slow the window's growth.
+        let segment = len;
 
         self.absorb_idle(now);
 
@@ -104,7 +107,7 @@ impl Controller for Cubic {
             self.w_est = self.cwnd as f64;
             return;
         } else if self.cwnd < self.ssthresh {
-            // Slow start: increase `cwnd` by 1 MSS per ACK.
+            // Slow start: increase `cwnd` by the bytes acknowledged.
             self.cwnd = self
                 .cwnd
                 .saturating_add(segment)
@@ -321,6 +324,24 @@ mod test {
     }
 
     #[test]
+    fn slow_start_counts_bytes_not_acks() {
+        // RFC 3465: one ACK for ten segments grows the window as ten ACKs would.
+        let mut one = Cubic::new();
+        one.set_mss(MSS);
+        one.set_remote_window(MSS * 1000);
+        let mut ten = Cubic::new();
+        ten.set_mss(MSS);
+        ten.set_remote_window(MSS * 1000);
+        let start = one.window();
+        ack(&mut one, 10 * MSS, Instant::from_millis(10));
+        for i in 0..10 {
+            ack(&mut ten, MSS, Instant::from_millis(10 + i));
+        }
+        assert_eq!(one.window(), start + 10 * MSS);
+        assert_eq!(ten.window(), one.window());
+    }
+
+    #[test]
     fn congestion_avoidance_works() {
         let mut cubic = Cubic::new();
         cubic.set_mss(MSS);
@@ -480,13 +501,13 @@ mod test {
         assert_eq!(cubic.recovery_start, None);
         assert_eq!(cubic.w_max, w_max_before_rto);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by the bytes acknowledged (RFC 3465), even several MSS per ACK
         let initial_cwnd = cubic.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = cubic.window();
             let now = Instant::from_millis(i);
             ack(&mut cubic, MSS * 2, now);
-            assert_eq!(cubic.window(), initial_cwnd + MSS);
+            assert_eq!(cubic.window(), initial_cwnd + MSS * 2);
         }
         assert_eq!(cubic.window(), initial_cwnd + MSS * 10);
 

@@ -56,12 +56,15 @@ impl Controller for Reno {
             return;
         }
 
+        // Bytes acknowledged, not ACKs counted (RFC 3465): a receiver that acknowledges a
+        // burst of segments at once (Linux does, for what arrives together) must not slow the
+        // window's growth.
         let inc = if self.cwnd < self.ssthresh {
-            // Slow start: increase `cwnd` by 1 MSS per ACK.
-            len.min(self.mss)
+            // Slow start: increase `cwnd` by the bytes acknowledged.
+            len
         } else {
             // Congestion avoidance: increase by ~1 MSS per RTT.
-            (self.mss * self.mss / self.cwnd).max(1)
+            (self.mss * len / self.cwnd).max(1)
         };
 
         self.cwnd = self.cwnd.saturating_add(inc).min(self.rwnd).max(self.mss);
@@ -124,6 +127,24 @@ mod test {
 
     fn rtte() -> RttEstimator {
         RttEstimator::default()
+    }
+
+    #[test]
+    fn slow_start_counts_bytes_not_acks() {
+        // RFC 3465: one ACK for ten segments grows the window as ten ACKs would.
+        let mut one = Reno::new();
+        one.set_mss(MSS);
+        one.set_remote_window(MSS * 1000);
+        let mut ten = Reno::new();
+        ten.set_mss(MSS);
+        ten.set_remote_window(MSS * 1000);
+        let start = one.window();
+        ack(&mut one, 10 * MSS, Instant::from_millis(10));
+        for i in 0..10 {
+            ack(&mut ten, MSS, Instant::from_millis(10 + i));
+        }
+        assert_eq!(one.window(), start + 10 * MSS);
+        assert_eq!(ten.window(), one.window());
     }
 
     #[test]
@@ -211,13 +232,13 @@ mod test {
         assert_eq!(reno.ssthresh, inflight / 2);
         assert_eq!(reno.window(), MSS);
 
-        // slow start grows by at most the MSS per ack
+        // slow start grows by the bytes acknowledged (RFC 3465), even several MSS per ACK
         let initial_cwnd = reno.window();
-        for i in 0..10 {
+        for i in 0..5 {
             let initial_cwnd = reno.window();
             let now = Instant::from_millis(i);
             ack(&mut reno, MSS * 2, now);
-            assert_eq!(reno.window(), initial_cwnd + MSS);
+            assert_eq!(reno.window(), initial_cwnd + MSS * 2);
         }
         assert_eq!(reno.window(), initial_cwnd + MSS * 10);
 
