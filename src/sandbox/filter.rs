@@ -1,9 +1,9 @@
 //! The seccomp allowlist: the system calls a host makes once everything is open.
 //!
-//! Measured, not guessed: `strace -f` over every end-to-end suite (serve on TUN and TAP, HTTP
+//! Measured, not guessed: `strace -f` over the end-to-end suites (serve on TUN and TAP, HTTP
 //! files and listings, traces to a file and to a pipe, ping, get, replay, signals, a device
-//! deleted or set down) shows the loop using only reads and writes on descriptors it already
-//! has, `poll`, memory management, the HTTP service's `openat2`/`fstat`/`newfstatat`/
+//! deleted or set down), then every suite run with the filter on, shows the loop using only
+//! reads and writes on descriptors it already has, `poll`, memory management, the HTTP service's `openat2`/`fstat`/`newfstatat`/
 //! `getdents64`/`lseek`, and signal handling (signal-hook's handler writes to a socket pair it
 //! made before). Everything that makes a new channel out of the process is absent: `socket`,
 //! `connect`, `bind`, `execve`, `fork`/`clone`, `ptrace`, `process_vm_*`, `mount`, `bpf`,
