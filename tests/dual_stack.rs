@@ -4,19 +4,12 @@
 
 mod common;
 
-use common::{Tunhost, assert_echoes, in_netns, run, tunhost};
+use common::{Tunhost, assert_echoes, family, in_netns, ping_ok, run, tunhost};
 
 /// `ping` (`-6` for IPv6) to `addr` gets replies (two requests; the first IPv6 one can be lost
 /// while the kernel side's neighbour entry settles under load, a known flake).
 fn pings(addr: &str) {
-    let mut argv = vec!["ping", "-c", "2", "-i", "0.2", "-W", "2"];
-    if addr.contains(':') {
-        argv.insert(1, "-6");
-    }
-    argv.push(addr);
-    let out = run(&argv);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{argv:?}: {text}");
+    ping_ok(&[family(addr), "-c", "2", "-i", "0.2", "-W", "2", addr]);
 }
 
 /// The kernel's addresses on `dev` (`ip -br addr show dev DEV`).

@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
-use common::{Tunhost, in_netns, no_offload, pattern, run};
+use common::{Tunhost, family, in_netns, no_offload, pattern, ping_ok};
 
 const V4: &str = "198.51.100.2";
 const V6: &str = "2001:db8:1::2";
@@ -16,15 +16,10 @@ const V6: &str = "2001:db8:1::2";
 /// `ping` (-6 for an IPv6 address) with `size` bytes of payload: one request, one reply.
 fn big_ping(addr: &str, size: usize) {
     let size = size.to_string();
-    let mut argv = vec!["ping", "-n", "-c", "1", "-W", "5", "-s", &size, addr];
-    if addr.contains(':') {
-        argv.insert(1, "-6");
-    }
-    let out = run(&argv);
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = ping_ok(&[family(addr), "-n", "-c", "1", "-W", "5", "-s", &size, addr]);
     assert!(
-        out.status.success() && text.contains(" 1 received"),
-        "{argv:?}:\n{text}"
+        text.contains(" 1 received"),
+        "ping -s {size} {addr}:\n{text}"
     );
 }
 

@@ -9,7 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    HOST, TUN_ARGS, Tunhost, assert_echoes, in_netns, kernel_device, pattern, run, sh, udp_to_host,
+    HOST, TUN_ARGS, Tunhost, assert_echoes, family, in_netns, kernel_device, pattern, ping_ok, sh,
+    udp_to_host,
 };
 use nix::sys::signal::Signal;
 
@@ -44,20 +45,10 @@ fn echo_connection() -> TcpStream {
     s
 }
 
-fn ping_ok(args: &[&str]) -> String {
-    let mut argv = vec!["ping"];
-    argv.extend_from_slice(args);
-    let out = run(&argv);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "ping failed:\n{text}");
-    text
-}
-
 /// `ping -c COUNT` the host at `addr`, 50 ms apart: every request must be answered.
 fn ping_all(addr: &str, count: u32) {
     let count = count.to_string();
-    let family = if addr.contains(':') { "-6" } else { "-4" };
-    let text = ping_ok(&[family, "-c", &count, "-i", "0.05", "-W", "1", addr]);
+    let text = ping_ok(&[family(addr), "-c", &count, "-i", "0.05", "-W", "1", addr]);
     let want = format!("{count} packets transmitted, {count} received");
     assert!(text.contains(&want), "{text}");
 }
@@ -65,8 +56,7 @@ fn ping_all(addr: &str, count: u32) {
 /// The kernel's neighbour table on tap0 has `mac` for the host's `addr` (learned by ARP or by
 /// neighbour discovery).
 fn assert_neighbour(addr: &str, mac: &str) {
-    let family = if addr.contains(':') { "-6" } else { "-4" };
-    let neigh = sh(&["ip", family, "neigh", "show", addr, "dev", "tap0"]);
+    let neigh = sh(&["ip", family(addr), "neigh", "show", addr, "dev", "tap0"]);
     assert!(
         neigh.contains(&format!("lladdr {mac}")),
         "neighbour: {neigh}"

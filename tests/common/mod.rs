@@ -362,6 +362,21 @@ pub fn tunhost(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// `ping ARGS` (ping(8) from the kernel side), which must succeed: what it printed.
+pub fn ping_ok(args: &[&str]) -> String {
+    let mut argv = vec!["ping"];
+    argv.extend_from_slice(args);
+    let out = run(&argv);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{argv:?} failed:\n{text}");
+    text
+}
+
+/// `-6` for an IPv6 address, `-4` for an IPv4 one (ping(8), ip(8)).
+pub fn family(addr: &str) -> &'static str {
+    if addr.contains(':') { "-6" } else { "-4" }
+}
+
 /// Deterministic test data (xorshift), so a failure can be reproduced.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
