@@ -195,14 +195,7 @@ fn tun_device_node_missing() {
         unsafe {
             cmd.pre_exec(|| {
                 use nix::mount::{MsFlags, mount};
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )?;
+                common::private_mounts()?;
                 mount(
                     Some("tmpfs"),
                     "/dev/net",

@@ -228,14 +228,7 @@ fn as_nobody(node: &std::path::Path, args: &[&str]) -> Command {
         cmd.pre_exec(move || {
             use nix::mount::{MsFlags, mount};
             use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-            mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )?;
+            common::private_mounts()?;
             mount(
                 Some(&node),
                 "/dev/net/tun",

@@ -362,6 +362,22 @@ pub fn tunhost(args: &[&str]) -> (i32, String) {
     )
 }
 
+/// In a child between fork and exec: a mount namespace of its own whose mounts do not leak back
+/// (`unshare(CLONE_NEWNS)`, `/` made recursively private), so that the child may mount over
+/// `/dev/net` without touching the machine's.
+pub fn private_mounts() -> std::io::Result<()> {
+    use nix::mount::{MsFlags, mount};
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
 /// `ping ARGS` (ping(8) from the kernel side), which must succeed: what it printed.
 pub fn ping_ok(args: &[&str]) -> String {
     let mut argv = vec!["ping"];
