@@ -15,6 +15,8 @@ use nix::sys::signal::Signal;
 use tools::Scratch;
 
 const MAC: &str = "02:00:00:00:00:42";
+/// The host on tap0 with its MAC, its IPv4 address from DHCP.
+const ON_TAP: &[&str] = &["--tap", "tap0", "--mac", MAC, "--addr", "dhcp"];
 
 /// tap0 with the kernel side at 198.51.100.1/24, and dnsmasq handing out 198.51.100.50-60 for
 /// 2 minutes with itself as router and DNS server (which knows name.example).
@@ -71,20 +73,13 @@ fn a_tap_host_takes_renews_and_shows_its_dhcp_lease() {
     let dir = Scratch::new("dhcp");
     in_netns(|| {
         let _dnsmasq = kernel_side_with_dhcp(&dir);
-        let mut h = Tunhost::serve(&[
-            "--tap",
-            "tap0",
-            "--mac",
-            MAC,
-            "--addr",
-            "dhcp",
-            "--dhcp-max-lease",
-            "4",
-            "--echo",
-            "7",
-            "--http",
-            "8080",
-        ]);
+        let mut h = Tunhost::serve(
+            &[
+                ON_TAP,
+                &["--dhcp-max-lease", "4", "--echo", "7", "--http", "8080"],
+            ]
+            .concat(),
+        );
         assert!(h.banner.starts_with("serving IPv4 by DHCP"), "{}", h.banner);
         let addr = leased(&mut h);
         let octets: Vec<u8> = addr.split('.').filter_map(|o| o.parse().ok()).collect();
@@ -137,17 +132,7 @@ fn a_tap_host_takes_renews_and_shows_its_dhcp_lease() {
             .unwrap();
             s.write_all(&sent).unwrap();
         });
-        let out = run(&[
-            TUNHOST,
-            "get",
-            "--tap",
-            "tap0",
-            "--mac",
-            MAC,
-            "--addr",
-            "dhcp",
-            "http://name.example:8000/f",
-        ]);
+        let out = run(&[&[TUNHOST, "get"], ON_TAP, &["http://name.example:8000/f"]].concat());
         assert!(
             out.status.success(),
             "{}",
