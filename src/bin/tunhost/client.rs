@@ -92,19 +92,18 @@ impl ClientCommon {
         }
     }
 
-    /// With `--addr dhcp`: wait (10 s at most) for the lease, and say what it is.
+    /// With `--addr dhcp`: wait (10 s at most) for the lease (the host logs it when it comes).
     fn await_lease(&self, live: &mut LiveHost) -> Result<(), ExitCode> {
         if !self.device.dhcp() {
             return Ok(());
         }
         let (host, stop) = live.parts();
-        let lease = client::await_lease(
+        client::await_lease(
             host,
             tunhost::smoltcp::time::Duration::from_secs(10),
             Some(stop),
         )
         .map_err(fail)?;
-        log::info!("DHCP: {lease}");
         Ok(())
     }
 
