@@ -20,7 +20,8 @@
 //! - **delay** (milliseconds, with a uniform jitter of ± JITTER): the packet goes that much
 //!   later. Packets with different delays may overtake each other, as with netem;
 //! - **rate** (Mbit/s): the link sends one packet at a time at this rate; what waits queues up
-//!   to [`QUEUE_LIMIT`] packets, and the rest is dropped (tail drop).
+//!   to [`QUEUE_LIMIT`] packets, or up to the rate's own queue ([`Impairment::queue`]: a
+//!   bottleneck with a router's buffer), and the rest is dropped (tail drop).
 //!
 //! Delayed packets wait in the wrapper: [`Housekeeping::housekeeping`] returns when the next
 //! one is due, and the host's loop wakes up then to pass it on.
@@ -34,7 +35,7 @@
 //! replay of such a trace with the same faults and seed feeds the host exactly what the kernel
 //! sent and draws the same fates.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -67,6 +68,9 @@ pub struct Impairment {
     pub jitter: Duration,
     /// The link's rate in bits per second (`None`: as fast as the device).
     pub rate: Option<u64>,
+    /// Most packets waiting for the rate (the one being sent included), like a router's buffer
+    /// in front of a slow link; more are dropped. `None`: only [`QUEUE_LIMIT`] applies.
+    pub queue: Option<usize>,
 }
 
 impl Impairment {
@@ -144,7 +148,8 @@ impl FaultConfig {
 
     /// Set one fault from its text: `VALUE` for both directions, `in:VALUE` or `out:VALUE` for
     /// one. A probability is 0..=1 (`0.01`); a delay is milliseconds with an optional jitter
-    /// (`10`, `10:2`); a rate is Mbit/s (`100`, `0.5`).
+    /// (`10`, `10:2`); a rate is Mbit/s with an optional queue in packets (`100`, `0.5`,
+    /// `20:50`).
     pub fn set(&mut self, kind: FaultKind, text: &str) -> Result<(), FaultSpecError> {
         let err = |reason| FaultSpecError {
             what: kind.what(),
@@ -185,10 +190,24 @@ impl FaultConfig {
                     imp.jitter = ms(j)?;
                 }
                 FaultKind::Rate => {
-                    let mbit = number(value)?;
+                    let (rate, queue) = match value.split_once(':') {
+                        Some((r, q)) => (r, Some(q)),
+                        None => (value, None),
+                    };
+                    let mbit = number(rate)?;
                     if !(0.001..=1_000_000.0).contains(&mbit) {
                         return Err(err("not between 0.001 and 1000000 Mbit/s"));
                     }
+                    imp.queue = match queue {
+                        None => None,
+                        Some(q) => Some(
+                            q.trim()
+                                .parse::<usize>()
+                                .ok()
+                                .filter(|n| (1..=QUEUE_LIMIT).contains(n))
+                                .ok_or_else(|| err("a queue is 1 to 10000 packets"))?,
+                        ),
+                    };
                     imp.rate = Some((mbit * 1e6).round() as u64);
                 }
                 _ => {
@@ -236,6 +255,9 @@ impl fmt::Display for Impairment {
         }
         if let Some(r) = self.rate {
             parts.push(format!("rate {} Mbit/s", r as f64 / 1e6));
+            if let Some(q) = self.queue {
+                parts.push(format!("queue {q} packets"));
+            }
         }
         if parts.is_empty() {
             f.write_str("none")
@@ -445,6 +467,8 @@ struct Queue {
     seq: u64,
     /// When the link is free again (rate).
     busy_until: Instant,
+    /// When each packet waiting for the rate will have been sent, oldest first.
+    sending: VecDeque<Instant>,
     /// Reordered packets: the time each goes anyway, the sequence number of the packets that
     /// must overtake it (those admitted after it), and whether one did.
     held: Vec<Held>,
@@ -459,6 +483,7 @@ impl Queue {
             waiting: BTreeMap::new(),
             seq: 0,
             busy_until: Instant::ZERO,
+            sending: VecDeque::new(),
             held: Vec::new(),
             counts: FaultCounts::default(),
         }
@@ -482,7 +507,11 @@ impl Queue {
             self.counts.dropped += 1;
             return Err("dropped".into());
         }
-        if self.len() >= QUEUE_LIMIT {
+        while self.sending.front().is_some_and(|&t| t <= now) {
+            self.sending.pop_front();
+        }
+        let bottleneck_full = self.imp.queue.is_some_and(|q| self.sending.len() >= q);
+        if self.len() >= QUEUE_LIMIT || bottleneck_full {
             self.counts.dropped += 1;
             return Err("dropped (queue full)".into());
         }
@@ -499,6 +528,9 @@ impl Queue {
             let send = Duration::from_micros((bits * 1_000_000).div_ceil(rate.max(1)));
             depart = self.busy_until.max(now) + send;
             self.busy_until = depart;
+            if self.imp.queue.is_some() {
+                self.sending.push_back(depart);
+            }
         }
         let release = depart + fate.delay;
         if release > now {
@@ -1042,6 +1074,35 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_queue_drops_what_does_not_fit() {
+        // 1 Mbit/s, room for 2: of 4 packets sent at once, 2 go (1024 µs apart), 2 are dropped
+        // and recorded so; once the link is free, the queue takes packets again.
+        let c = config(|c| c.set(FaultKind::Rate, "out:1:2").unwrap());
+        assert_eq!(c.outbound.queue, Some(2));
+        let mut dev = Faults::new(Wire::default(), &c);
+        let send = |dev: &mut Faults<Wire>, at: Instant| {
+            let tx = dev.transmit(at).unwrap();
+            tx.consume(128, |b| b.copy_from_slice(&udp(1)));
+        };
+        for _ in 0..4 {
+            send(&mut dev, Instant::ZERO);
+        }
+        let mut now = Instant::ZERO;
+        while let Some(at) = dev.housekeeping(now) {
+            now = at;
+        }
+        send(&mut dev, now);
+        while let Some(at) = dev.housekeeping(now) {
+            now = at;
+        }
+        let w = dev.into_inner();
+        let times: Vec<i64> = w.sent.iter().map(|(t, _)| t.total_micros()).collect();
+        assert_eq!(times, vec![1024, 2048, 3072]);
+        let full = w.records.iter().filter(|r| r.2 == "dropped (queue full)");
+        assert_eq!(full.count(), 2);
+    }
+
+    #[test]
     fn specifications_parse_per_direction_and_bad_ones_say_why() {
         let mut c = FaultConfig::default();
         c.set(FaultKind::Drop, "in:0.01").unwrap();
@@ -1053,6 +1114,8 @@ mod tests {
             (FaultKind::Reorder, "-0.1"),
             (FaultKind::Delay, "ten"),
             (FaultKind::Rate, "0"),
+            (FaultKind::Rate, "10:0"),
+            (FaultKind::Rate, "10:many"),
             (FaultKind::Corrupt, "sideways:0.1"),
         ] {
             let e = c.set(kind, text).unwrap_err().to_string();

@@ -34,9 +34,10 @@ pub(crate) struct BadLinkArgs {
     #[arg(long, value_name = "[in:|out:]MS[:JITTER]")]
     delay: Vec<String>,
 
-    /// Send at most MBIT megabits per second, one packet at a time (up to 10000 waiting, then
-    /// tail drop), e.g. 100.
-    #[arg(long, value_name = "[in:|out:]MBIT")]
+    /// Send at most MBIT megabits per second, one packet at a time, e.g. 100; with :QUEUE at
+    /// most QUEUE packets wait for the link, as in a router's buffer (default 10000), and more
+    /// are dropped: 20:50 is a 20 Mbit/s bottleneck with a 50-packet buffer.
+    #[arg(long, value_name = "[in:|out:]MBIT[:QUEUE]")]
     rate: Vec<String>,
 
     /// The host's TCP congestion control: cubic, reno, or none (send the whole window the peer
