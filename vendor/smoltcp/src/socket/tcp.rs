@@ -532,10 +532,11 @@ pub struct Socket<'a> {
     /// until it is acknowledged, an ACK of new data below it (a partial ACK) means the next
     /// hole is lost too, and it is retransmitted at once.
     recover: Option<TcpSeqNumber>,
-    /// Bytes above SND.UNA that the peer's last ACK reported received (its SACK blocks): they
-    /// have left the network, and do not count against the congestion window (RFC 6675's
-    /// "pipe", without its loss marking).
-    sacked: usize,
+    /// What the peer SACKed above SND.UNA (RFC 6675's scoreboard). Those bytes have left the
+    /// network, and do not count against the congestion window (RFC 6675's "pipe").
+    sack_board: SackBoard,
+    /// RFC 6675 HighRxt: the end of the last hole retransmitted in this recovery.
+    high_rxt: Option<TcpSeqNumber>,
 
     /// Duration for Delayed ACK. If None no ACKs will be delayed.
     ack_delay: Option<Duration>,
@@ -578,6 +579,134 @@ const DEFAULT_MSS: usize = 536;
 /// Must exceed the maximum possible length of the TCP options (currently 12, for
 /// timestamps) so that every segment carries some payload.
 const MIN_REMOTE_MSS: usize = 48;
+
+/// Most SACKed ranges the sender remembers above SND.UNA (RFC 6675's scoreboard); past this,
+/// the highest are forgotten, which only makes recovery more conservative.
+const SACK_BOARD: usize = 16;
+
+/// RFC 6675's DupThresh: a hole is lost once more than (DupThresh - 1) segments' worth of data
+/// above it has been SACKed.
+const DUP_THRESH: usize = 3;
+
+/// The SACKed ranges above SND.UNA (RFC 6675's scoreboard): sorted, disjoint, not touching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SackBoard {
+    ranges: [(TcpSeqNumber, TcpSeqNumber); SACK_BOARD],
+    len: u8,
+}
+
+impl Default for SackBoard {
+    fn default() -> Self {
+        SackBoard {
+            ranges: [(TcpSeqNumber::default(), TcpSeqNumber::default()); SACK_BOARD],
+            len: 0,
+        }
+    }
+}
+
+impl SackBoard {
+    fn ranges(&self) -> &[(TcpSeqNumber, TcpSeqNumber)] {
+        &self.ranges[..self.len as usize]
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Forget what is below `una` (acknowledged) and at or above `nxt` (never sent).
+    fn clip(&mut self, una: TcpSeqNumber, nxt: TcpSeqNumber) {
+        let mut n = 0;
+        for i in 0..self.len as usize {
+            let (l, r) = self.ranges[i];
+            let (l, r) = (l.max(una), r.min(nxt));
+            if l < r {
+                self.ranges[n] = (l, r);
+                n += 1;
+            }
+        }
+        self.len = n as u8;
+    }
+
+    /// Add a SACKed range, merging it with those it overlaps or touches.
+    fn add(&mut self, mut l: TcpSeqNumber, mut r: TcpSeqNumber) {
+        if l >= r {
+            return;
+        }
+        let mut kept = [(TcpSeqNumber::default(), TcpSeqNumber::default()); SACK_BOARD + 1];
+        let mut n = 0;
+        let mut placed = false;
+        for &(a, b) in self.ranges() {
+            if b < l {
+                kept[n] = (a, b);
+                n += 1;
+            } else if r < a {
+                if !placed {
+                    kept[n] = (l, r);
+                    n += 1;
+                    placed = true;
+                }
+                kept[n] = (a, b);
+                n += 1;
+            } else {
+                l = l.min(a);
+                r = r.max(b);
+            }
+        }
+        if !placed {
+            kept[n] = (l, r);
+            n += 1;
+        }
+        // Full: forget the highest range.
+        let n = n.min(SACK_BOARD);
+        self.ranges[..n].copy_from_slice(&kept[..n]);
+        self.len = n as u8;
+    }
+
+    /// Bytes SACKed.
+    fn bytes(&self) -> usize {
+        self.ranges().iter().map(|&(l, r)| r - l).sum()
+    }
+
+    /// Bytes SACKed below `seq`.
+    fn bytes_below(&self, seq: TcpSeqNumber) -> usize {
+        self.ranges()
+            .iter()
+            .map(|&(l, r)| if r.min(seq) > l { r.min(seq) - l } else { 0 })
+            .sum()
+    }
+
+    /// Bytes SACKed from `from` up to `to`.
+    fn bytes_between(&self, from: TcpSeqNumber, to: TcpSeqNumber) -> usize {
+        self.bytes_below(to) - self.bytes_below(from)
+    }
+
+    /// The end of the SACKed range that holds `seq`, if one does.
+    fn covering(&self, seq: TcpSeqNumber) -> Option<TcpSeqNumber> {
+        self.ranges()
+            .iter()
+            .find(|&&(l, r)| l <= seq && seq < r)
+            .map(|&(_, r)| r)
+    }
+
+    /// The holes from `from` up to the highest SACKed byte that RFC 6675 deems lost (more than
+    /// (DupThresh - 1) · `mss` bytes SACKed above them), lowest first, each as (start, end).
+    fn lost_holes(
+        &self,
+        from: TcpSeqNumber,
+        mss: usize,
+    ) -> impl Iterator<Item = (TcpSeqNumber, TcpSeqNumber)> + '_ {
+        let ranges = self.ranges();
+        let mut above = self.bytes();
+        let mut cursor = from;
+        ranges.iter().filter_map(move |&(l, r)| {
+            let hole = (cursor < l).then_some((cursor, l));
+            let lost = above > (DUP_THRESH - 1) * mss;
+            above -= r - l;
+            cursor = cursor.max(r);
+            hole.filter(|_| lost)
+        })
+    }
+}
 
 impl<'a> Socket<'a> {
     #[allow(unused_comparisons)] // small usize platforms always pass rx_capacity check
@@ -628,7 +757,8 @@ impl<'a> Socket<'a> {
             local_rx_dup_acks: 0,
             pending_fast_retransmit: false,
             recover: None,
-            sacked: 0,
+            sack_board: SackBoard::default(),
+            high_rxt: None,
             ack_delay: Some(ACK_DELAY_DEFAULT),
             ack_delay_timer: AckDelayTimer::Idle,
             challenge_ack_timer: Instant::from_secs(0),
@@ -943,7 +1073,8 @@ impl<'a> Socket<'a> {
         self.challenge_ack_timer = Instant::from_secs(0);
         self.pending_fast_retransmit = false;
         self.recover = None;
-        self.sacked = 0;
+        self.sack_board.clear();
+        self.high_rxt = None;
 
         #[cfg(feature = "async")]
         {
@@ -1422,11 +1553,64 @@ impl<'a> Socket<'a> {
         self.remote_last_seq - self.local_seq_no
     }
 
+    /// RFC 6675's pipe: the bytes sent that are still in the network, neither SACKed nor
+    /// deemed lost (a lost hole counts again once it is retransmitted).
+    fn pipe(&self) -> usize {
+        let lost: usize = match self.recover {
+            Some(_) => self
+                .sack_board
+                .lost_holes(self.retransmit_from(), self.remote_mss)
+                .map(|(l, r)| r - l)
+                .sum(),
+            None => 0,
+        };
+        self.flight_size()
+            .saturating_sub(self.sack_board.bytes_below(self.remote_last_seq))
+            .saturating_sub(lost)
+    }
+
+    /// The highest sequence number sent (SND.MAX): after a retransmission timeout rewinds
+    /// SND.NXT, what the peer SACKed up to here is still known.
+    fn snd_max(&self) -> TcpSeqNumber {
+        match self.rtte.max_seq_sent {
+            Some(m) if m > self.remote_last_seq => m,
+            _ => self.remote_last_seq,
+        }
+    }
+
+    /// Move SND.NXT past data the peer SACKed (after a retransmission timeout): only the
+    /// holes go again, as Linux does unless the peer reneges.
+    fn skip_sacked(&mut self) {
+        while let Some(end) = self.sack_board.covering(self.remote_last_seq) {
+            self.remote_last_seq = end;
+        }
+    }
+
     fn cwnd_remaining(&self) -> usize {
         self.congestion_controller
             .inner()
             .window()
-            .saturating_sub(self.flight_size().saturating_sub(self.sacked))
+            .saturating_sub(self.pipe())
+    }
+
+    /// Where the next hole to retransmit in this recovery may start (RFC 6675 HighRxt).
+    fn retransmit_from(&self) -> TcpSeqNumber {
+        match self.high_rxt {
+            Some(h) if h > self.local_seq_no => h,
+            _ => self.local_seq_no,
+        }
+    }
+
+    /// The next lost hole to retransmit during recovery (RFC 6675 NextSeg (1)), if the
+    /// congestion window has room for it.
+    fn hole_to_retransmit(&self) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
+        self.recover?;
+        if self.cwnd_remaining() == 0 {
+            return None;
+        }
+        self.sack_board
+            .lost_holes(self.retransmit_from(), self.remote_mss)
+            .next()
     }
 
     /// Return the amount of octets queued in the receive buffer. This value can be larger than
@@ -2201,18 +2385,23 @@ impl<'a> Socket<'a> {
                         }
                     );
 
-                    if self.local_rx_dup_acks == 3 {
+                    // RFC 6582 (3.2 (1)): not again during a recovery; its holes are
+                    // retransmitted from the scoreboard or on partial ACKs.
+                    if self.local_rx_dup_acks == 3 && self.recover.is_none() {
                         self.timer.set_for_fast_retransmit();
                         net_debug!("started fast retransmit");
                     }
 
-                    // Notify of duplicate ACK
+                    // Notify of duplicate ACK. With SACK blocks, what the ACK reports leaves
+                    // the pipe instead (RFC 6675): inflating the window too would count it twice.
                     let in_flight = self.flight_size();
-                    self.congestion_controller.inner_mut().on_dup_ack(
-                        cx.now(),
-                        self.remote_mss,
-                        in_flight,
-                    );
+                    if repr.sack_ranges.iter().all(Option::is_none) {
+                        self.congestion_controller.inner_mut().on_dup_ack(
+                            cx.now(),
+                            self.remote_mss,
+                            in_flight,
+                        );
+                    }
                 }
 
                 // No duplicate ACK means we reset the duplicate ACK count
@@ -2229,24 +2418,51 @@ impl<'a> Socket<'a> {
                     // after it was lost too: retransmit it now, rather than wait for three
                     // more duplicate ACKs that the receiver, holding everything after the
                     // holes already, will not send (only the timer would then recover).
+                    // The segment at the new SND.UNA goes again unless this recovery has
+                    // retransmitted it already from the scoreboard.
+                    let mut recovering = false;
                     if let Some(recover) = self.recover {
                         if ack_len > 0 && ack_number < recover {
-                            net_debug!("partial ACK {} below {}: retransmitting", ack_number, recover);
-                            self.pending_fast_retransmit = true;
+                            recovering = true;
+                            if self.high_rxt.is_none_or(|h| h <= ack_number) {
+                                net_debug!(
+                                    "partial ACK {} below {}: retransmitting",
+                                    ack_number,
+                                    recover
+                                );
+                                self.pending_fast_retransmit = true;
+                            }
                         } else if ack_number >= recover {
                             self.recover = None;
+                            self.high_rxt = None;
                         }
                     }
 
-                    // Notify of fresh ACK
+                    // Notify of fresh ACK. A partial ACK leaves the congestion window as the
+                    // loss set it: one reduction per recovery, and no growth during it
+                    // (RFC 6675, RFC 6582); the ACK that ends the recovery ends it there too.
+                    //
+                    // The window grows by what this ACK delivered: not the bytes the peer had
+                    // SACKed already (Linux counts each segment delivered once). After a
+                    // retransmission timeout, the ACK of a hole's retransmission may cover a
+                    // window of SACKed data, which would otherwise let slow start send it all
+                    // again at once. An ACK of new data counts at least one byte, so that it
+                    // still ends a recovery or a timeout in the controller.
                     self.rtte.on_ack(cx.now(), ack_number);
                     let new_flight_size = self.flight_size().saturating_sub(ack_len);
-                    self.congestion_controller.inner_mut().on_ack(
-                        cx.now(),
-                        ack_len,
-                        new_flight_size,
-                        &self.rtte,
-                    );
+                    let delivered = ack_len
+                        .saturating_sub(
+                            self.sack_board.bytes_between(self.local_seq_no, ack_number),
+                        )
+                        .max(usize::from(ack_len > 0));
+                    if !recovering {
+                        self.congestion_controller.inner_mut().on_ack(
+                            cx.now(),
+                            delivered,
+                            new_flight_size,
+                            &self.rtte,
+                        );
+                    }
                 }
             };
 
@@ -2263,21 +2479,16 @@ impl<'a> Socket<'a> {
                 self.remote_last_seq = self.local_seq_no
             }
 
-            // What the peer holds above SND.UNA, by its SACK blocks (RFC 2018): those bytes
-            // left the network, so they do not keep new data from going out during recovery.
-            let (una, nxt) = (self.local_seq_no, self.remote_last_seq);
-            self.sacked = repr
-                .sack_ranges
-                .iter()
-                .flatten()
-                .map(|&(left, right)| {
-                    let (left, right) = (TcpSeqNumber(left as i32), TcpSeqNumber(right as i32));
-                    let left = if left < una { una } else { left };
-                    let right = if right > nxt { nxt } else { right };
-                    if right > left { right - left } else { 0 }
-                })
-                .sum::<usize>()
-                .min(self.flight_size());
+            // What the peer holds above SND.UNA, by its SACK blocks (RFC 2018), added to the
+            // scoreboard: those bytes left the network, so they do not keep new data from going
+            // out during recovery, and the holes below them are what was lost (RFC 6675).
+            let (una, max) = (self.local_seq_no, self.snd_max());
+            self.sack_board.clip(una, max);
+            for &(left, right) in repr.sack_ranges.iter().flatten() {
+                let (left, right) = (TcpSeqNumber(left as i32), TcpSeqNumber(right as i32));
+                self.sack_board.add(left.max(una), right.min(max));
+            }
+            self.skip_sacked();
         }
 
         // update last remote tsval
@@ -2414,6 +2625,9 @@ impl<'a> Socket<'a> {
     fn seq_to_transmit(&self, cx: &mut Context) -> bool {
         // Fast retransmits should always send, even if later congestion checks would disallow
         if self.pending_fast_retransmit && !self.tx_buffer.is_empty() {
+            return true;
+        }
+        if self.hole_to_retransmit().is_some() {
             return true;
         }
 
@@ -2602,7 +2816,8 @@ impl<'a> Socket<'a> {
                 // to be sent again.
                 self.remote_last_seq = self.local_seq_no;
                 self.recover = None;
-                self.sacked = 0;
+                self.high_rxt = None;
+                self.skip_sacked();
 
                 // Inform RTTE, so that it can can handle RTO backoff
                 self.rtte.on_rto();
@@ -2618,6 +2833,7 @@ impl<'a> Socket<'a> {
 
                 self.pending_fast_retransmit = true;
                 self.recover = Some(self.remote_last_seq);
+                self.high_rxt = None;
             }
 
             // Clear the `should_retransmit` state. If we can't retransmit right
@@ -2749,14 +2965,38 @@ impl<'a> Socket<'a> {
                 let local_mss = cx.ip_mtu() - ip_repr.header_len() - TCP_HEADER_LEN;
                 let effective_mss = local_mss.min(self.remote_mss).saturating_sub(options_len);
 
+                let hole = match self.pending_fast_retransmit {
+                    true => None,
+                    false => self.hole_to_retransmit(),
+                };
                 let offset = if self.pending_fast_retransmit {
                     let size = effective_mss.min(self.tx_buffer.len());
                     repr.seq_number = self.local_seq_no;
                     repr.payload = self.tx_buffer.get_allocated(0, size);
 
                     self.pending_fast_retransmit = false;
+                    if self.recover.is_some() {
+                        let end = self.local_seq_no + size;
+                        self.high_rxt = Some(self.high_rxt.map_or(end, |h| h.max(end)));
+                    }
 
                     0
+                } else if let Some((start, end)) = hole {
+                    // RFC 6675 NextSeg (1): the lowest lost hole not yet retransmitted.
+                    let offset = start - self.local_seq_no;
+                    let size = effective_mss.min(end - start);
+                    repr.seq_number = start;
+                    repr.payload = self.tx_buffer.get_allocated(offset, size);
+                    self.high_rxt = Some(start + repr.payload.len());
+                    // Karn: an ACK may now be for either copy.
+                    self.rtte.on_retransmit();
+                    net_debug!(
+                        "retransmitting the hole at {} ({} octets)",
+                        start,
+                        repr.payload.len()
+                    );
+
+                    offset
                 } else {
                     // Right edge of window, ie the max sequence number we're allowed to send.
                     let win_right_edge = self.local_seq_no + self.remote_win_len;
@@ -2942,6 +3182,10 @@ impl<'a> Socket<'a> {
         self.remote_last_seq = self
             .remote_last_seq
             .max(repr.seq_number + repr.segment_len());
+        // Past data the peer SACKed (`skip_sacked`, which `repr`'s borrow rules out here).
+        while let Some(end) = self.sack_board.covering(self.remote_last_seq) {
+            self.remote_last_seq = end;
+        }
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
 
@@ -7341,7 +7585,10 @@ mod test {
             ..SEND_TEMPL
         });
         s.send_slice(b"aaaBBBcccDDD").unwrap();
-        for (i, p) in [&b"aaa"[..], b"BBB", b"ccc", b"DDD"].into_iter().enumerate() {
+        for (i, p) in [&b"aaa"[..], b"BBB", b"ccc", b"DDD"]
+            .into_iter()
+            .enumerate()
+        {
             recv!(s, time 1000 + 5 * i as i64, Ok(TcpRepr {
                 seq_number: LOCAL_SEQ + 1 + 3 * i,
                 ack_number: Some(REMOTE_SEQ + 1),
@@ -7378,6 +7625,179 @@ mod test {
         }));
     }
 
+    /// `(seq, seq + len)` of the local data at `off` for `len` bytes, as a SACK block.
+    fn block(off: usize, len: usize) -> Option<(u32, u32)> {
+        Some((
+            (LOCAL_SEQ + 1 + off).0 as u32,
+            (LOCAL_SEQ + 1 + off + len).0 as u32,
+        ))
+    }
+
+    /// Eight 3-byte segments sent ("aaaBBBcccDDDeeeFFFgggHHH"), MSS 3, no congestion control.
+    fn eight_segments_sent() -> TestSocket {
+        let mut s = socket_established();
+        s.set_congestion_control(CongestionControl::None);
+        s.remote_mss = 3;
+        send!(s, time 0, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            ..SEND_TEMPL
+        });
+        s.send_slice(b"aaaBBBcccDDDeeeFFFgggHHH").unwrap();
+        for i in 0..8 {
+            recv!(s, time 1000, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + 3 * i,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload: &b"aaaBBBcccDDDeeeFFFgggHHH"[3 * i..3 * i + 3],
+                ..RECV_TEMPL
+            }));
+        }
+        s
+    }
+
+    #[test]
+    fn test_sack_board_merges_clips_and_finds_lost_holes() {
+        let seq = |n: usize| LOCAL_SEQ + n;
+        let mut b = SackBoard::default();
+        b.add(seq(30), seq(40));
+        b.add(seq(10), seq(20));
+        b.add(seq(20), seq(25)); // touches [10, 20): one range
+        b.add(seq(50), seq(50)); // empty: nothing
+        assert_eq!(b.ranges(), &[(seq(10), seq(25)), (seq(30), seq(40))]);
+        assert_eq!(b.bytes(), 25);
+        assert_eq!(b.bytes_below(seq(35)), 20);
+        assert_eq!(b.covering(seq(24)), Some(seq(25)));
+        assert_eq!(b.covering(seq(25)), None);
+        // Holes [0, 10) and [25, 30): with MSS 4, more than 8 bytes SACKed above each? The
+        // first has 25 above it, the second 10: both lost. With MSS 5 the second is not.
+        let holes: Vec<_> = b.lost_holes(seq(0), 4).collect();
+        assert_eq!(holes, vec![(seq(0), seq(10)), (seq(25), seq(30))]);
+        let holes: Vec<_> = b.lost_holes(seq(0), 5).collect();
+        assert_eq!(holes, vec![(seq(0), seq(10))]);
+        // From inside the first hole: what is left of it.
+        assert_eq!(b.lost_holes(seq(6), 4).next(), Some((seq(6), seq(10))));
+        // Acknowledged up to 12, sent up to 35.
+        b.clip(seq(12), seq(35));
+        assert_eq!(b.ranges(), &[(seq(12), seq(25)), (seq(30), seq(35))]);
+        // Full: the highest ranges are forgotten.
+        let mut b = SackBoard::default();
+        for i in 0..SACK_BOARD + 4 {
+            b.add(seq(10 * i), seq(10 * i + 5));
+        }
+        assert_eq!(b.ranges().len(), SACK_BOARD);
+        assert_eq!(
+            b.ranges()[SACK_BOARD - 1],
+            (seq(10 * (SACK_BOARD - 1)), seq(10 * (SACK_BOARD - 1) + 5))
+        );
+    }
+
+    #[test]
+    fn test_sack_recovery_retransmits_every_lost_hole_at_once() {
+        // RFC 6675: "aaa", "ccc" and "eee" are lost. The duplicate ACKs SACK the rest; after
+        // the fast retransmit of "aaa", "ccc" and "eee" go at once, not one per round trip.
+        let mut s = eight_segments_sent();
+        let sacks = [
+            [block(3, 3), None, None],
+            [block(9, 3), block(3, 3), None],
+            [block(15, 9), block(9, 3), block(3, 3)],
+        ];
+        for (i, sack_ranges) in sacks.into_iter().enumerate() {
+            send!(s, time 1050 + i as i64, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                sack_ranges,
+                ..SEND_TEMPL
+            });
+        }
+        for (off, payload) in [(0, &b"aaa"[..]), (6, b"ccc"), (12, b"eee")] {
+            recv!(s, time 1100, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + off,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload,
+                ..RECV_TEMPL
+            }));
+        }
+        recv_nothing!(s, time 1100);
+        // The partial ACK of "aaaBBB" does not send "ccc" a second time.
+        send!(s, time 1120, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 6),
+            sack_ranges: [block(15, 9), block(9, 3), None],
+            ..SEND_TEMPL
+        });
+        recv_nothing!(s, time 1121);
+        send!(s, time 1140, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1 + 24),
+            ..SEND_TEMPL
+        });
+        assert_eq!((s.recover, s.high_rxt), (None, None));
+    }
+
+    #[test]
+    fn test_retransmission_timeout_resends_only_what_was_not_sacked() {
+        // "BBB", "DDD" and "FFFgggHHH" were SACKed (too few duplicate ACKs for a fast
+        // retransmit); when the timer fires, "aaa", "ccc" and "eee" go again, nothing else.
+        let mut s = eight_segments_sent();
+        send!(s, time 1050, TcpRepr {
+            seq_number: REMOTE_SEQ + 1,
+            ack_number: Some(LOCAL_SEQ + 1),
+            sack_ranges: [block(15, 9), block(9, 3), block(3, 3)],
+            ..SEND_TEMPL
+        });
+        for (off, payload) in [(0, &b"aaa"[..]), (6, b"ccc"), (12, b"eee")] {
+            recv!(s, time 5000, Ok(TcpRepr {
+                seq_number: LOCAL_SEQ + 1 + off,
+                ack_number: Some(REMOTE_SEQ + 1),
+                payload,
+                ..RECV_TEMPL
+            }));
+        }
+        recv_nothing!(s, time 5000);
+    }
+
+    #[test]
+    fn test_one_window_reduction_per_recovery() {
+        // Reno: the window is cut once when "aaa" is found lost. The partial ACK and the
+        // duplicate ACKs after it (a second hole, "eee") do not cut it again, and SACKed
+        // duplicate ACKs do not inflate it either (the SACKed bytes leave the pipe instead).
+        let mut s = eight_segments_sent();
+        s.set_congestion_control(CongestionControl::Reno);
+        s.congestion_controller.inner_mut().set_mss(3);
+        for i in 0..3 {
+            send!(s, time 1050 + i, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                sack_ranges: [block(3, 3 + 3 * i as usize), None, None],
+                ..SEND_TEMPL
+            });
+        }
+        recv!(s, time 1100, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"aaa"[..],
+            ..RECV_TEMPL
+        }));
+        let cut = s.congestion_controller.inner().window();
+        for i in 0..4 {
+            send!(s, time 1120 + i, TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 12),
+                sack_ranges: [block(15, 3 + 3 * i as usize), None, None],
+                ..SEND_TEMPL
+            });
+        }
+        // The second hole goes from the scoreboard; no second fast retransmit, no second cut.
+        recv!(s, time 1130, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1 + 12,
+            ack_number: Some(REMOTE_SEQ + 1),
+            payload: &b"eee"[..],
+            ..RECV_TEMPL
+        }));
+        assert!(s.recover.is_some());
+        assert_eq!(s.congestion_controller.inner().window(), cut);
+    }
+
     #[test]
     fn test_sacked_bytes_do_not_count_against_the_congestion_window() {
         // 64 bytes in flight; the peer's duplicate ACK reports the last 32 received (SACK):
@@ -7387,25 +7807,31 @@ mod test {
         s.remote_last_seq = LOCAL_SEQ + 1 + 64;
         let window = s.congestion_controller.inner().window();
         let before = s.cwnd_remaining();
-        send!(s, TcpRepr {
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: Some(LOCAL_SEQ + 1),
-            sack_ranges: [
-                Some(((LOCAL_SEQ + 1 + 32).0 as u32, (LOCAL_SEQ + 1 + 64).0 as u32)),
-                None,
-                None,
-            ],
-            ..SEND_TEMPL
-        });
-        assert_eq!(s.sacked, 32);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                sack_ranges: [
+                    Some(((LOCAL_SEQ + 1 + 32).0 as u32, (LOCAL_SEQ + 1 + 64).0 as u32)),
+                    None,
+                    None,
+                ],
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.sack_board.bytes(), 32);
         assert_eq!(s.cwnd_remaining(), before.saturating_add(32).min(window));
         // A cumulative ACK of everything: nothing is held above SND.UNA any more.
-        send!(s, TcpRepr {
-            seq_number: REMOTE_SEQ + 1,
-            ack_number: Some(LOCAL_SEQ + 1 + 64),
-            ..SEND_TEMPL
-        });
-        assert_eq!(s.sacked, 0);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1 + 64),
+                ..SEND_TEMPL
+            }
+        );
+        assert_eq!(s.sack_board.bytes(), 0);
     }
 
     #[test]
