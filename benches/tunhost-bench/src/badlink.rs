@@ -1,9 +1,16 @@
-//! `tunhost-bench --badlink`: bulk TCP both ways over a bad link (`--delay 10`: 20 ms round
-//! trip, `--drop P` both ways) for each congestion control, beside the Mathis et al. model
-//! (MSS · 1.22 / (RTT · √p)), the throughput a Reno-like sender reaches at loss rate p.
+//! `tunhost-bench --badlink`: bulk TCP over a bad link, each sender probed the same way.
 //!
-//! Host → kernel is the host's TCP sending (chargen): `--congestion` is what is measured.
-//! Kernel → host is Linux sending (to discard): the host only receives and acknowledges.
+//! Two links, both 20 ms round trip (`--delay 10`) with `--drop P` both ways:
+//! - **the lossy link**, as fast as the device: only random loss. Beside the Mathis et al.
+//!   model (MSS · 1.22 / (RTT · √p)), the throughput a Reno-like sender reaches at loss rate p;
+//! - **the bottleneck**: the same, through a 20 Mbit/s link each way with a 50-packet buffer
+//!   (`--rate 20:50`; its bandwidth-delay product is 34 packets), with the median round trip of
+//!   pings sent meanwhile: the queue a sender builds is what everybody else on the link waits in.
+//!
+//! Senders: the host's TCP (reading chargen: host → kernel) under each `--congestion`, and
+//! Linux's (writing to discard: kernel → host, the host only acknowledging) under the
+//! congestion controls this kernel has, chosen per connection (`TCP_CONGESTION`), whatever the
+//! machine's default.
 
 use std::net::Ipv4Addr;
 use std::process::{Child, Command};
@@ -13,10 +20,14 @@ use super::{Res, client, serve_child};
 /// The device and addresses of the bad-link server (a benchmark range, RFC 2544).
 const DEV: &str = "thb-b";
 const HOST: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
-const ALGORITHMS: [&str; 3] = ["cubic", "reno", "none"];
+/// The host's congestion controls, and Linux's (set per socket).
+const HOST_CC: [&str; 3] = ["cubic", "reno", "none"];
+const LINUX_CC: [&str; 3] = ["cubic", "reno", "bbr"];
 const LOSSES: [f64; 3] = [0.0, 0.001, 0.01];
 /// One-way delay each way, ms.
 const DELAY_MS: f64 = 10.0;
+/// The bottleneck: Mbit/s and buffer (packets) each way.
+const BOTTLENECK: &str = "20:50";
 /// The host's MSS on a 1500-byte MTU with TCP timestamps (1500 - 20 - 20 - 12).
 const MSS: f64 = 1448.0;
 
@@ -30,7 +41,12 @@ impl Drop for BadLink {
     }
 }
 
-fn start(tunhost: &std::path::Path, congestion: &str, loss: f64) -> Res<BadLink> {
+fn start(
+    tunhost: &std::path::Path,
+    congestion: &str,
+    loss: f64,
+    rate: Option<&str>,
+) -> Res<BadLink> {
     let mut cmd = Command::new(tunhost);
     cmd.args(["serve", "--tun", DEV, "--addr", "198.18.4.2/24"])
         .args([
@@ -43,6 +59,9 @@ fn start(tunhost: &std::path::Path, congestion: &str, loss: f64) -> Res<BadLink>
         ])
         .args(["--delay", &DELAY_MS.to_string(), "--seed", "1"])
         .args(["--drop", &loss.to_string(), "--congestion", congestion]);
+    if let Some(r) = rate {
+        cmd.args(["--rate", r]);
+    }
     Ok(BadLink(serve_child(cmd)?))
 }
 
@@ -52,51 +71,144 @@ fn model(p: f64) -> Option<f64> {
     (p > 0.0).then(|| MSS * 8.0 * 1.22 / (rtt * p.sqrt()) / 1e6)
 }
 
-/// The median of the samples (Mbit/s), or `None` if none worked.
+/// The median of the samples, or `None` if none worked.
 fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
 }
 
-/// Measure every row, print the table; false if a row produced no number.
+/// Who sends: the host under its `--congestion`, or Linux under a congestion control of its own.
+#[derive(Clone, Copy)]
+enum Sender {
+    Host(&'static str),
+    Linux(&'static str),
+}
+
+impl Sender {
+    fn all() -> impl Iterator<Item = Sender> {
+        HOST_CC
+            .into_iter()
+            .map(Sender::Host)
+            .chain(LINUX_CC.into_iter().map(Sender::Linux))
+    }
+
+    fn label(self) -> String {
+        match self {
+            Sender::Host(cc) => format!("host {cc}"),
+            Sender::Linux(cc) => format!("Linux {cc}"),
+        }
+    }
+
+    /// One bulk transfer of `secs`, Mbit/s.
+    fn bulk(self, secs: f64) -> std::io::Result<f64> {
+        let gbit = match self {
+            Sender::Host(_) => client::bulk_out(HOST, secs)?,
+            Sender::Linux(cc) => client::bulk_in_with(HOST, secs, Some(cc))?,
+        };
+        Ok(gbit * 1000.0)
+    }
+
+    /// The host's congestion control for this sender's server (Linux's transfers do not
+    /// depend on it: the host only acknowledges).
+    fn host_cc(self) -> &'static str {
+        match self {
+            Sender::Host(cc) => cc,
+            Sender::Linux(_) => "cubic",
+        }
+    }
+}
+
+/// One sender on one link, `reps` times: the median Mbit/s and, with `ping`, the median round
+/// trip (ms) of the pings sent during the transfers.
+fn measure(
+    tunhost: &std::path::Path,
+    sender: Sender,
+    loss: f64,
+    rate: Option<&str>,
+    (reps, secs): (usize, f64),
+) -> Res<(Option<f64>, Option<f64>)> {
+    let server = start(tunhost, sender.host_cc(), loss, rate)?;
+    let (mut rates, mut rtts) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let pinger = rate
+            .is_some()
+            .then(|| std::thread::spawn(move || client::icmp_rtts(HOST, secs, true)));
+        match sender.bulk(secs) {
+            Ok(m) => rates.push(m),
+            Err(e) => eprintln!("warning: {} at loss {loss} failed: {e}", sender.label()),
+        }
+        if let Some(p) = pinger {
+            match p.join() {
+                Ok(Ok(v)) => rtts.extend(v.into_iter().map(|us| us / 1000.0)),
+                Ok(Err(e)) => eprintln!("warning: pings beside {} failed: {e}", sender.label()),
+                Err(_) => eprintln!("warning: the pinger panicked"),
+            }
+        }
+    }
+    drop(server);
+    eprintln!(
+        "  done: {} at loss {loss}{}",
+        sender.label(),
+        rate.map_or(String::new(), |r| format!(", rate {r}"))
+    );
+    Ok((median(rates), median(rtts)))
+}
+
+fn cell(v: Option<f64>) -> String {
+    v.map_or("—".to_string(), |m| format!("{m:.1}"))
+}
+
+/// Measure every row, print both tables; false if a cell produced no number.
 pub(super) fn run(tunhost: &std::path::Path, reps: usize, secs: f64) -> Res<bool> {
-    println!(
-        "\nbulk TCP over a bad link: 20 ms RTT (--delay 10), --drop P both ways, {reps} rep(s) × {secs} s, Mbit/s (median)\n"
-    );
-    println!(
-        "| loss | model (Mathis, MSS {MSS}) | {} |",
-        ALGORITHMS
-            .iter()
-            .flat_map(|a| [format!("{a} host→kernel"), format!("{a} kernel→host")])
-            .collect::<Vec<_>>()
-            .join(" | ")
-    );
-    println!("|---|---|{}", "---|".repeat(2 * ALGORITHMS.len()));
+    let labels: Vec<String> = Sender::all().map(Sender::label).collect();
     let mut ok = true;
+
+    println!(
+        "\nbulk TCP over a lossy link: 20 ms RTT (--delay 10), --drop P both ways, {reps} rep(s) × {secs} s, Mbit/s (median); host = host → kernel, Linux = kernel → host\n"
+    );
+    println!(
+        "| loss | model (Mathis, MSS {MSS}) | {} | host cubic / Linux cubic |",
+        labels.join(" | ")
+    );
+    println!("|---|---|{}---|", "---|".repeat(labels.len()));
     for loss in LOSSES {
         let mut cells = Vec::new();
-        for cc in ALGORITHMS {
-            let server = start(tunhost, cc, loss)?;
-            let (mut out, mut inn) = (Vec::new(), Vec::new());
-            for _ in 0..reps {
-                match client::bulk_out(HOST, secs) {
-                    Ok(g) => out.push(g * 1000.0),
-                    Err(e) => eprintln!("warning: {cc} loss {loss} host→kernel failed: {e}"),
-                }
-                match client::bulk_in(HOST, secs) {
-                    Ok(g) => inn.push(g * 1000.0),
-                    Err(e) => eprintln!("warning: {cc} loss {loss} kernel→host failed: {e}"),
-                }
+        let mut cubic = (None, None);
+        for sender in Sender::all() {
+            let (mbit, _) = measure(tunhost, sender, loss, None, (reps, secs))?;
+            ok &= mbit.is_some();
+            match sender {
+                Sender::Host("cubic") => cubic.0 = mbit,
+                Sender::Linux("cubic") => cubic.1 = mbit,
+                _ => {}
             }
-            drop(server);
-            for v in [median(out), median(inn)] {
-                ok &= v.is_some();
-                cells.push(v.map_or("—".to_string(), |m| format!("{m:.1}")));
-            }
-            eprintln!("  done: {cc} at loss {loss}");
+            cells.push(cell(mbit));
         }
-        let m = model(loss).map_or("—".to_string(), |m| format!("{m:.1}"));
-        println!("| {}% | {m} | {} |", loss * 100.0, cells.join(" | "));
+        let ratio = match cubic {
+            (Some(h), Some(l)) if l > 0.0 => format!("{:.2}", h / l),
+            _ => "—".to_string(),
+        };
+        let m = cell(model(loss));
+        println!(
+            "| {}% | {m} | {} | {ratio} |",
+            loss * 100.0,
+            cells.join(" | ")
+        );
+    }
+
+    println!(
+        "\nbulk TCP through a bottleneck: 20 ms RTT, --rate {BOTTLENECK} (20 Mbit/s, 50-packet buffer) each way, --drop P both ways, {reps} rep(s) × {secs} s: Mbit/s (median), and in brackets the median ping round trip meanwhile, ms (idle: 20)\n"
+    );
+    println!("| loss | {} |", labels.join(" | "));
+    println!("|---|{}", "---|".repeat(labels.len()));
+    for loss in LOSSES {
+        let mut cells = Vec::new();
+        for sender in Sender::all() {
+            let (mbit, rtt) = measure(tunhost, sender, loss, Some(BOTTLENECK), (reps, secs))?;
+            ok &= mbit.is_some() && rtt.is_some();
+            cells.push(format!("{} ({})", cell(mbit), cell(rtt)));
+        }
+        println!("| {}% | {} |", loss * 100.0, cells.join(" | "));
     }
     Ok(ok)
 }

@@ -1,7 +1,7 @@
 //! The kernel client of every measurement: plain std sockets (and an ICMP datagram socket), each
 //! loop bounded in time and in count.
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,18 @@ fn connect(addr: Ipv4Addr, port: u16) -> std::io::Result<TcpStream> {
 /// Kernel → host: write to discard for `secs`, then FIN and wait for the host's FIN (all data
 /// consumed). Gbit/s.
 pub fn bulk_in(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
+    bulk_in_with(addr, secs, None)
+}
+
+/// [`bulk_in`] with the kernel's congestion control for this connection set to `congestion`
+/// (`TCP_CONGESTION`: `cubic`, `reno`, `bbr`), whatever the namespace's default is.
+pub fn bulk_in_with(addr: Ipv4Addr, secs: f64, congestion: Option<&str>) -> std::io::Result<f64> {
     let mut s = connect(addr, 9)?;
+    if let Some(cc) = congestion {
+        let name = std::ffi::OsString::from(cc);
+        nix::sys::socket::setsockopt(&s, nix::sys::socket::sockopt::TcpCongestion, &name)
+            .map_err(|e| std::io::Error::other(format!("TCP_CONGESTION {cc}: {e}")))?;
+    }
     let buf = vec![0x5au8; CHUNK];
     let start = Instant::now();
     let mut bytes = 0u64;
@@ -93,6 +104,13 @@ pub fn connect_close(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
 /// An ICMP datagram socket (`ping_group_range` allows it): the kernel fills in the identifier
 /// and checksum. It is driven as a `UdpSocket`, whose calls are the same; port 0.
 pub fn icmp_rtt(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
+    Ok(crate::median(&mut icmp_rtts(addr, secs, false)?))
+}
+
+/// The round-trip times (µs) of ICMP echoes, one in flight at a time, for `secs`. With `lossy`,
+/// an echo with no reply within a second is left out (a bad link drops some) instead of
+/// failing the measurement.
+pub fn icmp_rtts(addr: Ipv4Addr, secs: f64, lossy: bool) -> std::io::Result<Vec<f64>> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockProtocol, SockType, socket};
     let fd = socket(
         AddressFamily::Inet,
@@ -119,13 +137,21 @@ pub fn icmp_rtt(addr: Ipv4Addr, secs: f64) -> std::io::Result<f64> {
         let t = Instant::now();
         sock.send_to(&req, to)?;
         // Echo reply (type 0) with our sequence number; a late reply to an earlier one is skipped.
-        loop {
-            let n = sock.recv(&mut reply)?;
-            if n >= 8 && reply[0] == 0 && reply[6..8] == seq.to_be_bytes() {
-                break;
+        let answered = loop {
+            match sock.recv(&mut reply) {
+                Ok(n) if n >= 8 && reply[0] == 0 && reply[6..8] == seq.to_be_bytes() => break true,
+                Ok(_) => {}
+                Err(e)
+                    if lossy && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    break false;
+                }
+                Err(e) => return Err(e),
             }
+        };
+        if answered {
+            rtts.push(t.elapsed().as_secs_f64() * 1e6);
         }
-        rtts.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    Ok(crate::median(&mut rtts))
+    Ok(rtts)
 }

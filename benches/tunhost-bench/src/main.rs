@@ -3,7 +3,7 @@
 //! ```text
 //! cargo build --release && sudo target/release/tunhost-bench          # the full table (~4 min)
 //! sudo target/release/tunhost-bench --smoke                           # seconds; CI
-//! sudo target/release/tunhost-bench --badlink --reps 3 --secs 5      # a bad link (~3 min)
+//! sudo target/release/tunhost-bench --badlink --reps 3 --secs 5      # a bad link (~10 min)
 //! ```
 //!
 //! It makes everything it uses and removes it when done (also on error or Ctrl-C):
@@ -74,7 +74,7 @@ struct Args {
     #[arg(long)]
     no_scale: bool,
     /// Measure only bulk TCP over a bad link (20 ms RTT, 0/0.1/1 % loss) for each congestion
-    /// control of tunhost, beside the Mathis model (~3 min with --reps 3 --secs 5).
+    /// control of tunhost and of Linux, on a lossy link and through a 20 Mbit/s bottleneck, beside the Mathis model (~10 min with --reps 3 --secs 5).
     #[arg(long)]
     badlink: bool,
     /// (internal) run as a server child: stock or kernel.
