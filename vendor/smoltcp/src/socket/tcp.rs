@@ -2987,7 +2987,12 @@ impl<'a> Socket<'a> {
                     let size = effective_mss.min(end - start);
                     repr.seq_number = start;
                     repr.payload = self.tx_buffer.get_allocated(offset, size);
-                    self.high_rxt = Some(start + repr.payload.len());
+                    // (Never empty: the hole lies below data the peer SACKed, which is still
+                    // queued. Were it so, the hole is passed over rather than sent for ever.)
+                    self.high_rxt = Some(match repr.payload.len() {
+                        0 => end,
+                        n => start + n,
+                    });
                     // Karn: an ACK may now be for either copy.
                     self.rtte.on_retransmit();
                     net_debug!(
