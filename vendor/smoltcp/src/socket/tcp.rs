@@ -677,7 +677,7 @@ impl SackBoard {
 
     /// Bytes SACKed from `from` up to `to`.
     fn bytes_between(&self, from: TcpSeqNumber, to: TcpSeqNumber) -> usize {
-        self.bytes_below(to) - self.bytes_below(from)
+        self.bytes_below(to).saturating_sub(self.bytes_below(from))
     }
 
     /// The end of the SACKed range that holds `seq`, if one does.
