@@ -773,6 +773,49 @@ pub mod seeds {
         p
     }
 
+    /// A TCP segment from the peer (IPv4) to the host's `dport` with MSS 536 and SACK
+    /// permitted (on a SYN) or these SACK blocks (on an ACK).
+    fn tcp_sack(
+        dport: u16,
+        seq: u32,
+        ack: Option<u32>,
+        syn: bool,
+        blocks: &[(u32, u32)],
+    ) -> Vec<u8> {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber};
+        let mut sack_ranges = [None; 3];
+        for (slot, &b) in sack_ranges.iter_mut().zip(blocks) {
+            *slot = Some(b);
+        }
+        let repr = TcpRepr {
+            src_port: 40010,
+            dst_port: dport,
+            control: if syn {
+                TcpControl::Syn
+            } else {
+                TcpControl::None
+            },
+            seq_number: TcpSeqNumber(seq as i32),
+            ack_number: ack.map(|a| TcpSeqNumber(a as i32)),
+            window_len: 65535,
+            window_scale: None,
+            max_seg_size: syn.then_some(536),
+            sack_permitted: syn,
+            sack_ranges,
+            timestamp: None,
+            payload: &[],
+        };
+        let mut b = vec![0u8; repr.buffer_len()];
+        repr.emit(
+            &mut TcpPacket::new_unchecked(&mut b[..]),
+            &IpAddress::Ipv4(PEER_V4),
+            &IpAddress::Ipv4(HOST4),
+            &ChecksumCapabilities::default(),
+        );
+        ipv4(PEER_V4, HOST4, IpProtocol::Tcp, &b)
+    }
+
     fn tcp(
         v6: bool,
         sport: u16,
@@ -915,6 +958,9 @@ pub mod seeds {
         )
     }
 
+    /// The SACK blocks a scripted peer reports, given the host's data segments as (seq, end).
+    type SackBlocks = dyn Fn(&[(u32, u32)]) -> Vec<(u32, u32)>;
+
     /// Records packets fed to a live fuzz host, so that a seed can react to its answers.
     struct Script {
         medium: Medium,
@@ -1006,6 +1052,49 @@ pub mod seeds {
                 .collect()
         }
 
+        /// Chargen with SACK: the peer (MSS 536) lets the host fill its window, then answers
+        /// with duplicate ACKs whose SACK blocks are `blocks(host's data segments as (seq,
+        /// end))`, lets the host retransmit, acknowledges half, and lets the retransmission
+        /// timer run with the rest SACKed the same way.
+        fn chargen_sack(&mut self, blocks: &SackBlocks) {
+            let seq = 2001u32;
+            self.send(&tcp_sack(19, seq - 1, None, true, &[]));
+            let Some(&(_, isn, _, _)) = self.host_segments().iter().rev().find(|s| s.0) else {
+                return;
+            };
+            self.send(&tcp_sack(19, seq, Some(isn.wrapping_add(1)), false, &[]));
+            self.advance(5);
+            let data = |s: &Script| -> Vec<(u32, u32)> {
+                s.host_segments()
+                    .into_iter()
+                    .filter(|&(syn, _, len, _)| !syn && len > 0)
+                    .map(|(_, sq, len, _)| (sq, sq.wrapping_add(len as u32)))
+                    .collect()
+            };
+            // The first flight acknowledged: slow start sends a larger second one.
+            let Some(&(_, una)) = data(self).last() else {
+                return;
+            };
+            self.send(&tcp_sack(19, seq, Some(una), false, &[]));
+            self.advance(5);
+            let sent: Vec<(u32, u32)> = data(self)
+                .into_iter()
+                .filter(|&(sq, _)| sq.wrapping_sub(una) as i32 >= 0)
+                .collect();
+            for _ in 0..3 {
+                self.send(&tcp_sack(19, seq, Some(una), false, &blocks(&sent)));
+            }
+            self.advance(5);
+            // Half of it acknowledged; the timer then runs out with the rest reported as before.
+            let Some(&(_, half)) = sent.get(sent.len() / 2) else {
+                return;
+            };
+            self.send(&tcp_sack(19, seq, Some(half), false, &blocks(&data(self))));
+            self.advance(1500);
+            self.send(&tcp_sack(19, seq, Some(half), false, &blocks(&data(self))));
+            self.advance(5);
+        }
+
         /// Open a connection to `port`, send `data` in one segment, wait, optionally FIN.
         fn tcp_session(&mut self, v6: bool, sport: u16, port: u16, data: &[u8], fin: bool) {
             let mut seq = 1000u32;
@@ -1077,6 +1166,30 @@ pub mod seeds {
         });
         add("tcp-chargen", &|s| {
             s.tcp_session(false, 40004, 19, b"", false)
+        });
+        // Segments 1 and 3 lost, the rest SACKed: SACK-based recovery (smoltcp patch 17).
+        add("tcp-chargen-sack", &|s| {
+            s.chargen_sack(&|segs| {
+                let (Some(&(a, b)), Some(&(c, _)), Some(&(_, end))) =
+                    (segs.get(1), segs.get(3), segs.last())
+                else {
+                    return Vec::new();
+                };
+                vec![(c, end), (a, b)]
+            })
+        });
+        // SACK blocks that lie: past what was sent, below SND.UNA, reversed, everything.
+        add("tcp-chargen-sack-lies", &|s| {
+            s.chargen_sack(&|segs| {
+                let (Some(&(first, _)), Some(&(_, end))) = (segs.first(), segs.last()) else {
+                    return Vec::new();
+                };
+                vec![
+                    (end.wrapping_sub(100), end.wrapping_add(100_000)),
+                    (first.wrapping_sub(5000), first.wrapping_add(600)),
+                    (end, first),
+                ]
+            })
         });
         add("tcp-closed-port", &|s| {
             s.tcp_session(false, 40005, 8, b"", false)
@@ -1166,6 +1279,38 @@ mod seed_tests {
                 "{medium:?}: no chargen"
             );
         }
+    }
+
+    #[test]
+    fn the_sack_seed_makes_the_host_resend_the_two_holes_at_once() {
+        // The host's data segments (IPv4) as (seq, len), in the order sent.
+        let seeds = seeds::ingress(Medium::Ip);
+        let seed = &seeds
+            .iter()
+            .find(|(n, _)| *n == "tcp-chargen-sack")
+            .unwrap()
+            .1;
+        let tx: Vec<(u32, usize)> = replies(Medium::Ip, seed)
+            .iter()
+            .filter_map(|p| {
+                let ip = Ipv4Packet::new_checked(&p[..]).ok()?;
+                let t = TcpPacket::new_checked(ip.payload()).ok()?;
+                (!t.syn() && !t.payload().is_empty())
+                    .then(|| (t.seq_number().0 as u32, t.payload().len()))
+            })
+            .collect();
+        // The first two segments sent a second time: the two holes the duplicate ACKs left
+        // (the flight's 1st and 3rd segments, with the SACKed 2nd between them), one after the
+        // other, before any new data.
+        let first_again = (0..tx.len())
+            .find(|&i| tx[..i].iter().any(|t| t.0 == tx[i].0))
+            .expect("nothing retransmitted");
+        let (a, b) = (tx[first_again], tx[first_again + 1]);
+        assert!(
+            tx[..first_again].contains(&a) && tx[..first_again].contains(&b),
+            "{tx:?}"
+        );
+        assert_eq!(b.0.wrapping_sub(a.0), 2 * 536, "{tx:?}");
     }
 
     /// The TCP flags of the host's answers, as "SA" (SYN-ACK) or "R" (RST), in order.
