@@ -613,14 +613,29 @@ impl SackBoard {
         self.len = 0;
     }
 
-    /// Forget what is below `una` (acknowledged) and at or above `nxt` (never sent).
-    fn clip(&mut self, una: TcpSeqNumber, nxt: TcpSeqNumber) {
+    /// The part of [`l`, `r`) from `una` up to `max`, if any. Each end is placed by its own
+    /// distance from `una` (less than 2^31 for whatever was sent): comparing the ends with one
+    /// another could wrap, so that a block spanning more than half the sequence space would
+    /// seem to lie inside the window while it surrounds it.
+    fn within(
+        una: TcpSeqNumber,
+        max: TcpSeqNumber,
+        l: TcpSeqNumber,
+        r: TcpSeqNumber,
+    ) -> Option<(TcpSeqNumber, TcpSeqNumber)> {
+        let span = max.0.wrapping_sub(una.0).max(0);
+        let at = |x: TcpSeqNumber| x.0.wrapping_sub(una.0).clamp(0, span) as usize;
+        let (l, r) = (at(l), at(r));
+        (l < r).then(|| (una + l, una + r))
+    }
+
+    /// Forget what is below `una` (acknowledged) and at or above `max` (never sent).
+    fn clip(&mut self, una: TcpSeqNumber, max: TcpSeqNumber) {
         let mut n = 0;
         for i in 0..self.len as usize {
             let (l, r) = self.ranges[i];
-            let (l, r) = (l.max(una), r.min(nxt));
-            if l < r {
-                self.ranges[n] = (l, r);
+            if let Some(range) = Self::within(una, max, l, r) {
+                self.ranges[n] = range;
                 n += 1;
             }
         }
@@ -2486,7 +2501,9 @@ impl<'a> Socket<'a> {
             self.sack_board.clip(una, max);
             for &(left, right) in repr.sack_ranges.iter().flatten() {
                 let (left, right) = (TcpSeqNumber(left as i32), TcpSeqNumber(right as i32));
-                self.sack_board.add(left.max(una), right.min(max));
+                if let Some((l, r)) = SackBoard::within(una, max, left, right) {
+                    self.sack_board.add(l, r);
+                }
             }
             self.skip_sacked();
         }
@@ -7681,6 +7698,22 @@ mod test {
         assert_eq!(holes, vec![(seq(0), seq(10))]);
         // From inside the first hole: what is left of it.
         assert_eq!(b.lost_holes(seq(6), 4).next(), Some((seq(6), seq(10))));
+        // A block around the window, each end more than 2^31 from the other: nothing of it
+        // is inside (its ends compared with each other wrap). Ends outside are clamped.
+        let far = |n: u32| TcpSeqNumber(LOCAL_SEQ.0.wrapping_add(n as i32));
+        assert_eq!(
+            SackBoard::within(seq(0), seq(100), far(0x2000_0000), far(0xB000_0000)),
+            None
+        );
+        assert_eq!(
+            SackBoard::within(seq(10), seq(100), far(0xFFFF_0000), seq(20)),
+            Some((seq(10), seq(20)))
+        );
+        assert_eq!(
+            SackBoard::within(seq(10), seq(100), seq(90), seq(5000)),
+            Some((seq(90), seq(100)))
+        );
+        assert_eq!(SackBoard::within(seq(10), seq(100), seq(50), seq(40)), None);
         // Acknowledged up to 12, sent up to 35.
         b.clip(seq(12), seq(35));
         assert_eq!(b.ranges(), &[(seq(12), seq(25)), (seq(30), seq(35))]);
