@@ -695,12 +695,13 @@ impl SackBoard {
         self.bytes_below(to).saturating_sub(self.bytes_below(from))
     }
 
-    /// The end of the SACKed range that holds `seq`, if one does.
-    fn covering(&self, seq: TcpSeqNumber) -> Option<TcpSeqNumber> {
+    /// `seq`, or the end of the SACKed range that holds it (ranges do not touch, so the next
+    /// one does not hold that end).
+    fn past(&self, seq: TcpSeqNumber) -> TcpSeqNumber {
         self.ranges()
             .iter()
             .find(|&&(l, r)| l <= seq && seq < r)
-            .map(|&(_, r)| r)
+            .map_or(seq, |&(_, r)| r)
     }
 
     /// The holes from `from` up to the highest SACKed byte that RFC 6675 deems lost (more than
@@ -1596,9 +1597,7 @@ impl<'a> Socket<'a> {
     /// Move SND.NXT past data the peer SACKed (after a retransmission timeout): only the
     /// holes go again, as Linux does unless the peer reneges.
     fn skip_sacked(&mut self) {
-        while let Some(end) = self.sack_board.covering(self.remote_last_seq) {
-            self.remote_last_seq = end;
-        }
+        self.remote_last_seq = self.sack_board.past(self.remote_last_seq);
     }
 
     fn cwnd_remaining(&self) -> usize {
@@ -3205,9 +3204,7 @@ impl<'a> Socket<'a> {
             .remote_last_seq
             .max(repr.seq_number + repr.segment_len());
         // Past data the peer SACKed (`skip_sacked`, which `repr`'s borrow rules out here).
-        while let Some(end) = self.sack_board.covering(self.remote_last_seq) {
-            self.remote_last_seq = end;
-        }
+        self.remote_last_seq = self.sack_board.past(self.remote_last_seq);
         self.remote_last_ack = repr.ack_number;
         self.remote_last_win = repr.window_len;
 
@@ -7688,8 +7685,8 @@ mod test {
         assert_eq!(b.ranges(), &[(seq(10), seq(25)), (seq(30), seq(40))]);
         assert_eq!(b.bytes(), 25);
         assert_eq!(b.bytes_below(seq(35)), 20);
-        assert_eq!(b.covering(seq(24)), Some(seq(25)));
-        assert_eq!(b.covering(seq(25)), None);
+        assert_eq!(b.past(seq(24)), seq(25));
+        assert_eq!(b.past(seq(25)), seq(25));
         // Holes [0, 10) and [25, 30): with MSS 4, more than 8 bytes SACKed above each? The
         // first has 25 above it, the second 10: both lost. With MSS 5 the second is not.
         let holes: Vec<_> = b.lost_holes(seq(0), 4).collect();
